@@ -1,0 +1,1 @@
+"""vidq: a self-hosted video conversion service."""
