@@ -1,1 +1,3 @@
-"""vidq: a self-hosted video conversion service."""
+"""vidq: a self-hosted video conversion service with a REST API for long-running work."""
+
+__version__ = "0.1.0"

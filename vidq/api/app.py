@@ -1,0 +1,68 @@
+"""The application factory: routes, error handlers, and the lifespan that runs the background loops."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+
+from vidq import __version__
+from vidq.api import routes_jobs, routes_service
+from vidq.api.problems import install_problem_handlers
+from vidq.config import Settings
+from vidq.runtime import Runtime
+from vidq.worker.pool import WorkerPool
+
+log = logging.getLogger("vidq")
+
+STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+
+DESCRIPTION = """Convert video files through a REST API built for long-running work.
+
+POST a video to `/convert` and get `202 Accepted` with a job id at once; follow the job at
+`/job/{id}`; download the result from its `download_url`. Every endpoint but health, the web
+page and the docs needs `Authorization: Bearer <api-key>`. Errors are `application/problem+json`.
+"""
+
+
+def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
+    """The vidq ASGI app; with `run_workers`, conversions run in this process too."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = await Runtime.open(settings)
+        app.state.runtime = runtime
+        pool: WorkerPool | None = None
+        if run_workers and settings.workers > 0:
+            pool = WorkerPool(runtime, settings.workers)
+            await pool.start()
+        app.state.pool = pool
+        try:
+            yield
+        finally:
+            if pool is not None:
+                await pool.stop(settings.shutdown_grace_seconds)
+            await runtime.close()
+
+    app = FastAPI(
+        title="vidq",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        redoc_url=None,
+    )
+    install_problem_handlers(app)
+    app.include_router(routes_jobs.router)
+    app.include_router(routes_service.router)
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app

@@ -1,0 +1,47 @@
+"""Who is asking: `Authorization: Bearer <api-key>` resolved to its owner."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from vidq.errors import Unauthorized
+from vidq.jobs.accounts import Account, account_for_key
+from vidq.runtime import Runtime
+
+bearer = HTTPBearer(auto_error=False, description="An API key made by `vidq keys create NAME`.")
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The process's Runtime, opened in the app's lifespan."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+async def optional_account(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Account | None:
+    """The caller's account, or None when no key was sent."""
+    if credentials is None:
+        return None
+    account = await account_for_key(runtime_of(request).db, credentials.credentials)
+    if account is None:
+        raise Unauthorized("Unknown API key.")
+    return account
+
+
+async def current_account(
+    account: Annotated[Account | None, Depends(optional_account)],
+) -> Account:
+    """The caller's account; 401 without a valid key."""
+    if account is None:
+        raise Unauthorized()
+    return account
+
+
+CurrentAccount = Annotated[Account, Depends(current_account)]
+OptionalAccount = Annotated[Account | None, Depends(optional_account)]
+RuntimeDep = Annotated[Runtime, Depends(runtime_of)]

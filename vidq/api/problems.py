@@ -1,0 +1,105 @@
+"""One error shape for every answer that is not a success: RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from vidq.errors import InvalidOption, TooManyJobs, Unauthorized, VidqError
+
+log = logging.getLogger("vidq.api")
+
+PROBLEM_TYPE_BASE = "https://vidq.dev/problems/"
+MEDIA_TYPE = "application/problem+json"
+
+_CODES_BY_STATUS = {
+    400: "bad_request",
+    401: "unauthorized",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    410: "gone",
+    413: "too_large",
+    415: "unsupported_content_type",
+    416: "range_not_satisfiable",
+    422: "invalid_option",
+    429: "too_many_jobs",
+    503: "unavailable",
+}
+
+
+def problem(
+    status: int,
+    code: str,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """A problem+json answer."""
+    body = {
+        "type": PROBLEM_TYPE_BASE + code,
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        **extra,
+    }
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+async def _vidq_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, VidqError)
+    headers: dict[str, str] = {}
+    extra: dict[str, Any] = dict(exc.extra)
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyJobs):
+        headers["Retry-After"] = str(extra.pop("retry_after", 30))
+    if isinstance(exc, InvalidOption):
+        extra["errors"] = exc.errors
+    if exc.status >= 500:
+        log.error("%s: %s", exc.code, exc.detail)
+    return problem(exc.status, exc.code, exc.detail, title=exc.title, headers=headers, **extra)
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _CODES_BY_STATUS.get(exc.status_code, "error")
+    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    if exc.status_code == 404 and detail == "Not Found":
+        detail = "No such resource."
+    return problem(exc.status_code, code, detail, headers=dict(exc.headers or {}))
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [{"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem(422, "invalid_option", detail, title="Invalid option", errors=errors)
+
+
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error", exc_info=exc)
+    return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Route every error, ours or the framework's, through problem+json."""
+    app.add_exception_handler(VidqError, _vidq_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

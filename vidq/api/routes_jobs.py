@@ -1,0 +1,329 @@
+"""Routes of the job lifecycle: convert, follow, list, cancel, delete, download."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import json
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import FileResponse, JSONResponse
+
+from vidq import metrics
+from vidq.api.auth import CurrentAccount, OptionalAccount, RuntimeDep
+from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
+from vidq.api.uploads import Upload, receive_multipart, receive_raw, upload_form
+from vidq.db.models import Job
+from vidq.errors import Gone, InvalidOption, NotFound, Unauthorized, VidqError
+from vidq.jobs import queue
+from vidq.jobs.accounts import Account
+from vidq.jobs.options import check_against_input
+from vidq.jobs.signing import signature_valid
+from vidq.jobs.states import FINISHED, JobStatus
+from vidq.jobs.submission import parse_submission
+from vidq.jobs.views import job_view
+from vidq.media.probe import probe
+from vidq.runtime import Runtime
+
+log = logging.getLogger("vidq.api")
+router = APIRouter()
+
+WAIT_POLL_SECONDS = 0.25
+RETRY_AFTER_QUEUED = 5
+RETRY_AFTER_RUNNING = 2
+
+
+async def render_job(runtime: Runtime, job: Job, request: Request) -> dict[str, Any]:
+    """The Job document for an answer to `request`."""
+    position = await queue.queue_position(runtime.db, job)
+    notes = await queue.notifications_of(runtime.db, [job.id])
+    return job_view(
+        job,
+        base_url=runtime.base_url_for(str(request.base_url)),
+        secret=runtime.signing_key,
+        queue_position=position,
+        notifications=notes.get(job.id, []),
+    )
+
+
+def _retry_after(job: Job) -> dict[str, str]:
+    if job.status == JobStatus.QUEUED:
+        return {"Retry-After": str(RETRY_AFTER_QUEUED)}
+    if job.status == JobStatus.RUNNING:
+        return {"Retry-After": str(RETRY_AFTER_RUNNING)}
+    return {}
+
+
+def _etag(document: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    return f'"{digest[:32]}"'
+
+
+async def _receive(request: Request, runtime: Runtime, key: str) -> tuple[Upload, dict[str, str]]:
+    """Stream the upload into storage; return it and the request's option fields."""
+    form = upload_form(request.headers.get("content-type", ""))
+    max_bytes = runtime.settings.max_upload_bytes
+    if form == "raw":
+        fields: dict[str, str] = {}
+        for name, value in request.query_params.multi_items():
+            if name in fields:
+                raise InvalidOption.field(name, "is given more than once")
+            fields[name] = value
+        filename = fields.pop("filename", None)
+        # Fail fast: options in the query can be checked before the body is read.
+        await parse_submission(fields, runtime.settings)
+        upload = await receive_raw(request, runtime.storage, key, filename=filename, max_bytes=max_bytes)
+        return upload, fields
+    upload = await receive_multipart(request, runtime.storage, key, max_bytes=max_bytes)
+    return upload, upload.fields
+
+
+@router.post(
+    "/convert",
+    status_code=202,
+    response_model=JobModel,
+    responses={200: {"model": JobModel, "description": "The job an earlier request with the same Idempotency-Key made"}, **problem_responses(400, 401, 409, 413, 415, 422, 429, 507)},
+    openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
+    summary="Queue a conversion",
+)
+async def convert(
+    request: Request,
+    account: CurrentAccount,
+    runtime: RuntimeDep,
+    idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+) -> Response:
+    """Upload a video with its options; the job is queued and its id returned at once (202)."""
+    upload_form(request.headers.get("content-type", ""))
+    settings = runtime.settings
+    await queue.check_unfinished_limit(runtime.db, account.id, settings.max_unfinished_jobs)
+    job_id = str(uuid.uuid4())
+    key = f"inputs/{job_id}"
+    try:
+        upload, fields = await _receive(request, runtime, key)
+    except VidqError as exc:
+        metrics.UPLOADS.labels(outcome=exc.code).inc()
+        raise
+    try:
+        submission = await parse_submission(fields, settings)
+        async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
+            info = await probe(path, settings)
+        check_against_input(submission.options, info)
+        job = await queue.submit(
+            runtime.db,
+            queue.NewJob(
+                id=job_id,
+                owner_id=account.id,
+                input_key=key,
+                input_filename=upload.filename,
+                input_content_type=upload.content_type,
+                input_size_bytes=upload.size_bytes,
+                input_sha256=upload.sha256,
+                input_info=info.to_json(),
+                options=submission.options.model_dump(),
+                metadata=submission.metadata,
+                webhook_url=submission.webhook_url,
+                email=submission.email,
+            ),
+            max_unfinished=settings.max_unfinished_jobs,
+        )
+    except BaseException as exc:
+        await runtime.storage.delete(key)
+        metrics.UPLOADS.labels(outcome=getattr(exc, "code", "error")).inc()
+        raise
+    metrics.UPLOADS.labels(outcome="accepted").inc()
+    metrics.UPLOAD_BYTES.inc(upload.size_bytes)
+    runtime.wakeup.set()
+    document = await render_job(runtime, job, request)
+    return JSONResponse(
+        document,
+        status_code=202,
+        headers={"Location": f"/job/{job.id}", **_retry_after(job)},
+    )
+
+
+@router.get(
+    "/job/{job_id}",
+    response_model=JobModel,
+    responses={304: {"description": "Not modified"}, **problem_responses(401, 404, 422)},
+    summary="Follow a job",
+)
+async def get_job(
+    job_id: str,
+    request: Request,
+    account: CurrentAccount,
+    runtime: RuntimeDep,
+    wait: Annotated[float | None, Query(gt=0, le=60, description="Hold the answer until the job finishes or this many seconds pass.")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The job's current state. With `?wait=N`, held until it finishes or N seconds pass."""
+    job = await queue.get(runtime.db, job_id, account.id)
+    if wait is not None:
+        deadline = time.monotonic() + wait
+        while job.status not in FINISHED and time.monotonic() < deadline:
+            await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+            job = await queue.get(runtime.db, job_id, account.id)
+    document = await render_job(runtime, job, request)
+    etag = _etag(document)
+    headers = {"ETag": etag, **_retry_after(job)}
+    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(document, headers=headers)
+
+
+@router.delete(
+    "/job/{job_id}",
+    status_code=204,
+    responses=problem_responses(401, 404),
+    summary="Delete a job",
+)
+async def delete_job(job_id: str, account: CurrentAccount, runtime: RuntimeDep) -> Response:
+    """Remove a job: a queued one leaves the queue, a running one is stopped, files go too."""
+    job = await queue.remove(runtime.db, job_id, account.id)
+    await remove_job_files(runtime, job)
+    return Response(status_code=204)
+
+
+async def remove_job_files(runtime: Runtime, job: Job) -> None:
+    """Delete a job's input and output blobs, if any."""
+    await runtime.storage.delete(f"inputs/{job.id}")
+    if job.output_key:
+        await runtime.storage.delete(job.output_key)
+
+
+@router.post(
+    "/job/{job_id}/cancel",
+    response_model=JobModel,
+    responses=problem_responses(401, 404, 409),
+    summary="Cancel a job",
+)
+async def cancel_job(
+    job_id: str, request: Request, account: CurrentAccount, runtime: RuntimeDep
+) -> Response:
+    """Stop a queued or running job, keeping its record (status `cancelled`)."""
+    job = await queue.request_cancel(
+        runtime.db, job_id, account.id, payload_for=runtime.notification_payload
+    )
+    await runtime.storage.delete(f"inputs/{job.id}")
+    return JSONResponse(await render_job(runtime, job, request))
+
+
+def _decode_cursor(cursor: str | None) -> int | None:
+    if cursor is None:
+        return None
+    try:
+        value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
+    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
+        raise InvalidOption.field("cursor", "is not a cursor this server gave out") from exc
+    if value < 1:
+        raise InvalidOption.field("cursor", "is not a cursor this server gave out")
+    return value
+
+
+def _encode_cursor(seq: int | None) -> str | None:
+    return None if seq is None else base64.urlsafe_b64encode(str(seq).encode()).decode().rstrip("=")
+
+
+@router.get(
+    "/jobs",
+    response_model=JobList,
+    responses=problem_responses(401, 422),
+    summary="List your jobs",
+)
+async def list_jobs(
+    request: Request,
+    account: CurrentAccount,
+    runtime: RuntimeDep,
+    status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states (repeatable).")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    """Your jobs, newest first, a page at a time."""
+    page, next_seq = await queue.list_jobs(
+        runtime.db,
+        account.id,
+        statuses=[s.value for s in status or []],
+        limit=limit,
+        before_seq=_decode_cursor(cursor),
+    )
+    notes = await queue.notifications_of(runtime.db, [j.id for j in page])
+    base_url = runtime.base_url_for(str(request.base_url))
+    documents = [
+        job_view(
+            job,
+            base_url=base_url,
+            secret=runtime.signing_key,
+            queue_position=await queue.queue_position(runtime.db, job),
+            notifications=notes.get(job.id, []),
+        )
+        for job in page
+    ]
+    return {"jobs": documents, "next_cursor": _encode_cursor(next_seq)}
+
+
+def _authorize_download(
+    job_id: str, account: Account | None, expires: int | None, signature: str | None, secret: str
+) -> str | None:
+    """The owner id to look the job up under (None: any owner, via a valid signature)."""
+    if account is not None:
+        return account.id
+    if expires is None or signature is None:
+        raise Unauthorized()
+    if not signature_valid(secret, job_id, expires, signature):
+        raise Unauthorized("The download link's signature is not valid.")
+    return None
+
+
+@router.api_route(
+    "/job/{job_id}/output",
+    methods=["GET", "HEAD"],
+    response_class=FileResponse,
+    responses={
+        200: {"content": {"application/octet-stream": {}}, "description": "The output file"},
+        206: {"description": "Part of the output file (Range)"},
+        **problem_responses(401, 404, 410, 416),
+    },
+    summary="Download a job's output",
+)
+async def download_output(
+    job_id: str,
+    account: OptionalAccount,
+    runtime: RuntimeDep,
+    expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
+    signature: Annotated[str | None, Query(max_length=100)] = None,
+) -> Response:
+    """The output file, for the owner's key or the signed `download_url`; Range and HEAD work."""
+    owner_id = _authorize_download(job_id, account, expires, signature, runtime.signing_key)
+    job = await queue.get(runtime.db, job_id, owner_id)
+    if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
+        raise NotFound(f"Job {job_id} has no output (it is {job.status}).")
+    now = datetime.now(UTC)
+    if job.expired or (job.expires_at is not None and job.expires_at <= now):
+        raise Gone(f"The output of job {job_id} has expired.")
+    if owner_id is None and expires is not None and job.expires_at is not None and expires != int(job.expires_at.timestamp()):
+        raise Unauthorized("The download link's signature is not valid.")
+    path = runtime.storage.local_path(job.output_key)
+    if path is None or not path.is_file():
+        raise Gone(f"The output of job {job_id} is no longer stored.")
+    return FileResponse(
+        path,
+        media_type=job.result["content_type"],
+        headers={"Content-Disposition": content_disposition(job.result["filename"])},
+    )
+
+
+def content_disposition(filename: str) -> str:
+    """`attachment` with an ASCII `filename` and, when needed, RFC 6266 `filename*`."""
+    safe = "".join(ch for ch in filename if ch.isprintable() and ch not in '/\\"')
+    fallback = safe.encode("ascii", "replace").decode().replace("?", "_") or "download"
+    header = f'attachment; filename="{fallback}"'
+    if fallback != safe:
+        header += f"; filename*=UTF-8''{quote(safe, safe='')}"
+    return header

@@ -1,0 +1,77 @@
+"""Routes about the service itself: presets, account, health and metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import func, select
+
+from vidq import metrics
+from vidq.api.auth import CurrentAccount, RuntimeDep
+from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
+from vidq.db.models import Job
+from vidq.jobs.options import PRESETS
+from vidq.jobs.states import JobStatus
+
+router = APIRouter()
+
+
+@router.get("/presets", response_model=PresetList, responses=problem_responses(401), summary="List presets")
+async def list_presets(account: CurrentAccount) -> dict[str, Any]:
+    """The named sets of options a conversion can start from."""
+    return {
+        "presets": [
+            {"name": p.name, "description": p.description, "options": p.options}
+            for p in PRESETS.values()
+        ]
+    }
+
+
+@router.get("/account", response_model=AccountModel, responses=problem_responses(401), summary="Your account")
+async def get_account(account: CurrentAccount) -> dict[str, str]:
+    """Your name and the secret that signs your webhooks."""
+    return {"name": account.name, "webhook_secret": account.webhook_secret}
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness")
+async def healthz() -> dict[str, str]:
+    """200 while the process runs."""
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "The database or storage does not answer"}},
+    summary="Readiness",
+)
+async def readyz(runtime: RuntimeDep) -> Response:
+    """200 when the database and storage answer, else 503."""
+    try:
+        await runtime.db.ping()
+        await runtime.storage.ping()
+    except Exception as exc:  # any failure means not ready
+        return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}, **problem_responses(401)},
+    summary="Prometheus metrics",
+)
+async def get_metrics(account: CurrentAccount, runtime: RuntimeDep) -> Response:
+    """Jobs by status, queue depth, processing time, uploads and notification deliveries."""
+    table = Job.__table__
+    async with runtime.db.read() as conn:
+        counts = dict(
+            (await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))).all()
+        )
+    for status in JobStatus:
+        metrics.JOBS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
+    metrics.QUEUE_DEPTH.set(counts.get(JobStatus.QUEUED.value, 0))
+    return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

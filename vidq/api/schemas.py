@@ -1,0 +1,173 @@
+"""Shapes of answers, for the OpenAPI document (`/openapi.json`) and response checks."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, PRESETS, VIDEO_CODECS
+
+
+class VideoStream(BaseModel):
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+
+
+class AudioStream(BaseModel):
+    codec: str
+    channels: int
+    sample_rate: int
+
+
+class InputInfo(BaseModel):
+    filename: str
+    size_bytes: int
+    content_type: str
+    container: str
+    duration_seconds: float | None
+    video: VideoStream | None
+    audio: AudioStream | None
+
+
+class ResultInfo(BaseModel):
+    download_url: str
+    expires_at: str
+    filename: str
+    size_bytes: int
+    content_type: str
+    duration_seconds: float | None
+    video: VideoStream | None
+    audio: AudioStream | None
+
+
+class JobError(BaseModel):
+    code: str = Field(description="transcode_failed, timeout, worker_lost, unsupported_media, storage_full, …")
+    message: str
+
+
+class WebhookStatus(BaseModel):
+    url: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None
+
+
+class EmailStatus(BaseModel):
+    to: str
+    status: Literal["pending", "delivered", "failed"]
+    attempts: int
+    last_error: str | None
+
+
+class Notifications(BaseModel):
+    webhook: WebhookStatus | None
+    email: EmailStatus | None
+
+
+class JobModel(BaseModel):
+    """A conversion job."""
+
+    id: str
+    status: Literal["queued", "running", "completed", "failed", "cancelled"]
+    progress_percent: float | None
+    queue_position: int | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    processing_seconds: float | None
+    input: InputInfo
+    options: dict[str, Any]
+    result: ResultInfo | None
+    error: JobError | None
+    notifications: Notifications
+    metadata: dict[str, Any]
+
+
+class JobList(BaseModel):
+    jobs: list[JobModel]
+    next_cursor: str | None
+
+
+class PresetModel(BaseModel):
+    name: str
+    description: str
+    options: dict[str, Any]
+
+
+class PresetList(BaseModel):
+    presets: list[PresetModel]
+
+
+class AccountModel(BaseModel):
+    name: str
+    webhook_secret: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    errors: list[dict[str, str]] | None = None
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries saying that these statuses answer with problem+json."""
+    return {
+        status: {
+            "model": Problem,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "description": "Problem details (RFC 9457)",
+        }
+        for status in statuses
+    }
+
+
+_OPTION_SCHEMA: dict[str, Any] = {
+    "preset": {"type": "string", "enum": sorted(PRESETS)},
+    "format": {"type": "string", "enum": list(FORMATS)},
+    "video_codec": {"type": "string", "enum": list(VIDEO_CODECS)},
+    "audio_codec": {"type": "string", "enum": list(AUDIO_CODECS)},
+    "width": {"type": "integer", "minimum": 16, "maximum": 7680},
+    "height": {"type": "integer", "minimum": 16, "maximum": 4320},
+    "upscale": {"type": "boolean"},
+    "crf": {"type": "integer", "minimum": 0, "maximum": 63},
+    "video_bitrate": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?[kKmM]?$"},
+    "audio_bitrate": {"type": "string", "pattern": "^[0-9]+(\\.[0-9]+)?[kKmM]?$"},
+    "fps": {"type": "number", "minimum": 1, "maximum": 120},
+    "start": {"type": "number", "minimum": 0},
+    "end": {"type": "number", "exclusiveMinimum": 0},
+    "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
+    "email": {"type": "string", "format": "email"},
+    "metadata": {"type": "string", "description": "A JSON object of at most 4 KiB"},
+}
+assert set(OPTION_FIELDS) <= set(_OPTION_SCHEMA), "every option is documented"
+
+CONVERT_REQUEST_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {"file": {"type": "string", "format": "binary"}, **_OPTION_SCHEMA},
+                "additionalProperties": False,
+            }
+        },
+        "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        "video/*": {"schema": {"type": "string", "format": "binary"}},
+        "audio/*": {"schema": {"type": "string", "format": "binary"}},
+    },
+}

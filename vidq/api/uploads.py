@@ -1,0 +1,270 @@
+"""Receiving an upload: streamed straight into storage as it arrives, capped while streaming.
+
+Two forms (API.md): a multipart/form-data body with a `file` part and options as
+fields, or a raw video/*, audio/* or application/octet-stream body with options in
+the query. Neither is ever held whole in memory nor written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import mimetypes
+from dataclasses import dataclass, field
+
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.requests import ClientDisconnect, Request
+
+from vidq.errors import BadRequest, UnsupportedContentType, UploadTooLarge
+from vidq.storage import BlobWriter, Storage
+
+WRITE_BUFFER_BYTES = 1024 * 1024
+MAX_FIELD_BYTES = 64 * 1024
+MAX_FIELDS = 64
+RAW_TYPES = ("video/", "audio/")
+DEFAULT_FILENAME = "upload"
+
+
+@dataclass
+class Upload:
+    """A stored upload and the form fields that came with it."""
+
+    key: str
+    filename: str
+    content_type: str
+    size_bytes: int
+    sha256: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+def upload_form(content_type: str) -> str:
+    """`multipart` or `raw` for an acceptable Content-Type; 415 otherwise."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return "multipart"
+    if media_type.startswith(RAW_TYPES) or media_type == "application/octet-stream":
+        return "raw"
+    raise UnsupportedContentType(
+        f"Content-Type {media_type or '(none)'!r} is not accepted: send multipart/form-data "
+        "with a `file` part, or the video itself as video/*, audio/* or application/octet-stream."
+    )
+
+
+def clean_filename(name: str | None) -> str:
+    """A filename kept as data: no directories, no control characters, bounded length."""
+    if not name:
+        return DEFAULT_FILENAME
+    name = name.replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in name if ch.isprintable()).strip()
+    if name in ("", ".", ".."):
+        return DEFAULT_FILENAME
+    return name[:255]
+
+
+def guess_content_type(declared: str | None, filename: str) -> str:
+    """The declared media type if it says video/audio, else one guessed from the name."""
+    if declared:
+        media_type = declared.split(";", 1)[0].strip().lower()
+        if media_type.startswith(RAW_TYPES):
+            return media_type
+    guessed, _ = mimetypes.guess_type(filename)
+    return guessed or "application/octet-stream"
+
+
+class _CappedBlob:
+    """Buffers, hashes and writes the file's bytes, enforcing the size limit as they come."""
+
+    def __init__(self, writer: BlobWriter, max_bytes: int) -> None:
+        self.writer = writer
+        self.max_bytes = max_bytes
+        self.size = 0
+        self.sha256 = hashlib.sha256()
+        self._buffer = bytearray()
+
+    async def add(self, data: bytes) -> None:
+        self.size += len(data)
+        if self.size > self.max_bytes:
+            raise UploadTooLarge(f"The upload is larger than the limit of {self.max_bytes} bytes.")
+        self.sha256.update(data)
+        self._buffer += data
+        if len(self._buffer) >= WRITE_BUFFER_BYTES:
+            await self.flush()
+
+    async def flush(self) -> None:
+        if self._buffer:
+            chunk = bytes(self._buffer)
+            self._buffer.clear()
+            await self.writer.write(chunk)
+
+
+def check_declared_length(request: Request, max_bytes: int) -> None:
+    """413 at once when Content-Length already says the body is too large."""
+    length = request.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes + MAX_FIELDS * MAX_FIELD_BYTES:
+        raise UploadTooLarge(f"The upload is larger than the limit of {max_bytes} bytes.")
+
+
+async def receive_raw(
+    request: Request, storage: Storage, key: str, *, filename: str | None, max_bytes: int
+) -> Upload:
+    """Store a raw request body as the blob `key`."""
+    check_declared_length(request, max_bytes)
+    writer = storage.writer(key)
+    blob = _CappedBlob(writer, max_bytes)
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                await blob.add(chunk)
+        await blob.flush()
+        if blob.size == 0:
+            raise BadRequest("The request body is empty: send the video as the body.")
+        await writer.commit()
+    except ClientDisconnect as exc:
+        await writer.abort()
+        raise BadRequest("The client disconnected before the upload finished.") from exc
+    except BaseException:
+        await writer.abort()
+        raise
+    name = clean_filename(filename)
+    return Upload(
+        key=key,
+        filename=name,
+        content_type=guess_content_type(request.headers.get("content-type"), name),
+        size_bytes=blob.size,
+        sha256=blob.sha256.hexdigest(),
+    )
+
+
+class _MultipartReceiver:
+    """Feeds python-multipart's push parser and routes each part's bytes."""
+
+    def __init__(self, blob: _CappedBlob) -> None:
+        self.blob = blob
+        self.fields: dict[str, str] = {}
+        self.filename: str | None = None
+        self.file_content_type: str | None = None
+        self.seen_file = False
+        self.pending_file: list[bytes] = []
+        self.error: BadRequest | None = None
+        self._headers: dict[bytes, bytes] = {}
+        self._header_field = b""
+        self._header_value = b""
+        self._part: str | None = None  # "file", a field name, or None (ignored)
+        self._field_value = bytearray()
+
+    def callbacks(self) -> dict[str, object]:
+        return {
+            "on_part_begin": self._on_part_begin,
+            "on_header_field": self._on_header_field,
+            "on_header_value": self._on_header_value,
+            "on_header_end": self._on_header_end,
+            "on_headers_finished": self._on_headers_finished,
+            "on_part_data": self._on_part_data,
+            "on_part_end": self._on_part_end,
+        }
+
+    def _on_part_begin(self) -> None:
+        self._headers = {}
+        self._part = None
+        self._field_value = bytearray()
+
+    def _on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_field += data[start:end]
+
+    def _on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _on_header_end(self) -> None:
+        self._headers[self._header_field.lower()] = self._header_value
+        self._header_field = b""
+        self._header_value = b""
+
+    def _on_headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        if name == "file":
+            if self.seen_file:
+                self.error = BadRequest("Send exactly one `file` part.")
+                return
+            self.seen_file = True
+            raw_name = params.get(b"filename")
+            self.filename = raw_name.decode("utf-8", "replace") if raw_name is not None else None
+            ctype = self._headers.get(b"content-type")
+            self.file_content_type = ctype.decode("latin-1") if ctype else None
+            self._part = "file"
+        elif name:
+            if len(self.fields) >= MAX_FIELDS:
+                self.error = BadRequest(f"Too many form fields (at most {MAX_FIELDS}).")
+                return
+            self._part = name
+
+    def _on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._part == "file":
+            self.pending_file.append(data[start:end])
+        elif self._part is not None:
+            self._field_value += data[start:end]
+            if len(self._field_value) > MAX_FIELD_BYTES:
+                self.error = BadRequest(f"Form field {self._part!r} is longer than {MAX_FIELD_BYTES} bytes.")
+                self._part = None
+
+    def _on_part_end(self) -> None:
+        if self._part not in (None, "file"):
+            assert self._part is not None
+            if self._part in self.fields:
+                self.error = BadRequest(f"Form field {self._part!r} is given twice.")
+            self.fields[self._part] = self._field_value.decode("utf-8", "replace")
+        self._part = None
+
+    async def drain(self) -> None:
+        """Move the file bytes parsed so far into storage."""
+        if self.error is not None:
+            raise self.error
+        pending, self.pending_file = self.pending_file, []
+        for data in pending:
+            await self.blob.add(data)
+
+
+async def receive_multipart(
+    request: Request, storage: Storage, key: str, *, max_bytes: int
+) -> Upload:
+    """Store the `file` part of a multipart body as the blob `key`; return its fields too."""
+    check_declared_length(request, max_bytes)
+    _, params = parse_options_header(request.headers.get("content-type", ""))
+    boundary = params.get(b"boundary")
+    if not boundary:
+        raise BadRequest("The multipart Content-Type has no boundary.")
+    writer = storage.writer(key)
+    blob = _CappedBlob(writer, max_bytes)
+    receiver = _MultipartReceiver(blob)
+    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+    try:
+        async for chunk in request.stream():
+            if chunk:
+                parser.write(chunk)
+                await receiver.drain()
+        parser.finalize()
+        await receiver.drain()
+        await blob.flush()
+        if not receiver.seen_file:
+            raise BadRequest("The form has no `file` part: send the video as a part named `file`.")
+        if blob.size == 0:
+            raise BadRequest("The `file` part is empty.")
+        await writer.commit()
+    except MultipartParseError as exc:
+        await writer.abort()
+        raise BadRequest(f"The multipart body is malformed: {exc}") from exc
+    except ClientDisconnect as exc:
+        await writer.abort()
+        raise BadRequest("The client disconnected before the upload finished.") from exc
+    except BaseException:
+        await writer.abort()
+        raise
+    name = clean_filename(receiver.filename)
+    return Upload(
+        key=key,
+        filename=name,
+        content_type=guess_content_type(receiver.file_content_type, name),
+        size_bytes=blob.size,
+        sha256=blob.sha256.hexdigest(),
+        fields=receiver.fields,
+    )

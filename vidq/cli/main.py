@@ -1,0 +1,191 @@
+"""The `vidq` command: serve, api, worker, keys. Every setting is a flag and a VIDQ_* variable."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from vidq.config import Settings
+
+log = logging.getLogger("vidq")
+
+API_KEY_FILE = "api-key"
+
+
+def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per setting: `--max-upload-bytes` for VIDQ_MAX_UPLOAD_BYTES, and so on."""
+    for name, info in Settings.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=info.description)
+
+
+def load_settings(args: argparse.Namespace) -> Settings:
+    """Settings from the environment, overridden by the flags given; exit with a clear message if invalid."""
+    overrides: dict[str, Any] = {
+        name: getattr(args, name)
+        for name in Settings.model_fields
+        if getattr(args, name, None) is not None
+    }
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            lines.append(f"  VIDQ_{field.upper()} (--{field.replace('_', '-')}): {error['msg']}")
+        sys.exit("vidq: invalid settings:\n" + "\n".join(lines))
+
+
+def _setup_logging(settings: Settings) -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+async def _ensure_first_key(settings: Settings) -> str | None:
+    """On an empty database, make the first owner and key; write it to <data-dir>/api-key."""
+    from vidq.db.database import Database
+    from vidq.db.migrate import migrate
+    from vidq.jobs.accounts import create_owner, owner_count
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        if await owner_count(db) > 0:
+            return None
+        _, key = await create_owner(db, "default")
+    finally:
+        await db.close()
+    path = settings.data_dir / API_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(key + "\n")
+    os.chmod(path, 0o600)
+    return key
+
+
+def _serve_http(settings: Settings, *, run_workers: bool) -> None:
+    import uvicorn
+
+    from vidq.api.app import create_app
+
+    if settings.webhook_allow_private:
+        log.warning("VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses")
+    app = create_app(settings, run_workers=run_workers)
+    config = uvicorn.Config(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=2,
+        proxy_headers=True,
+    )
+    uvicorn.Server(config).run()
+
+
+def cmd_serve(args: argparse.Namespace) -> None:
+    settings = load_settings(args)
+    _setup_logging(settings)
+    key = asyncio.run(_ensure_first_key(settings))
+    if key:
+        print(f"Created the first API key; it is also in {settings.data_dir / API_KEY_FILE}:", flush=True)
+        print(key, flush=True)
+    print(f"vidq listening on http://{settings.host}:{settings.port} (workers: {settings.workers})", flush=True)
+    _serve_http(settings, run_workers=True)
+
+
+def cmd_api(args: argparse.Namespace) -> None:
+    settings = load_settings(args)
+    _setup_logging(settings)
+    _serve_http(settings, run_workers=False)
+
+
+async def _run_workers(settings: Settings) -> None:
+    from vidq.runtime import Runtime
+    from vidq.worker.pool import WorkerPool
+
+    runtime = await Runtime.open(settings)
+    pool = WorkerPool(runtime, max(1, settings.workers))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await pool.start()
+    log.info("vidq worker running %d conversion slot(s)", len(pool.workers))
+    try:
+        await stop.wait()
+    finally:
+        await pool.stop(settings.shutdown_grace_seconds)
+        await runtime.close()
+
+
+def cmd_worker(args: argparse.Namespace) -> None:
+    settings = load_settings(args)
+    _setup_logging(settings)
+    asyncio.run(_run_workers(settings))
+
+
+async def _create_key(settings: Settings, name: str) -> str:
+    from vidq.db.database import Database
+    from vidq.db.migrate import migrate
+    from vidq.jobs.accounts import add_key
+
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    await migrate(settings.resolved_database_url)
+    db = Database(settings.resolved_database_url)
+    try:
+        _, key = await add_key(db, name)
+    finally:
+        await db.close()
+    return key
+
+
+def cmd_keys_create(args: argparse.Namespace) -> None:
+    settings = load_settings(args)
+    key = asyncio.run(_create_key(settings, args.name))
+    print(f"API key for {args.name}:")
+    print(key)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vidq", description="A self-hosted video conversion service.")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="API, web page and workers in one process")
+    _add_setting_flags(serve)
+    serve.set_defaults(func=cmd_serve)
+
+    api = commands.add_parser("api", help="the HTTP API alone (a fleet's front)")
+    _add_setting_flags(api)
+    api.set_defaults(func=cmd_api)
+
+    worker = commands.add_parser("worker", help="conversion workers alone (a fleet's back)")
+    _add_setting_flags(worker)
+    worker.set_defaults(func=cmd_worker)
+
+    keys = commands.add_parser("keys", help="manage API keys")
+    key_commands = keys.add_subparsers(dest="keys_command", required=True)
+    create = key_commands.add_parser("create", help="a new owner (or a new key for one); prints the key last")
+    create.add_argument("name")
+    _add_setting_flags(create)
+    create.set_defaults(func=cmd_keys_create)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,52 @@
+"""Schema migrations with Alembic, run at start-up by every vidq process."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.pool import NullPool
+
+from vidq.db.database import sync_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+# Any number; every vidq process takes it so that only one migrates at a time.
+_PG_MIGRATION_LOCK = 0x76696471
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    """An Alembic config pointing at vidq's migrations (and a connection, if given)."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.attributes["connection"] = connection
+    return config
+
+
+def migrate_sync(url: str) -> None:
+    """Bring the database at `url` to the newest schema."""
+    engine = create_engine(sync_url(url), poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            if connection.dialect.name == "postgresql":
+                connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _PG_MIGRATION_LOCK})
+                connection.commit()
+            try:
+                command.upgrade(alembic_config(connection), "head")
+                connection.commit()
+            finally:
+                if connection.dialect.name == "postgresql":
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:k)"), {"k": _PG_MIGRATION_LOCK}
+                    )
+                    connection.commit()
+    finally:
+        engine.dispose()
+
+
+async def migrate(url: str) -> None:
+    """Async wrapper: migrations use a blocking driver, so run them in a thread."""
+    await asyncio.to_thread(migrate_sync, url)

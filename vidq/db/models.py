@@ -1,0 +1,180 @@
+"""Tables of vidq. The job row is the queue: status, place, lease, progress and cancel live here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from collections.abc import Mapping
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timestamp that is always timezone-aware UTC in Python, whatever the database keeps."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC) if value is not None else None
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: JSON,
+    }
+
+
+class Owner(Base):
+    """Someone who holds API keys and owns jobs."""
+
+    __tablename__ = "owners"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    webhook_secret: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    """An API key, kept only as its SHA-256 hash."""
+
+    __tablename__ = "api_keys"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    created_at: Mapped[datetime]
+
+
+class Job(Base):
+    """A conversion: its request, its place in the queue, its lease and its outcome."""
+
+    __tablename__ = "jobs"
+
+    # `seq` orders the queue (FIFO across owners); `id` is what clients see.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    id: Mapped[str] = mapped_column(String(36), unique=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"))
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+    input_key: Mapped[str | None] = mapped_column(String(300))
+    input_filename: Mapped[str] = mapped_column(String(300))
+    input_content_type: Mapped[str] = mapped_column(String(200))
+    input_size_bytes: Mapped[int] = mapped_column(BigInteger)
+    input_sha256: Mapped[str] = mapped_column(String(64))
+    input_info: Mapped[dict[str, Any]]
+    options: Mapped[dict[str, Any]]
+    job_metadata: Mapped[dict[str, Any]] = mapped_column("metadata")
+    webhook_url: Mapped[str | None] = mapped_column(String(2048))
+    email: Mapped[str | None] = mapped_column(String(320))
+
+    progress_percent: Mapped[float | None] = mapped_column(Float)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+
+    output_key: Mapped[str | None] = mapped_column(String(300))
+    result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    expires_at: Mapped[datetime | None]
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    error_code: Mapped[str | None] = mapped_column(String(50))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Job:
+        """A detached Job from a Core result row (column names as keys)."""
+        return cls(**{("job_metadata" if k == "metadata" else k): v for k, v in row.items()})
+
+    __table_args__ = (
+        Index("ix_jobs_status_seq", "status", "seq"),
+        Index("ix_jobs_owner_seq", "owner_id", "seq"),
+        Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+    )
+
+
+class IdempotencyKey(Base):
+    """An Idempotency-Key seen from one owner: reserved while uploading, then bound to a job."""
+
+    __tablename__ = "idempotency_keys"
+
+    owner_id: Mapped[str] = mapped_column(
+        ForeignKey("owners.id", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    created_at: Mapped[datetime]
+    job_id: Mapped[str | None] = mapped_column(String(36))
+    request_hash: Mapped[str | None] = mapped_column(String(64))
+
+
+class Notification(Base):
+    """An outbox row: one webhook or email to deliver about a job's end, retried until done."""
+
+    __tablename__ = "notifications"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)  # the webhook-id, msg_…
+    job_id: Mapped[str] = mapped_column(String(36), index=True)
+    owner_id: Mapped[str] = mapped_column(String(36))
+    channel: Mapped[str] = mapped_column(String(10))  # webhook | email
+    target: Mapped[str] = mapped_column(String(2048))
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(16))  # pending | delivered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    lease_expires_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_notifications_status_next", "status", "next_attempt_at"),)
+
+
+class ServerSetting(Base):
+    """A key/value the whole fleet shares, such as the URL-signing key."""
+
+    __tablename__ = "server_settings"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+__all__ = ["ApiKey", "Base", "IdempotencyKey", "Job", "Notification", "Owner", "ServerSetting"]

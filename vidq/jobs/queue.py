@@ -1,0 +1,452 @@
+"""The queue's operations, one function each. Every state change is a conditional UPDATE.
+
+The job row is the queue: `submit` inserts it, `claim_next` leases the oldest queued
+row to a worker, `heartbeat` renews the lease while recording progress, and `complete`,
+`fail`, `release` and `request_cancel` end or return it. A worker's writes match the
+job id *and* its lease token, so a worker that lost its lease cannot touch the job's
+next life; a cancel racing a finish cannot both win.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vidq.db.claim import claim_oldest_queued
+from vidq.db.database import Database
+from vidq.db.models import Job, Notification
+from vidq.errors import Conflict, NotFound, TooManyJobs
+from vidq.jobs.states import EVENT_TYPES, FINISHED, UNFINISHED, JobStatus
+
+jobs = Job.__table__
+notifications = Notification.__table__
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class NewJob:
+    """Everything known about a job when its upload has been stored and probed."""
+
+    id: str
+    owner_id: str
+    input_key: str
+    input_filename: str
+    input_content_type: str
+    input_size_bytes: int
+    input_sha256: str
+    input_info: dict[str, Any]
+    options: dict[str, Any]
+    metadata: dict[str, Any]
+    webhook_url: str | None
+    email: str | None
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job leased to one worker; its token fences every write the worker makes."""
+
+    job: Job
+    lease_token: str
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a finished job ends, and the notification payload builder's input."""
+
+    status: JobStatus
+    values: dict[str, Any]
+
+
+async def count_unfinished(conn: AsyncConnection, owner_id: str) -> int:
+    """How many queued or running jobs an owner has."""
+    stmt = select(func.count()).where(jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+async def check_unfinished_limit(db: Database, owner_id: str, limit: int) -> None:
+    """Raise TooManyJobs if the owner is at the limit (checked before an upload starts)."""
+    async with db.read() as conn:
+        if await count_unfinished(conn, owner_id) >= limit:
+            raise TooManyJobs(f"You already have {limit} unfinished jobs; wait for some to finish.")
+
+
+async def submit(db: Database, new: NewJob, *, max_unfinished: int) -> Job:
+    """Queue a job at the back of the line."""
+    now = utcnow()
+    async with db.write() as conn:
+        if conn.dialect.name == "postgresql":
+            # Serialise submissions of one owner so the limit check below cannot be raced.
+            await conn.execute(
+                text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": new.owner_id}
+            )
+        if await count_unfinished(conn, new.owner_id) >= max_unfinished:
+            raise TooManyJobs(
+                f"You already have {max_unfinished} unfinished jobs; wait for some to finish."
+            )
+        values = {
+            "id": new.id,
+            "owner_id": new.owner_id,
+            "status": JobStatus.QUEUED.value,
+            "created_at": now,
+            "updated_at": now,
+            "input_key": new.input_key,
+            "input_filename": new.input_filename,
+            "input_content_type": new.input_content_type,
+            "input_size_bytes": new.input_size_bytes,
+            "input_sha256": new.input_sha256,
+            "input_info": new.input_info,
+            "options": new.options,
+            "metadata": new.metadata,
+            "webhook_url": new.webhook_url,
+            "email": new.email,
+            "attempts": 0,
+            "expired": False,
+        }
+        row = (
+            (await conn.execute(insert(jobs).values(**values).returning(*jobs.columns)))
+            .mappings()
+            .one()
+        )
+    return Job.from_row(row)
+
+
+async def get(db: Database, job_id: str, owner_id: str | None = None) -> Job:
+    """A job by id, seen by its owner (or by the service when owner_id is None)."""
+    stmt = select(jobs).where(jobs.c.id == job_id)
+    if owner_id is not None:
+        stmt = stmt.where(jobs.c.owner_id == owner_id)
+    async with db.read() as conn:
+        row = (await conn.execute(stmt)).mappings().first()
+    if row is None:
+        raise NotFound(f"No job {job_id}.")
+    return Job.from_row(row)
+
+
+async def queue_position(db: Database, job: Job) -> int | None:
+    """1 for the next job to start, while queued; else None."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    stmt = select(func.count()).where(jobs.c.status == "queued", jobs.c.seq <= job.seq)
+    async with db.read() as conn:
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def queue_depth(db: Database) -> int:
+    """How many jobs wait in the queue."""
+    async with db.read() as conn:
+        stmt = select(func.count()).where(jobs.c.status == "queued")
+        return int((await conn.execute(stmt)).scalar_one())
+
+
+async def notifications_of(db: Database, job_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """The outbox rows of some jobs, by job id."""
+    if not job_ids:
+        return {}
+    stmt = select(
+        notifications.c.job_id,
+        notifications.c.channel,
+        notifications.c.status,
+        notifications.c.attempts,
+        notifications.c.last_error,
+    ).where(notifications.c.job_id.in_(list(job_ids)))
+    found: dict[str, list[dict[str, Any]]] = {}
+    async with db.read() as conn:
+        for row in (await conn.execute(stmt)).mappings():
+            found.setdefault(row["job_id"], []).append(dict(row))
+    return found
+
+
+async def list_jobs(
+    db: Database, owner_id: str, *, statuses: Sequence[str], limit: int, before_seq: int | None
+) -> tuple[list[Job], int | None]:
+    """An owner's jobs, newest first; returns the page and the seq to continue before."""
+    stmt = select(jobs).where(jobs.c.owner_id == owner_id)
+    if statuses:
+        stmt = stmt.where(jobs.c.status.in_(list(statuses)))
+    if before_seq is not None:
+        stmt = stmt.where(jobs.c.seq < before_seq)
+    stmt = stmt.order_by(jobs.c.seq.desc()).limit(limit + 1)
+    async with db.read() as conn:
+        rows = [Job.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+    more = len(rows) > limit
+    page = rows[:limit]
+    return page, (page[-1].seq if more and page else None)
+
+
+async def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
+    """Lease the oldest queued job to this worker, counting an attempt."""
+    now = utcnow()
+    token = str(uuid.uuid4())
+    async with db.write() as conn:
+        job = await claim_oldest_queued(
+            conn,
+            now=now,
+            values={
+                "status": JobStatus.RUNNING.value,
+                "lease_token": token,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                "worker_id": worker_id,
+                "attempts": jobs.c.attempts + 1,
+                "started_at": func.coalesce(jobs.c.started_at, now),
+                "progress_percent": 0.0,
+            },
+        )
+    return Claim(job, token) if job else None
+
+
+def _leased(claim: Claim) -> Any:
+    return and_(
+        jobs.c.id == claim.job.id,
+        jobs.c.lease_token == claim.lease_token,
+        jobs.c.status == JobStatus.RUNNING.value,
+    )
+
+
+async def heartbeat(
+    db: Database, claim: Claim, *, progress_percent: float | None, lease_seconds: float
+) -> bool:
+    """Record progress and renew the lease. False: the job is no longer this worker's."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
+        "updated_at": now,
+    }
+    if progress_percent is not None:
+        values["progress_percent"] = progress_percent
+    async with db.write() as conn:
+        result = await conn.execute(update(jobs).where(_leased(claim)).values(**values))
+    return result.rowcount == 1
+
+
+async def still_leased(db: Database, claim: Claim) -> bool:
+    """Whether this worker still holds the job (not cancelled, deleted or re-leased)."""
+    stmt = select(jobs.c.seq).where(_leased(claim))
+    async with db.read() as conn:
+        return (await conn.execute(stmt)).first() is not None
+
+
+async def _enqueue_notifications(
+    conn: AsyncConnection, job: Job, status: JobStatus, payload: dict[str, Any], now: datetime
+) -> None:
+    """Outbox rows for the channels the job asked for, in the caller's transaction."""
+    targets = [("webhook", job.webhook_url), ("email", job.email)]
+    event_type = EVENT_TYPES[status]
+    for channel, target in targets:
+        if not target:
+            continue
+        await conn.execute(
+            insert(notifications).values(
+                id=f"msg_{uuid.uuid4().hex}",
+                job_id=job.id,
+                owner_id=job.owner_id,
+                channel=channel,
+                target=target,
+                event_type=event_type,
+                payload={"type": event_type, "timestamp": payload["finished_at"], "data": payload},
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+PayloadBuilder = Any  # Callable[[Job], dict[str, Any]]: the Job document for notifications
+
+
+async def _finish(
+    conn: AsyncConnection,
+    condition: Any,
+    values: dict[str, Any],
+    status: JobStatus,
+    payload_for: PayloadBuilder,
+    now: datetime,
+) -> Job | None:
+    """End a job (conditionally) and write its notifications in the same transaction."""
+    stmt = (
+        update(jobs)
+        .where(condition)
+        .values(
+            status=status.value,
+            finished_at=now,
+            updated_at=now,
+            lease_token=None,
+            lease_expires_at=None,
+            **values,
+        )
+        .returning(*jobs.columns)
+    )
+    row = (await conn.execute(stmt)).mappings().first()
+    if row is None:
+        return None
+    job = Job.from_row(row)
+    if job.webhook_url or job.email:
+        await _enqueue_notifications(conn, job, status, payload_for(job), now)
+    return job
+
+
+async def complete(
+    db: Database,
+    claim: Claim,
+    *,
+    output_key: str,
+    result: dict[str, Any],
+    retention_seconds: float,
+    payload_for: PayloadBuilder,
+) -> Job | None:
+    """Mark a leased job completed with its output. None: the lease was lost."""
+    now = utcnow()
+    values = {
+        "output_key": output_key,
+        "result": result,
+        "progress_percent": 100.0,
+        "expires_at": now + timedelta(seconds=retention_seconds),
+        "input_key": None,
+    }
+    async with db.write() as conn:
+        return await _finish(
+            conn, _leased(claim), values, JobStatus.COMPLETED, payload_for, now
+        )
+
+
+async def fail(
+    db: Database, claim: Claim, *, code: str, message: str, payload_for: PayloadBuilder
+) -> Job | None:
+    """Mark a leased job failed. None: the lease was lost."""
+    now = utcnow()
+    values = {"error_code": code, "error_message": message, "input_key": None}
+    async with db.write() as conn:
+        return await _finish(conn, _leased(claim), values, JobStatus.FAILED, payload_for, now)
+
+
+async def release(db: Database, claim: Claim, *, count_attempt: bool) -> bool:
+    """Put a leased job back in its place in the queue (shutdown, lost worker)."""
+    values: dict[str, Any] = {
+        "status": JobStatus.QUEUED.value,
+        "lease_token": None,
+        "lease_expires_at": None,
+        "worker_id": None,
+        "progress_percent": 0.0,
+        "updated_at": utcnow(),
+    }
+    if not count_attempt:
+        values["attempts"] = jobs.c.attempts - 1
+    async with db.write() as conn:
+        result = await conn.execute(update(jobs).where(_leased(claim)).values(**values))
+    return result.rowcount == 1
+
+
+async def request_cancel(
+    db: Database, job_id: str, owner_id: str, *, payload_for: PayloadBuilder
+) -> Job:
+    """Cancel a queued or running job, keeping its record. A worker sees it and stops."""
+    now = utcnow()
+    condition = and_(
+        jobs.c.id == job_id, jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED)
+    )
+    async with db.write() as conn:
+        job = await _finish(
+            conn,
+            condition,
+            {"error_code": None, "input_key": None},
+            JobStatus.CANCELLED,
+            payload_for,
+            now,
+        )
+        if job is not None:
+            return job
+        exists = (
+            await conn.execute(
+                select(jobs.c.status).where(jobs.c.id == job_id, jobs.c.owner_id == owner_id)
+            )
+        ).first()
+    if exists is None:
+        raise NotFound(f"No job {job_id}.")
+    raise Conflict(f"Job {job_id} has already finished ({exists[0]}).")
+
+
+async def remove(db: Database, job_id: str, owner_id: str) -> Job:
+    """Delete a job's record, whatever its state; returns it so its files can be removed."""
+    async with db.write() as conn:
+        row = (
+            (
+                await conn.execute(
+                    delete(jobs)
+                    .where(jobs.c.id == job_id, jobs.c.owner_id == owner_id)
+                    .returning(*jobs.columns)
+                )
+            )
+            .mappings()
+            .first()
+        )
+    if row is None:
+        raise NotFound(f"No job {job_id}.")
+    return Job.from_row(row)
+
+
+async def recover_expired_leases(
+    db: Database, *, max_attempts: int, payload_for: PayloadBuilder, worker_prefix: str | None = None
+) -> list[str]:
+    """Return running jobs whose lease ran out (or whose worker is known dead) to the queue.
+
+    A job that has used up its attempts fails with `worker_lost` instead. With
+    `worker_prefix`, every running job of those workers is recovered at once.
+    """
+    now = utcnow()
+    stale = jobs.c.lease_expires_at < now
+    if worker_prefix is not None:
+        stale = or_(stale, jobs.c.worker_id.startswith(worker_prefix, autoescape=True))
+    recovered: list[str] = []
+    async with db.write() as conn:
+        rows = (
+            await conn.execute(
+                select(jobs.c.id, jobs.c.lease_token, jobs.c.attempts).where(
+                    jobs.c.status == "running", stale
+                )
+            )
+        ).all()
+        for job_id, token, attempts in rows:
+            leased = and_(jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.status == "running")
+            if attempts >= max_attempts:
+                await _finish(
+                    conn,
+                    leased,
+                    {
+                        "error_code": "worker_lost",
+                        "error_message": f"The conversion was interrupted {attempts} times.",
+                        "input_key": None,
+                    },
+                    JobStatus.FAILED,
+                    payload_for,
+                    now,
+                )
+            else:
+                await conn.execute(
+                    update(jobs)
+                    .where(leased)
+                    .values(
+                        status="queued",
+                        lease_token=None,
+                        lease_expires_at=None,
+                        worker_id=None,
+                        progress_percent=0.0,
+                        updated_at=now,
+                    )
+                )
+            recovered.append(job_id)
+    return recovered
+
+
+def is_finished(status: str) -> bool:
+    """Whether a status is final."""
+    return status in FINISHED

@@ -1,0 +1,97 @@
+"""The Job as clients see it (API.md "The Job"), built from its row."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+from urllib.parse import urlencode
+
+from vidq.db.models import Job
+from vidq.jobs.signing import download_signature
+from vidq.media.probe import MediaInfo
+
+
+def rfc3339(moment: datetime | None) -> str | None:
+    """`2026-11-26T20:16:35Z`, or None."""
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def download_url(job: Job, *, base_url: str, secret: str) -> str | None:
+    """The signed URL of a completed job's output, valid until it expires."""
+    if job.expires_at is None:
+        return None
+    expires = int(job.expires_at.timestamp())
+    query = urlencode({"expires": expires, "signature": download_signature(secret, job.id, expires)})
+    return f"{base_url.rstrip('/')}/job/{job.id}/output?{query}"
+
+
+def _notification_view(
+    job: Job, channel: str, rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any] | None:
+    target = job.webhook_url if channel == "webhook" else job.email
+    if target is None:
+        return None
+    key = "url" if channel == "webhook" else "to"
+    row = next((r for r in rows if r["channel"] == channel), None)
+    if row is None:
+        return {key: target, "status": "pending", "attempts": 0, "last_error": None}
+    return {
+        key: target,
+        "status": row["status"],
+        "attempts": row["attempts"],
+        "last_error": row["last_error"],
+    }
+
+
+def job_view(
+    job: Job,
+    *,
+    base_url: str,
+    secret: str,
+    queue_position: int | None = None,
+    notifications: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The Job document of API.md."""
+    processing_seconds = None
+    if job.started_at and job.finished_at:
+        processing_seconds = round((job.finished_at - job.started_at).total_seconds(), 3)
+    result = None
+    if job.status == "completed" and job.result is not None:
+        result = {
+            "download_url": download_url(job, base_url=base_url, secret=secret),
+            "expires_at": rfc3339(job.expires_at),
+            **job.result,
+        }
+    error = None
+    if job.error_code:
+        error = {"code": job.error_code, "message": job.error_message or ""}
+    progress = job.progress_percent
+    if job.status == "completed":
+        progress = 100.0
+    elif job.status == "queued":
+        progress = 0.0
+    return {
+        "id": job.id,
+        "status": job.status,
+        "progress_percent": None if progress is None else round(progress, 1),
+        "queue_position": queue_position if job.status == "queued" else None,
+        "created_at": rfc3339(job.created_at),
+        "started_at": rfc3339(job.started_at),
+        "finished_at": rfc3339(job.finished_at),
+        "processing_seconds": processing_seconds,
+        "input": {
+            "filename": job.input_filename,
+            "size_bytes": job.input_size_bytes,
+            "content_type": job.input_content_type,
+            **MediaInfo.from_json(job.input_info).to_api(),
+        },
+        "options": job.options,
+        "result": result,
+        "error": error,
+        "notifications": {
+            "webhook": _notification_view(job, "webhook", notifications),
+            "email": _notification_view(job, "email", notifications),
+        },
+        "metadata": job.job_metadata,
+    }

@@ -1,0 +1,28 @@
+"""Prometheus metrics of this process. Gauges of the whole queue are read at scrape time."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+JOBS_BY_STATUS = Gauge("vidq_jobs", "Jobs by status", ["status"], registry=REGISTRY)
+QUEUE_DEPTH = Gauge("vidq_queue_depth", "Jobs waiting in the queue", registry=REGISTRY)
+UPLOADS = Counter("vidq_uploads_total", "Uploads received, by outcome", ["outcome"], registry=REGISTRY)
+UPLOAD_BYTES = Counter("vidq_upload_bytes_total", "Bytes of accepted uploads", registry=REGISTRY)
+PROCESSING_SECONDS = Histogram(
+    "vidq_processing_seconds",
+    "Time from a job's start to its end, by outcome",
+    ["status"],
+    buckets=(1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+    registry=REGISTRY,
+)
+CONVERSIONS_RUNNING = Gauge(
+    "vidq_conversions_running", "Conversions running in this process", registry=REGISTRY
+)
+NOTIFICATIONS = Counter(
+    "vidq_notification_attempts_total",
+    "Webhook and email delivery attempts, by channel and outcome",
+    ["channel", "outcome"],
+    registry=REGISTRY,
+)

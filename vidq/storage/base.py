@@ -1,0 +1,60 @@
+"""The blob store interface: stream in, stream out, hand ffmpeg a local file."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Protocol
+
+
+class BlobWriter(Protocol):
+    """An upload in progress: bytes go in as they arrive; nothing is visible until commit."""
+
+    bytes_written: int
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def commit(self) -> None: ...
+
+    async def abort(self) -> None: ...
+
+
+class Storage(Protocol):
+    """Where inputs and outputs live: a local directory or an S3-compatible bucket."""
+
+    def writer(self, key: str) -> BlobWriter:
+        """Start writing the blob `key`; `commit()` publishes it, `abort()` leaves nothing."""
+        ...
+
+    def local_copy(self, key: str, scratch_dir: Path) -> AbstractAsyncContextManager[Path]:
+        """The blob as a local file for ffmpeg (the file itself, or a temporary download)."""
+        ...
+
+    async def put_file(self, key: str, path: Path) -> None:
+        """Store a finished local file as `key` (moving it when it can)."""
+        ...
+
+    def local_path(self, key: str) -> Path | None:
+        """The blob's path on this machine, if it has one (local storage)."""
+        ...
+
+    def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Stream the bytes [start, end] (inclusive) of a blob."""
+        ...
+
+    async def size(self, key: str) -> int | None:
+        """The blob's size, or None if it does not exist."""
+        ...
+
+    async def delete(self, key: str) -> None:
+        """Remove a blob; no error if it is already gone."""
+        ...
+
+    def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        """Every blob under `prefix` with its modification time (Unix seconds)."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise if the store does not answer."""
+        ...

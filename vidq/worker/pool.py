@@ -1,0 +1,112 @@
+"""A process's workers: start them, recover a dead predecessor's jobs, reap lost leases, stop gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import logging
+import os
+import uuid
+from pathlib import Path
+
+from vidq.jobs import queue
+from vidq.runtime import Runtime
+from vidq.worker.worker import Worker
+
+log = logging.getLogger("vidq.worker")
+
+STOP_MARGIN_SECONDS = 3.0
+
+
+class NodeLock:
+    """This machine's identity for the data directory, held exclusively while the process runs.
+
+    Jobs are leased under `<node-id>/<pid>/<random>`. Whoever holds the lock next knows
+    that running jobs under its node id belong to a predecessor that died, and can take
+    them back at once instead of waiting for their leases to run out.
+    """
+
+    def __init__(self, data_dir: Path) -> None:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        id_file = data_dir / "node-id"
+        if not id_file.exists():
+            id_file.write_text(uuid.uuid4().hex + "\n")
+        self.node_id = id_file.read_text().strip()
+        self._fd = os.open(data_dir / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(self._fd)
+            raise RuntimeError(
+                f"another vidq process with workers is using the data directory {data_dir}"
+            ) from exc
+
+    def release(self) -> None:
+        os.close(self._fd)
+
+
+class WorkerPool:
+    """`count` workers in this process, plus the loop that returns lost jobs to the queue."""
+
+    def __init__(self, runtime: Runtime, count: int) -> None:
+        self.runtime = runtime
+        self.count = count
+        self.node = NodeLock(runtime.settings.data_dir)
+        self.prefix = f"{self.node.node_id}/"
+        instance = f"{self.prefix}{os.getpid()}/{uuid.uuid4().hex[:8]}"
+        self.workers = [Worker(runtime, f"{instance}/{n}") for n in range(count)]
+        self.tasks: list[asyncio.Task[None]] = []
+        self._reaper: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Recover the jobs a dead predecessor on this node left running, then start."""
+        recovered = await queue.recover_expired_leases(
+            self.runtime.db,
+            max_attempts=self.runtime.settings.max_attempts,
+            payload_for=self.runtime.notification_payload,
+            worker_prefix=self.prefix,
+        )
+        if recovered:
+            log.info("recovered %d job(s) left running by a previous process", len(recovered))
+            self.runtime.wakeup.set()
+        self.tasks = [asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)]
+        self._reaper = asyncio.create_task(self._reap(), name="lease-reaper")
+
+    async def _reap(self) -> None:
+        settings = self.runtime.settings
+        while True:
+            await asyncio.sleep(max(1.0, settings.lease_seconds / 2))
+            try:
+                recovered = await queue.recover_expired_leases(
+                    self.runtime.db,
+                    max_attempts=settings.max_attempts,
+                    payload_for=self.runtime.notification_payload,
+                )
+            except Exception:
+                log.exception("recovering expired leases failed")
+                continue
+            if recovered:
+                log.warning("returned %d job(s) with expired leases to the queue", len(recovered))
+                self.runtime.wakeup.set()
+
+    async def stop(self, grace_seconds: float) -> None:
+        """Stop claiming; let running conversions finish within the grace; re-queue the rest."""
+        for worker in self.workers:
+            worker.stopping.set()
+        if self._reaper:
+            self._reaper.cancel()
+        pending = [t for t in self.tasks if not t.done()]
+        if pending:
+            _, pending_set = await asyncio.wait(pending, timeout=grace_seconds)
+            if pending_set:
+                log.info("stopping %d conversion(s) still running; they go back to the queue", len(pending_set))
+                for worker in self.workers:
+                    worker.stop_current(shutting_down=True)
+                _, still = await asyncio.wait(pending_set, timeout=STOP_MARGIN_SECONDS)
+                for task in still:
+                    task.cancel()
+        for task in [*self.tasks, *([self._reaper] if self._reaper else [])]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.node.release()

@@ -1,0 +1,229 @@
+"""The worker: claim the oldest job, run ffmpeg under a lease, watch for cancel, finish.
+
+Each running job has a heartbeat task beside its ffmpeg: it records progress, renews
+the lease and learns whether the job is still ours. If the job was cancelled, deleted
+or re-leased, the heartbeat's conditional update matches nothing and ffmpeg is stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidq import metrics
+from vidq.errors import UnsupportedMedia
+from vidq.jobs import queue
+from vidq.jobs.options import ResolvedOptions, output_content_type, output_extension
+from vidq.jobs.queue import Claim
+from vidq.media.command import build_command, expected_output_seconds, job_timeout_seconds
+from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
+from vidq.media.probe import MediaInfo, probe
+from vidq.runtime import Runtime
+
+log = logging.getLogger("vidq.worker")
+
+OUTPUT_STEM_MAX = 200
+
+
+def output_filename(input_filename: str, extension: str) -> str:
+    """The download's name: the input's name with the new extension."""
+    stem = input_filename.rsplit(".", 1)[0] if "." in input_filename[1:] else input_filename
+    return f"{stem[:OUTPUT_STEM_MAX] or 'output'}.{extension}"
+
+
+@dataclass
+class RunningJob:
+    """One conversion in progress and the reasons it may be stopped."""
+
+    claim: Claim
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+    progress_percent: float = 0.0
+    lost: bool = False  # cancelled, deleted or re-leased: make no more writes
+    shutting_down: bool = False  # stopped for shutdown: back to the queue
+
+
+class Worker:
+    """One conversion slot: claims and runs jobs one at a time until told to stop."""
+
+    def __init__(self, runtime: Runtime, worker_id: str) -> None:
+        self.runtime = runtime
+        self.worker_id = worker_id
+        self.current: RunningJob | None = None
+        self.stopping = asyncio.Event()
+
+    async def run(self) -> None:
+        """Claim and process jobs until `stopping` is set."""
+        settings = self.runtime.settings
+        while not self.stopping.is_set():
+            try:
+                claim = await queue.claim_next(
+                    self.runtime.db, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
+                )
+            except Exception:
+                log.exception("claiming a job failed; retrying")
+                await self._idle(settings.poll_seconds)
+                continue
+            if claim is None:
+                await self._idle(settings.poll_seconds)
+                continue
+            await self.process(claim)
+
+    async def _idle(self, seconds: float) -> None:
+        wakeup = self.runtime.wakeup
+        stopping = asyncio.create_task(self.stopping.wait())
+        woken = asyncio.create_task(wakeup.wait())
+        try:
+            await asyncio.wait({stopping, woken}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            woken.cancel()
+        wakeup.clear()
+
+    def stop_current(self, *, shutting_down: bool) -> None:
+        """Stop the running conversion (at shutdown it goes back to the queue)."""
+        if self.current is not None:
+            self.current.shutting_down = shutting_down
+            self.current.stop.set()
+
+    async def process(self, claim: Claim) -> None:
+        """Run one claimed job to its end, whatever happens."""
+        job = claim.job
+        running = RunningJob(claim)
+        self.current = running
+        scratch = self.runtime.settings.tmp_dir / f"{job.id}-{claim.lease_token[:8]}"
+        started = time.monotonic()
+        heartbeat = asyncio.create_task(self._heartbeat(running), name=f"heartbeat-{job.id}")
+        metrics.CONVERSIONS_RUNNING.inc()
+        outcome = "error"
+        try:
+            outcome = await self._convert(running, scratch)
+        except Exception as exc:
+            log.exception("job %s: unexpected error", job.id)
+            if not running.lost:
+                await queue.fail(
+                    self.runtime.db,
+                    claim,
+                    code="transcode_failed",
+                    message=f"Internal error while converting ({type(exc).__name__}).",
+                    payload_for=self.runtime.notification_payload,
+                )
+            outcome = "failed"
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            shutil.rmtree(scratch, ignore_errors=True)
+            metrics.CONVERSIONS_RUNNING.dec()
+            metrics.PROCESSING_SECONDS.labels(status=outcome).observe(time.monotonic() - started)
+            self.current = None
+        if outcome in ("completed", "failed", "cancelled"):
+            # The input is no longer needed once the job has ended.
+            await self.runtime.storage.delete(f"inputs/{job.id}")
+
+    async def _heartbeat(self, running: RunningJob) -> None:
+        settings = self.runtime.settings
+        while True:
+            await asyncio.sleep(settings.heartbeat_seconds)
+            try:
+                ours = await queue.heartbeat(
+                    self.runtime.db,
+                    running.claim,
+                    progress_percent=running.progress_percent,
+                    lease_seconds=settings.lease_seconds,
+                )
+            except Exception:
+                log.warning("job %s: heartbeat failed; will retry", running.claim.job.id, exc_info=True)
+                continue
+            if not ours:
+                log.info("job %s: no longer ours (cancelled, deleted or re-leased); stopping", running.claim.job.id)
+                running.lost = True
+                running.stop.set()
+                return
+
+    async def _convert(self, running: RunningJob, scratch: Path) -> str:
+        runtime, settings = self.runtime, self.runtime.settings
+        claim = running.claim
+        job = claim.job
+        options = ResolvedOptions(**job.options)
+        info = MediaInfo.from_json(job.input_info)
+        scratch.mkdir(parents=True, exist_ok=True)
+        extension = output_extension(options)
+        output_path = scratch / f"output.{extension}"
+        expected = expected_output_seconds(options, info)
+
+        def on_progress(done_seconds: float) -> None:
+            if expected:
+                running.progress_percent = max(0.0, min(99.9, 100.0 * done_seconds / expected))
+
+        async with runtime.storage.local_copy(f"inputs/{job.id}", scratch) as input_path:
+            argv = build_command(settings.ffmpeg_binary(), input_path, output_path, options, info, settings)
+            max_output = settings.max_output_bytes or (4 * job.input_size_bytes + 1024**3)
+            result = await run_ffmpeg(
+                argv,
+                settings=settings,
+                on_progress=on_progress,
+                stop=running.stop,
+                timeout_seconds=job_timeout_seconds(info, settings),
+                stall_seconds=settings.stall_seconds,
+                max_output_bytes=max_output,
+                cwd=scratch,
+            )
+        return await self._finish(running, result, output_path, input_path, options)
+
+    async def _finish(
+        self,
+        running: RunningJob,
+        result: FFmpegResult,
+        output_path: Path,
+        input_path: Path,
+        options: ResolvedOptions,
+    ) -> str:
+        runtime, claim = self.runtime, running.claim
+        job = claim.job
+        if running.lost:
+            return "cancelled"
+        if running.shutting_down:
+            await queue.release(runtime.db, claim, count_attempt=False)
+            return "requeued"
+        payload_for = runtime.notification_payload
+        if result.stop_reason in ("timeout", "stalled"):
+            reason = "took too long" if result.stop_reason == "timeout" else "stopped making progress"
+            await queue.fail(runtime.db, claim, code="timeout", message=f"The conversion {reason} and was stopped.", payload_for=payload_for)
+            return "failed"
+        if result.returncode != 0 or not output_path.is_file():
+            message = describe_failure(result, input_path, output_path, output_path.parent)
+            code = "storage_full" if "No space left" in result.stderr_tail else "transcode_failed"
+            await queue.fail(runtime.db, claim, code=code, message=message, payload_for=payload_for)
+            return "failed"
+        try:
+            output_info = await probe(output_path, runtime.settings)
+        except UnsupportedMedia as exc:
+            await queue.fail(runtime.db, claim, code="transcode_failed", message=f"The output is not playable: {exc.detail}", payload_for=payload_for)
+            return "failed"
+        extension = output_extension(options)
+        key = f"outputs/{job.id}.{extension}"
+        size = output_path.stat().st_size
+        await runtime.storage.put_file(key, output_path)
+        document = {
+            "filename": output_filename(job.input_filename, extension),
+            "size_bytes": size,
+            "content_type": output_content_type(options),
+            **{k: v for k, v in output_info.to_api().items() if k in ("duration_seconds", "video", "audio")},
+        }
+        done = await queue.complete(
+            runtime.db,
+            claim,
+            output_key=key,
+            result=document,
+            retention_seconds=runtime.settings.retention_hours * 3600,
+            payload_for=payload_for,
+        )
+        if done is None:  # cancelled or deleted at the last moment: the output is not wanted
+            await runtime.storage.delete(key)
+            return "cancelled"
+        return "completed"
