@@ -1,0 +1,175 @@
+"""Shared fixtures: settings with a clean environment, SQLite and PostgreSQL databases, a live server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+import uvicorn
+
+from vidq.api.app import create_app
+from vidq.config import Settings
+from vidq.db.database import Database
+from vidq.db.migrate import migrate
+from vidq.jobs.accounts import create_owner
+
+# Read before the autouse fixture below clears VIDQ_* from the environment.
+POSTGRES_URL = os.environ.get("VIDQ_TEST_POSTGRES_URL")
+NO_POSTGRES = "VIDQ_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped"
+
+
+@pytest.fixture(autouse=True)
+def _clean_vidq_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never see the developer's VIDQ_* settings."""
+    for name in list(os.environ):
+        if name.startswith("VIDQ_"):
+            monkeypatch.delenv(name)
+
+
+def _admin_url(url: str) -> str:
+    return url.rsplit("/", 1)[0] + "/postgres"
+
+
+def create_postgres_database() -> str:
+    """A fresh, empty PostgreSQL database for one test; returns its URL."""
+    assert POSTGRES_URL
+    name = f"vidq_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(_admin_url(POSTGRES_URL), autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+
+
+def drop_postgres_database(url: str) -> None:
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for each backend: SQLite always, PostgreSQL when VIDQ_TEST_POSTGRES_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'test.db'}"
+
+
+@pytest.fixture
+async def db(db_url: str) -> AsyncIterator[Database]:
+    """A migrated database on each backend."""
+    await migrate(db_url)
+    database = Database(db_url)
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def test_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+    """Settings for a test: its own data directory, quick heartbeats, one worker."""
+    values: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "database_url": database_url,
+        "workers": 1,
+        "heartbeat_seconds": 0.2,
+        "poll_seconds": 0.2,
+        "lease_seconds": 10,
+        "webhook_allow_private": False,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server running the vidq app in a thread, and a client for it."""
+
+    url: str
+    key: str
+    settings: Settings
+    app: Any
+
+    def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {key or self.key}"}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+
+    def new_key(self, name: str) -> str:
+        return asyncio.run(_make_owner(self.settings, name))
+
+
+async def _make_owner(settings: Settings, name: str) -> str:
+    await migrate(settings.resolved_database_url)
+    database = Database(settings.resolved_database_url)
+    try:
+        _, key = await create_owner(database, name)
+    finally:
+        await database.close()
+    return key
+
+
+def start_live_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
+    key = asyncio.run(_make_owner(settings, "tester"))
+    port = free_port()
+    settings = settings.model_copy(update={"port": port})
+    app = create_app(settings, run_workers=settings.workers > 0)
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the test server did not start")
+        time.sleep(0.02)
+    return LiveServer(f"http://127.0.0.1:{port}", key, settings, app), server, thread
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path) -> Settings:
+    """Override in a test module to change the live server's settings."""
+    return test_settings(tmp_path)
+
+
+@pytest.fixture
+def live_server(server_settings: Settings) -> Iterator[LiveServer]:
+    """vidq on a free loopback port, with one worker, on SQLite unless the settings say otherwise."""
+    live, server, thread = start_live_server(server_settings)
+    try:
+        yield live
+    finally:
+        server.should_exit = True
+        thread.join(timeout=40)
+
+
+@pytest.fixture(scope="session")
+def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A directory for generated test clips, shared by the whole session."""
+    return tmp_path_factory.mktemp("clips")
