@@ -18,7 +18,6 @@ import psycopg
 import pytest
 import uvicorn
 
-from vidq.api.app import create_app
 from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.migrate import migrate
@@ -136,6 +135,8 @@ async def _make_owner(settings: Settings, name: str) -> str:
 
 
 def start_live_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
+    from vidq.api.app import create_app
+
     key = asyncio.run(_make_owner(settings, "tester"))
     port = free_port()
     settings = settings.model_copy(update={"port": port})
