@@ -9,6 +9,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.migrate import migrate
 from vidq.jobs.accounts import create_owner
+
+from .media_clips import make_clip
 
 # Read before the autouse fixture below clears VIDQ_* from the environment.
 POSTGRES_URL = os.environ.get("VIDQ_TEST_POSTGRES_URL")
@@ -86,7 +89,7 @@ async def db(db_url: str) -> AsyncIterator[Database]:
         await database.close()
 
 
-def test_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
+def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
     """Settings for a test: its own data directory, quick heartbeats, one worker."""
     values: dict[str, Any] = {
         "data_dir": tmp_path / "data",
@@ -156,13 +159,13 @@ def start_live_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, t
 @pytest.fixture
 def server_settings(tmp_path: Path) -> Settings:
     """Override in a test module to change the live server's settings."""
-    return test_settings(tmp_path)
+    return make_settings(tmp_path)
 
 
-@pytest.fixture
-def live_server(server_settings: Settings) -> Iterator[LiveServer]:
-    """vidq on a free loopback port, with one worker, on SQLite unless the settings say otherwise."""
-    live, server, thread = start_live_server(server_settings)
+@contextmanager
+def running_server(settings: Settings) -> Iterator[LiveServer]:
+    """vidq on a free loopback port with these settings, stopped on exit."""
+    live, server, thread = start_live_server(settings)
     try:
         yield live
     finally:
@@ -170,7 +173,26 @@ def live_server(server_settings: Settings) -> Iterator[LiveServer]:
         thread.join(timeout=40)
 
 
+@pytest.fixture
+def live_server(server_settings: Settings) -> Iterator[LiveServer]:
+    """vidq on a free loopback port, with one worker, on SQLite unless the settings say otherwise."""
+    with running_server(server_settings) as live:
+        yield live
+
+
 @pytest.fixture(scope="session")
 def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory for generated test clips, shared by the whole session."""
     return tmp_path_factory.mktemp("clips")
+
+
+@pytest.fixture(scope="session")
+def clip(clips: Path) -> Path:
+    """A one-second 160x90 H.264/AAC MP4."""
+    return make_clip(clips / "clip.mp4")
+
+
+@pytest.fixture(scope="session")
+def long_clip(clips: Path) -> Path:
+    """A 20-second 640x360 clip: long enough to be caught running."""
+    return make_clip(clips / "long.mp4", seconds=20, size=(640, 360))

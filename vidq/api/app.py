@@ -15,6 +15,7 @@ from vidq import __version__
 from vidq.api import routes_jobs, routes_service
 from vidq.api.problems import install_problem_handlers
 from vidq.config import Settings
+from vidq.notify.notifier import Notifier
 from vidq.runtime import Runtime
 from vidq.worker.pool import WorkerPool
 
@@ -37,16 +38,24 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.open(settings)
         app.state.runtime = runtime
+        notifier: Notifier | None = None
+        if run_workers:  # made first: a bad VIDQ_SMTP_URL stops the start before anything runs
+            notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
         pool: WorkerPool | None = None
         if run_workers and settings.workers > 0:
             pool = WorkerPool(runtime, settings.workers)
             await pool.start()
         app.state.pool = pool
+        if notifier is not None:
+            notifier.start()
+        app.state.notifier = notifier
         try:
             yield
         finally:
             if pool is not None:
                 await pool.stop(settings.shutdown_grace_seconds)
+            if notifier is not None:
+                await notifier.stop()
             await runtime.close()
 
     app = FastAPI(
@@ -55,6 +64,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         redoc_url=None,
+        generate_unique_id_function=lambda route: route.name,
     )
     install_problem_handlers(app)
     app.include_router(routes_jobs.router)

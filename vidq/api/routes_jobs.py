@@ -281,23 +281,13 @@ def _authorize_download(
     return None
 
 
-@router.api_route(
-    "/job/{job_id}/output",
-    methods=["GET", "HEAD"],
-    response_class=FileResponse,
-    responses={
-        200: {"content": {"application/octet-stream": {}}, "description": "The output file"},
-        206: {"description": "Part of the output file (Range)"},
-        **problem_responses(401, 404, 410, 416),
-    },
-    summary="Download a job's output",
-)
 async def download_output(
     job_id: str,
     account: OptionalAccount,
     runtime: RuntimeDep,
     expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
     signature: Annotated[str | None, Query(max_length=100)] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The output file, for the owner's key or the signed `download_url`; Range and HEAD work."""
     owner_id = _authorize_download(job_id, account, expires, signature, runtime.signing_key)
@@ -312,6 +302,11 @@ async def download_output(
     path = runtime.storage.local_path(job.output_key)
     if path is None or not path.is_file():
         raise Gone(f"The output of job {job_id} is no longer stored.")
+    stat = path.stat()
+    # The same validator FileResponse sends, so a conditional request can be answered here.
+    etag = f'"{hashlib.md5(f"{stat.st_mtime}-{stat.st_size}".encode(), usedforsecurity=False).hexdigest()}"'
+    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
         path,
         media_type=job.result["content_type"],
@@ -327,3 +322,29 @@ def content_disposition(filename: str) -> str:
     if fallback != safe:
         header += f"; filename*=UTF-8''{quote(safe, safe='')}"
     return header
+
+
+_DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/octet-stream": {}}, "description": "The output file"},
+    206: {"description": "Part of the output file (Range)"},
+    304: {"description": "Not modified"},
+    **problem_responses(401, 404, 410, 416),
+}
+router.add_api_route(
+    "/job/{job_id}/output",
+    download_output,
+    methods=["GET"],
+    name="download_output",
+    response_class=FileResponse,
+    responses=_DOWNLOAD_RESPONSES,
+    summary="Download a job's output",
+)
+router.add_api_route(
+    "/job/{job_id}/output",
+    download_output,
+    methods=["HEAD"],
+    name="download_output_head",
+    response_class=FileResponse,
+    responses=_DOWNLOAD_RESPONSES,
+    summary="Size and validators of a job's output",
+)

@@ -49,6 +49,8 @@ def _setup_logging(settings: Settings) -> None:
         level=settings.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    # Alembic reports every step of every start-up at INFO; only its problems matter here.
+    logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 async def _ensure_first_key(settings: Settings) -> str | None:
@@ -111,21 +113,29 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 async def _run_workers(settings: Settings) -> None:
+    from vidq.notify.notifier import Notifier
     from vidq.runtime import Runtime
     from vidq.worker.pool import WorkerPool
 
+    if settings.webhook_allow_private:
+        log.warning(
+            "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
+        )
     runtime = await Runtime.open(settings)
     pool = WorkerPool(runtime, max(1, settings.workers))
+    notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await pool.start()
+    notifier.start()
     log.info("vidq worker running %d conversion slot(s)", len(pool.workers))
     try:
         await stop.wait()
     finally:
         await pool.stop(settings.shutdown_grace_seconds)
+        await notifier.stop()
         await runtime.close()
 
 
