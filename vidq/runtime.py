@@ -49,6 +49,8 @@ class Runtime:
     signing_key: str
     # Set when a job is queued, so in-process workers start at once instead of polling.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when notifications are written, so the notifier delivers them without waiting to poll.
+    notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:

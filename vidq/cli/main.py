@@ -51,6 +51,8 @@ def _setup_logging(settings: Settings) -> None:
     )
     # Alembic reports every step of every start-up at INFO; only its problems matter here.
     logging.getLogger("alembic").setLevel(max(logging.WARNING, logging.getLogger().level))
+    # httpx logs every request's full URL at INFO; webhook URLs often carry secret tokens.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 async def _ensure_first_key(settings: Settings) -> str | None:
