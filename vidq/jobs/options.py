@@ -1,0 +1,594 @@
+"""Conversion options and presets: parse what a client sent, fill in defaults, validate.
+
+A client sends options as strings (form fields or query parameters). `resolve_options`
+turns them, together with a preset's defaults, into one `ResolvedOptions` where every
+option has its final value (None where it does not apply), or raises `InvalidOption`
+listing every bad field at once. `check_against_input` then checks the few options that
+can only be judged once the input has been probed.
+
+Resolution rules, in order:
+
+1. The preset (default `mp4-h264`) supplies defaults; explicit options win.
+2. A codec the client did not name comes from the preset when the resolved format can
+   hold it, else from the format's own default (`format=webm` alone gives VP9 + Opus).
+3. A preset's `crf` or `audio_bitrate` only carries over to the codec it was meant for;
+   another codec gets its own default. A preset's size, fps or quality settings are
+   dropped silently where they do not apply (a copied or absent stream); the same option
+   given explicitly is an error instead.
+4. `width` and `height` together fit the video inside that box, keeping its aspect ratio.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from vidq.errors import InvalidOption
+
+if TYPE_CHECKING:
+    from vidq.media.probe import MediaInfo
+
+FORMATS = ("mp4", "webm", "mkv", "mov", "gif", "mp3", "m4a")
+VIDEO_CODECS = ("h264", "h265", "vp9", "av1", "copy", "none")
+AUDIO_CODECS = ("aac", "opus", "mp3", "copy", "none")
+
+# The gif format's video codec. It is implied by format=gif; clients need not name it,
+# but a resolved job's options say `"video_codec": "gif"` and may be sent back as is.
+GIF_CODEC = "gif"
+
+OPTION_FIELDS: tuple[str, ...] = (
+    "preset",
+    "format",
+    "video_codec",
+    "audio_codec",
+    "width",
+    "height",
+    "upscale",
+    "crf",
+    "video_bitrate",
+    "audio_bitrate",
+    "fps",
+    "start",
+    "end",
+)
+
+MIN_WIDTH, MAX_WIDTH = 16, 7680
+MIN_HEIGHT, MAX_HEIGHT = 16, 4320
+MIN_FPS, MAX_FPS = 1.0, 120.0
+MIN_VIDEO_BITRATE, MAX_VIDEO_BITRATE = 16_000, 200_000_000
+GIF_DEFAULT_FPS, GIF_MAX_FPS = 10.0, 50.0
+
+# Codecs that re-encode video / audio (as opposed to "copy" and "none").
+VIDEO_ENCODERS = ("h264", "h265", "vp9", "av1", GIF_CODEC)
+AUDIO_ENCODERS = ("aac", "opus", "mp3")
+
+CRF_RANGES: dict[str, tuple[int, int]] = {
+    "h264": (0, 51),
+    "h265": (0, 51),
+    "vp9": (0, 63),
+    "av1": (0, 63),
+}
+DEFAULT_CRF: dict[str, int] = {"h264": 23, "h265": 28, "vp9": 32, "av1": 35}
+
+AUDIO_BITRATE_RANGES: dict[str, tuple[int, int]] = {
+    "aac": (16_000, 512_000),
+    "opus": (6_000, 512_000),
+    "mp3": (32_000, 320_000),
+}
+DEFAULT_AUDIO_BITRATE: dict[str, str] = {"aac": "128k", "opus": "96k", "mp3": "192k"}
+
+# What each output format can hold, and what it uses when nothing else is said.
+FORMAT_VIDEO_CODECS: dict[str, tuple[str, ...]] = {
+    "mp4": ("h264", "h265", "vp9", "av1", "copy", "none"),
+    "mov": ("h264", "h265", "copy", "none"),
+    "mkv": ("h264", "h265", "vp9", "av1", "copy", "none"),
+    "webm": ("vp9", "av1", "copy", "none"),
+    "gif": (GIF_CODEC,),
+    "mp3": ("none",),
+    "m4a": ("none",),
+}
+FORMAT_AUDIO_CODECS: dict[str, tuple[str, ...]] = {
+    "mp4": ("aac", "opus", "mp3", "copy", "none"),
+    "mov": ("aac", "mp3", "copy", "none"),
+    "mkv": ("aac", "opus", "mp3", "copy", "none"),
+    "webm": ("opus", "copy", "none"),
+    "gif": ("none",),
+    "mp3": ("mp3", "copy"),
+    "m4a": ("aac", "copy"),
+}
+FORMAT_DEFAULT_CODECS: dict[str, tuple[str, str]] = {
+    "mp4": ("h264", "aac"),
+    "mov": ("h264", "aac"),
+    "mkv": ("h264", "aac"),
+    "webm": ("vp9", "opus"),
+    "gif": (GIF_CODEC, "none"),
+    "mp3": ("none", "mp3"),
+    "m4a": ("none", "aac"),
+}
+
+# Input codecs (as probed) that `copy` may put in each format; None: anything.
+COPYABLE_VIDEO: dict[str, frozenset[str] | None] = {
+    "mp4": frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"}),
+    "mov": frozenset({"h264", "hevc", "mpeg4", "mjpeg", "prores"}),
+    "mkv": None,
+    "webm": frozenset({"vp8", "vp9", "av1"}),
+}
+COPYABLE_AUDIO: dict[str, frozenset[str] | None] = {
+    "mp4": frozenset({"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"}),
+    "mov": frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"}),
+    "mkv": None,
+    "webm": frozenset({"opus", "vorbis"}),
+    "mp3": frozenset({"mp3"}),
+    "m4a": frozenset({"aac", "alac"}),
+}
+
+_EXTENSIONS = {f: f for f in FORMATS}
+_CONTENT_TYPES = {
+    "mp4": "video/mp4",
+    "webm": "video/webm",
+    "mkv": "video/x-matroska",
+    "mov": "video/quicktime",
+    "gif": "image/gif",
+    "mp3": "audio/mpeg",
+    "m4a": "audio/mp4",
+}
+_CODEC_LABELS = {"h265": "H.265", "h264": "H.264", "vp9": "VP9", "av1": "AV1"}
+
+
+class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
+    """Every conversion option with its final value; None where it does not apply."""
+
+    preset: str
+    format: str
+    video_codec: str
+    audio_codec: str
+    width: int | None
+    height: int | None
+    upscale: bool
+    crf: int | None
+    video_bitrate: str | None
+    audio_bitrate: str | None
+    fps: float | None
+    start: float | None
+    end: float | None
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A named set of option defaults, as listed by `GET /presets`."""
+
+    name: str
+    description: str
+    options: dict[str, Any]
+
+
+DEFAULT_PRESET = "mp4-h264"
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset(
+            "mp4-h264",
+            "MP4 with H.264 (High profile, yuv420p) and AAC, +faststart: plays in every"
+            " browser. Keeps the input's size, rounded to even numbers.",
+            {"format": "mp4", "video_codec": "h264", "audio_codec": "aac", "crf": 23,
+             "audio_bitrate": "128k"},
+        ),
+        Preset(
+            "mp4-h264-720p",
+            "Like mp4-h264, scaled down to 720 lines (never up), keeping the aspect ratio.",
+            {"format": "mp4", "video_codec": "h264", "audio_codec": "aac", "crf": 23,
+             "audio_bitrate": "128k", "height": 720},
+        ),
+        Preset(
+            "mp4-h265",
+            "MP4 with H.265/HEVC (tagged hvc1 for Apple players) and AAC: smaller files,"
+            " not every browser plays them.",
+            {"format": "mp4", "video_codec": "h265", "audio_codec": "aac", "crf": 28,
+             "audio_bitrate": "128k"},
+        ),
+        Preset(
+            "webm-vp9",
+            "WebM with VP9 and Opus, constant quality.",
+            {"format": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32,
+             "audio_bitrate": "96k"},
+        ),
+        Preset(
+            "mp4-av1",
+            "MP4 with AV1 (SVT-AV1) and AAC: the smallest files, for modern browsers.",
+            {"format": "mp4", "video_codec": "av1", "audio_codec": "aac", "crf": 35,
+             "audio_bitrate": "128k"},
+        ),
+        Preset(
+            "gif",
+            "Animated GIF preview: 10 frames per second, at most 480 pixels wide, no sound.",
+            {"format": "gif", "width": 480, "fps": 10},
+        ),
+        Preset(
+            "mp3",
+            "The sound only, as MP3 at 192 kbit/s.",
+            {"format": "mp3", "audio_codec": "mp3", "audio_bitrate": "192k"},
+        ),
+        Preset(
+            "m4a",
+            "The sound only, as AAC at 128 kbit/s in an M4A file.",
+            {"format": "m4a", "audio_codec": "aac", "audio_bitrate": "128k"},
+        ),
+    )
+}
+
+
+class _Errors:
+    """Collects field errors so that a client hears about all of them at once."""
+
+    def __init__(self) -> None:
+        self.items: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.items.append({"field": field, "message": message})
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise InvalidOption(errors=self.items)
+
+
+def _one_of(values: tuple[str, ...]) -> str:
+    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
+
+
+def _parse_choice(values: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        value = text.lower()
+        if value not in values:
+            raise ValueError(f"must be one of {_one_of(values)}; got {text!r}")
+        return value
+
+    return parse
+
+
+def _parse_video_codec(text: str) -> str:
+    value = text.lower()
+    if value == GIF_CODEC:
+        return value
+    return _parse_choice(VIDEO_CODECS)(text)
+
+
+def _parse_int(low: int, high: int) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise ValueError(f"must be a whole number; got {text!r}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low} and {high}; got {value}")
+        return value
+
+    return parse
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of seconds; got {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"must be a number of seconds, 0 or more; got {text!r}")
+    return value
+
+
+def _parse_fps(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"must be a number of frames per second; got {text!r}") from None
+    if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
+        raise ValueError(f"must be between {MIN_FPS:g} and {MAX_FPS:g}; got {text!r}")
+    return value
+
+
+_TRUE = ("true", "1", "yes", "on")
+_FALSE = ("false", "0", "no", "off")
+
+
+def _parse_bool(text: str) -> bool:
+    value = text.lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(f"must be true or false; got {text!r}")
+
+
+_BITRATE = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[kKmM]?)")
+
+
+def parse_bitrate(text: str) -> int:
+    """Bits per second from `2500k`, `4M`, `128k` or a plain number; ValueError if malformed."""
+    match = _BITRATE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"must be a bitrate such as 2500k, 4M or 128k; got {text!r}")
+    scale = {"": 1, "k": 1_000, "m": 1_000_000}[match["unit"].lower()]
+    return round(float(match["number"]) * scale)
+
+
+def format_bitrate(bits_per_second: int) -> str:
+    """The short form of a bitrate: 4000000 -> "4M", 2500000 -> "2500k"."""
+    if bits_per_second % 1_000_000 == 0:
+        return f"{bits_per_second // 1_000_000}M"
+    if bits_per_second % 1_000 == 0:
+        return f"{bits_per_second // 1_000}k"
+    return str(bits_per_second)
+
+
+def _parse_video_bitrate(text: str) -> str:
+    bits = parse_bitrate(text)
+    if not MIN_VIDEO_BITRATE <= bits <= MAX_VIDEO_BITRATE:
+        raise ValueError(f"must be between {format_bitrate(MIN_VIDEO_BITRATE)} and"
+                         f" {format_bitrate(MAX_VIDEO_BITRATE)}; got {text}")
+    return format_bitrate(bits)
+
+
+def _parse_audio_bitrate(text: str) -> str:
+    # The range depends on the codec and is checked once the codec is known.
+    bits = parse_bitrate(text)
+    if bits <= 0:
+        raise ValueError(f"must be more than 0; got {text}")
+    return format_bitrate(bits)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "preset": _parse_choice(tuple(PRESETS)),
+    "format": _parse_choice(FORMATS),
+    "video_codec": _parse_video_codec,
+    "audio_codec": _parse_choice(AUDIO_CODECS),
+    "width": _parse_int(MIN_WIDTH, MAX_WIDTH),
+    "height": _parse_int(MIN_HEIGHT, MAX_HEIGHT),
+    "upscale": _parse_bool,
+    "crf": _parse_int(0, max(high for _, high in CRF_RANGES.values())),
+    "video_bitrate": _parse_video_bitrate,
+    "audio_bitrate": _parse_audio_bitrate,
+    "fps": _parse_fps,
+    "start": _parse_seconds,
+    "end": _parse_seconds,
+}
+
+
+def _parse_raw(raw: Mapping[str, str], errors: _Errors) -> dict[str, Any]:
+    """Each explicitly given option, parsed to its type; empty strings count as not given."""
+    given: dict[str, Any] = {}
+    for name, text in raw.items():
+        parser = _PARSERS.get(name)
+        if parser is None:
+            errors.add(name, f"unknown option; the options are {_one_of(OPTION_FIELDS)}")
+            continue
+        text = text.strip()
+        if not text:
+            continue
+        try:
+            given[name] = parser(text)
+        except ValueError as exc:
+            errors.add(name, str(exc))
+    return given
+
+
+def _resolve_codec(kind: str, fmt: str, given: dict[str, Any], preset: Preset,
+                   errors: _Errors) -> str:
+    """The video or audio codec: explicit, else the preset's if the format holds it."""
+    allowed = (FORMAT_VIDEO_CODECS if kind == "video_codec" else FORMAT_AUDIO_CODECS)[fmt]
+    default = FORMAT_DEFAULT_CODECS[fmt][0 if kind == "video_codec" else 1]
+    if kind in given:
+        codec: str = given[kind]
+        if codec not in allowed:
+            stream = "video" if kind == "video_codec" else "audio"
+            if codec == GIF_CODEC:
+                message = "gif is a format, not a codec: use format=gif"
+            elif codec == "none":
+                message = f"the {fmt} format needs {stream}; use {_one_of(allowed)}"
+            elif codec == "copy":
+                message = f"the {fmt} format cannot copy {stream}; use {_one_of(allowed)}"
+            else:
+                message = f"the {fmt} format cannot hold {codec}; use {_one_of(allowed)}"
+            errors.add(kind, message)
+            return default
+        return codec
+    from_preset = _preset_codec(preset, kind)
+    return from_preset if from_preset in allowed else default
+
+
+def _preset_codec(preset: Preset, kind: str) -> str:
+    """The codec a preset means: its own setting, else its format's default."""
+    codec = preset.options.get(kind)
+    if codec is None:
+        codec = FORMAT_DEFAULT_CODECS[preset.options["format"]][0 if kind == "video_codec" else 1]
+    return str(codec)
+
+
+def _stream_option(name: str, given: dict[str, Any], preset: Preset, applies: bool,
+                   why_not: str, errors: _Errors) -> Any:
+    """An option of one stream: explicit or preset value if it applies, else None."""
+    if name in given:
+        if applies:
+            return given[name]
+        errors.add(name, why_not)
+        return None
+    return preset.options.get(name) if applies else None
+
+
+def _why_not_video(fmt: str, video_codec: str) -> str:
+    if video_codec == "copy":
+        return "cannot be used with video_codec=copy: a copied stream is not re-encoded"
+    if video_codec == "none":
+        if fmt in ("mp3", "m4a"):
+            return f"does not apply: the {fmt} format has no video"
+        return "does not apply: video_codec=none leaves the video out"
+    return f"does not apply to the {fmt} format"
+
+
+def _why_not_audio(fmt: str, audio_codec: str) -> str:
+    if audio_codec == "copy":
+        return "cannot be used with audio_codec=copy: a copied stream is not re-encoded"
+    if fmt == "gif":
+        return "does not apply: the gif format has no sound"
+    return "does not apply: audio_codec=none leaves the sound out"
+
+
+def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
+    """Options from a request's strings plus preset defaults; InvalidOption lists all bad fields."""
+    errors = _Errors()
+    given = _parse_raw(raw, errors)
+    preset = PRESETS.get(given.get("preset", DEFAULT_PRESET), PRESETS[DEFAULT_PRESET])
+    fmt: str = given.get("format", preset.options["format"])
+    video_codec = _resolve_codec("video_codec", fmt, given, preset, errors)
+    audio_codec = _resolve_codec("audio_codec", fmt, given, preset, errors)
+    if video_codec == "none" and audio_codec == "none":
+        errors.add("audio_codec", "video_codec and audio_codec cannot both be none:"
+                   " the output would be empty")
+
+    encodes_video = video_codec in VIDEO_ENCODERS
+    compressed_video = video_codec in CRF_RANGES
+    why_video = _why_not_video(fmt, video_codec)
+    width = _stream_option("width", given, preset, encodes_video, why_video, errors)
+    height = _stream_option("height", given, preset, encodes_video, why_video, errors)
+    # upscale=false is the default, harmless anywhere; only upscale=true can be misplaced.
+    if given.get("upscale") is False:
+        del given["upscale"]
+    upscale = _stream_option("upscale", given, preset, encodes_video, why_video, errors)
+    fps = _stream_option("fps", given, preset, encodes_video, why_video, errors)
+    if video_codec == GIF_CODEC:
+        fps = _gif_fps(fps, errors)
+    video_bitrate = _stream_option("video_bitrate", given, preset, compressed_video,
+                                   why_video, errors)
+    crf = _resolve_crf(video_codec, given, preset, video_bitrate, why_video, errors)
+    audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
+
+    start: float | None = given.get("start")
+    end: float | None = given.get("end")
+    if end is not None and end <= (start or 0.0):
+        errors.add("end", f"must be greater than start ({start or 0:g} s); got {end:g}")
+
+    errors.raise_if_any()
+    return ResolvedOptions(
+        preset=preset.name,
+        format=fmt,
+        video_codec=video_codec,
+        audio_codec=audio_codec,
+        width=width,
+        height=height,
+        upscale=bool(upscale),
+        crf=crf,
+        video_bitrate=video_bitrate,
+        audio_bitrate=audio_bitrate,
+        fps=None if fps is None else float(fps),
+        start=start,
+        end=end,
+    )
+
+
+def _gif_fps(fps: float | None, errors: _Errors) -> float | None:
+    """A GIF's frame rate: its default if unset; browsers play no more than 50 fps."""
+    if fps is None:
+        return GIF_DEFAULT_FPS
+    if fps > GIF_MAX_FPS:
+        errors.add("fps", f"must be at most {GIF_MAX_FPS:g} for gif (browsers slow faster GIFs"
+                   f" down); got {fps:g}")
+        return None
+    return fps
+
+
+def _resolve_crf(video_codec: str, given: dict[str, Any], preset: Preset,
+                 video_bitrate: str | None, why_not: str, errors: _Errors) -> int | None:
+    """Constant quality: explicit, the preset's for its own codec, else the codec default."""
+    if video_codec not in CRF_RANGES:
+        if "crf" in given:
+            errors.add("crf", why_not if video_codec != GIF_CODEC
+                       else "does not apply to the gif format")
+        return None
+    if "crf" in given:
+        crf: int = given["crf"]
+        if "video_bitrate" in given:
+            errors.add("crf", "give crf (constant quality) or video_bitrate, not both")
+            return None
+        low, high = CRF_RANGES[video_codec]
+        if not low <= crf <= high:
+            label = _CODEC_LABELS[video_codec]
+            errors.add("crf", f"must be between {low} and {high} for {label}; got {crf}")
+            return None
+        return crf
+    if video_bitrate is not None:
+        return None
+    if _preset_codec(preset, "video_codec") == video_codec and "crf" in preset.options:
+        preset_crf: int = preset.options["crf"]
+        return preset_crf
+    return DEFAULT_CRF[video_codec]
+
+
+def _resolve_audio_bitrate(fmt: str, audio_codec: str, given: dict[str, Any], preset: Preset,
+                           errors: _Errors) -> str | None:
+    """Audio bitrate: explicit (within the codec's range), the preset's, or the codec default."""
+    if audio_codec not in AUDIO_ENCODERS:
+        if "audio_bitrate" in given:
+            errors.add("audio_bitrate", _why_not_audio(fmt, audio_codec))
+        return None
+    low, high = AUDIO_BITRATE_RANGES[audio_codec]
+    if "audio_bitrate" in given:
+        bitrate: str = given["audio_bitrate"]
+        if not low <= parse_bitrate(bitrate) <= high:
+            errors.add("audio_bitrate", f"must be between {format_bitrate(low)} and"
+                       f" {format_bitrate(high)} for {audio_codec}; got {bitrate}")
+            return None
+        return bitrate
+    preset_bitrate = preset.options.get("audio_bitrate")
+    if _preset_codec(preset, "audio_codec") == audio_codec and preset_bitrate is not None:
+        return str(preset_bitrate)
+    return DEFAULT_AUDIO_BITRATE[audio_codec]
+
+
+def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
+    """Raise InvalidOption for options that cannot work on this (probed) input."""
+    errors = _Errors()
+    fmt = options.format
+    duration = info.duration_seconds
+    if options.start is not None and duration is not None and options.start >= duration:
+        errors.add("start", f"must be before the end of the input ({duration:g} s long);"
+                   f" got {options.start:g}")
+    if fmt == "gif" and info.video is None:
+        errors.add("format", "the gif format needs a video stream; the input has none")
+    elif fmt in ("mp3", "m4a") and info.audio is None:
+        errors.add("format", f"the {fmt} format needs an audio stream; the input has none")
+    else:
+        keeps_video = info.video is not None and options.video_codec != "none"
+        keeps_audio = info.audio is not None and options.audio_codec != "none"
+        if not keeps_video and not keeps_audio:
+            field = "audio_codec" if info.video is None else "video_codec"
+            errors.add(field, "the output would be empty: the input has no other stream")
+    if options.video_codec == "copy" and info.video is not None:
+        _check_copy("video_codec", "video", info.video.codec, COPYABLE_VIDEO.get(fmt), fmt,
+                    errors)
+    if options.audio_codec == "copy" and info.audio is not None:
+        _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt,
+                    errors)
+    errors.raise_if_any()
+
+
+def _check_copy(field: str, kind: str, codec: str, copyable: frozenset[str] | None, fmt: str,
+                errors: _Errors) -> None:
+    if copyable is not None and codec not in copyable:
+        holds = (FORMAT_VIDEO_CODECS if kind == "video" else FORMAT_AUDIO_CODECS)[fmt]
+        encoders = [c for c in holds if c not in ("copy", "none")]
+        errors.add(field, f"the {fmt} format cannot hold the input's {codec} {kind} as is;"
+                   f" convert it with {_one_of(tuple(encoders))} instead of copy")
+
+
+def output_extension(options: ResolvedOptions) -> str:
+    """The output file's extension, without the dot: "mp4", "webm", "mp3", ..."""
+    return _EXTENSIONS[options.format]
+
+
+def output_content_type(options: ResolvedOptions) -> str:
+    """The output file's media type: "video/mp4", "audio/mpeg", "image/gif", ..."""
+    return _CONTENT_TYPES[options.format]

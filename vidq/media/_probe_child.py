@@ -1,0 +1,182 @@
+"""The probe's child process: open one file with PyAV under whitelists, decode a little, report.
+
+`vidq.media.probe` runs this file as a script in a child process with resource limits, so
+a demuxer or decoder that crashes or hangs on a hostile file costs only this process. It
+reads one JSON request from argv and prints one JSON answer on stdout:
+
+    {"ok": true, "info": <MediaInfo.to_json()>}   or   {"ok": false, "reason": "<message>"}
+
+Reasons are written for the person who uploaded the file and never contain a path. It
+imports nothing from vidq, so that it starts fast and runs the same as a plain script.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from fractions import Fraction
+from typing import Any
+
+import av
+import av.error
+from av.stream import Disposition
+
+# Give up looking for a first decodable frame after this many packets.
+MAX_PACKETS = 2000
+_NOT_REAL_VIDEO = Disposition.attached_pic | Disposition.timed_thumbnails
+
+
+class Refused(Exception):
+    """The file is not something we convert; the message says why."""
+
+
+def probe_file(path: str, format_whitelist: str, max_width: int, max_height: int) -> dict[str, Any]:
+    """Facts about the file at `path` in MediaInfo's JSON shape; Refused if it is unusable."""
+    try:
+        container = av.open(
+            path,
+            container_options={"protocol_whitelist": "file", "format_whitelist": format_whitelist},
+        )
+    except av.error.ArgumentError:
+        # EINVAL: what ffmpeg recognised is not on the whitelist (a playlist, a script...).
+        raise Refused(
+            "The file is not a video or audio file in a container this server accepts."
+        ) from None
+    except av.error.FFmpegError as exc:
+        raise Refused(
+            f"The file is not a video or audio file this server can read ({exc.strerror})."
+        ) from None
+    with container:
+        video = next(
+            (s for s in container.streams.video if not s.disposition & _NOT_REAL_VIDEO), None
+        )
+        audio = next(iter(container.streams.audio), None)
+        if video is None and audio is None:
+            raise Refused("The file has no video or audio stream.")
+        streams: list[Any] = [s for s in (video, audio) if s is not None]
+        for stream in streams:
+            if stream.codec_context is None:
+                raise Refused(f"The file's {stream.type} uses a codec this server cannot decode.")
+        if video is not None:
+            _check_coded_size(video.codec_context.width, video.codec_context.height,
+                              max_width, max_height)
+            # The decoder refuses frames larger than this, whatever the header said.
+            video.codec_context.options = {"max_pixels": str(max_width * max_height)}
+        frames = _first_frames(container, streams)
+        for stream in streams:
+            if stream.index not in frames:
+                raise Refused(f"The file's {stream.type} stream could not be decoded.")
+        return {
+            "format_name": container.format.name,
+            "container": _container_name(container, path),
+            "duration_seconds": _duration_seconds(container, streams),
+            "video": None if video is None else _video_facts(video, frames[video.index]),
+            "audio": None if audio is None else _audio_facts(audio, frames[audio.index]),
+        }
+
+
+def _check_coded_size(width: int, height: int, max_width: int, max_height: int) -> None:
+    # Before any decoding: a header may claim a frame too large to allocate. The exact
+    # limits (width and height as displayed) are checked by the parent.
+    longest, largest = max(max_width, max_height), max_width * max_height
+    if max(width, height) > longest or width * height > largest:
+        raise Refused(
+            f"The video is {width}x{height} pixels; this server accepts at most"
+            f" {max_width}x{max_height}."
+        )
+
+
+def _first_frames(container: Any, streams: list[Any]) -> dict[int, Any]:
+    """The first decoded frame of each stream, by stream index; decode errors are skipped."""
+    frames: dict[int, Any] = {}
+    for count, packet in enumerate(container.demux(streams)):
+        if count >= MAX_PACKETS:
+            break
+        try:
+            decoded = packet.decode()
+        except av.error.FFmpegError:
+            continue
+        for frame in decoded:
+            frames.setdefault(packet.stream.index, frame)
+        if len(frames) == len(streams):
+            break
+    return frames
+
+
+def _container_name(container: Any, path: str) -> str:
+    """A short everyday name for the container: mp4, mov, m4a, webm, matroska, avi..."""
+    name: str = container.format.name.split(",")[0]
+    if name == "mov":
+        brand = container.metadata.get("major_brand", "").strip().lower()
+        return {"qt": "mov", "m4a": "m4a", "m4b": "m4a"}.get(brand, "mp4")
+    if name == "matroska":
+        with open(path, "rb") as file:
+            header = file.read(64)
+        return "webm" if b"webm" in header else "matroska"
+    return name
+
+
+def _duration_seconds(container: Any, streams: list[Any]) -> float | None:
+    """The container's duration, else its longest stream's, else measured by demuxing."""
+    if container.duration is not None and container.duration > 0:
+        return round(float(container.duration) / av.time_base, 3)
+    known = [
+        float(s.duration * s.time_base) for s in streams
+        if s.duration is not None and s.time_base is not None
+    ]
+    if known and max(known) > 0:
+        return round(max(known), 3)
+    end = 0.0
+    container.seek(0)
+    for packet in container.demux(streams):
+        if packet.pts is not None and packet.time_base is not None:
+            end = max(end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
+    return round(end, 3) if end > 0 else None
+
+
+def _video_facts(stream: Any, frame: Any) -> dict[str, Any]:
+    rotation = round(frame.rotation or 0) % 360
+    width, height = frame.width, frame.height
+    sar = stream.sample_aspect_ratio or stream.codec_context.sample_aspect_ratio
+    if sar and Fraction(sar) != 1:
+        width = round(width * Fraction(sar))
+    if rotation in (90, 270):
+        width, height = height, width
+    rate = stream.average_rate or stream.guessed_rate
+    return {
+        "codec": stream.codec_context.codec.canonical_name,
+        "width": width,
+        "height": height,
+        "fps": round(float(rate), 3) if rate else None,
+        "pix_fmt": frame.format.name,
+        "rotation": rotation,
+    }
+
+
+def _audio_facts(stream: Any, frame: Any) -> dict[str, Any]:
+    return {
+        "codec": stream.codec_context.codec.canonical_name,
+        "channels": frame.layout.nb_channels,
+        "sample_rate": frame.sample_rate,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """Probe the file the JSON request in argv[1] names; print the JSON answer."""
+    request = json.loads(argv[1])
+    try:
+        answer = {
+            "ok": True,
+            "info": probe_file(request["path"], request["format_whitelist"],
+                               request["max_width"], request["max_height"]),
+        }
+    except Refused as exc:
+        answer = {"ok": False, "reason": str(exc)}
+    except av.error.FFmpegError as exc:
+        answer = {"ok": False, "reason": f"The file could not be read ({exc.strerror})."}
+    sys.stdout.write(json.dumps(answer))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,156 @@
+"""The ffmpeg command line for one conversion, built from validated options and a probe.
+
+Only values that passed `resolve_options` (or came from the probe) reach the argv, each
+as its own argument: nothing is ever parsed by a shell. The input is opened with the
+`file` protocol only and the demuxer the probe found, so ffmpeg reads the file the way
+it was checked. Sizes are computed here, in Python, from the probed (displayed) size.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vidq.config import Settings
+from vidq.jobs.options import GIF_CODEC, MAX_HEIGHT, MAX_WIDTH, ResolvedOptions
+from vidq.media.probe import ALLOWED_DEMUXERS, AudioInfo, MediaInfo, VideoInfo
+
+_MUXERS = {
+    "mp4": ["-f", "mp4", "-movflags", "+faststart"],
+    "mov": ["-f", "mov", "-movflags", "+faststart"],
+    "m4a": ["-f", "ipod", "-movflags", "+faststart"],
+    "mkv": ["-f", "matroska"],
+    "webm": ["-f", "webm"],
+    "gif": ["-f", "gif", "-loop", "0"],
+    "mp3": ["-f", "mp3"],
+}
+
+# Encoder settings: quick enough for a shared server, good enough for people.
+_VIDEO_ENCODERS = {
+    "h264": ["-c:v", "libx264", "-preset", "fast", "-profile:v", "high"],
+    "h265": ["-c:v", "libx265", "-preset", "fast", "-x265-params", "log-level=error"],
+    "vp9": ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"],
+    "av1": ["-c:v", "libsvtav1", "-preset", "8"],
+}
+_AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus", "mp3": "libmp3lame"}
+_APPLE_FORMATS = ("mp4", "mov")
+
+# The GIF palette is made per frame (stats_mode=single, new=1), so nothing waits for the
+# whole video and memory stays flat whatever the length.
+_GIF_PALETTE = (
+    "split[frames][stats];[stats]palettegen=stats_mode=single[palette];"
+    "[frames][palette]paletteuse=new=1"
+)
+
+
+def build_command(ffmpeg: str, input_path: Path, output_path: Path, options: ResolvedOptions,
+                  info: MediaInfo, settings: Settings) -> list[str]:
+    """The full ffmpeg argv converting `input_path` to `output_path` as the options say."""
+    if info.demuxer not in ALLOWED_DEMUXERS:
+        raise ValueError(f"demuxer {info.demuxer!r} is not allowed")
+    threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-loglevel", "error",
+            "-progress", "pipe:1"]
+    argv += ["-protocol_whitelist", "file,pipe",
+             "-format_whitelist", ",".join(sorted(ALLOWED_DEMUXERS)),
+             "-f", info.demuxer, *threads]
+    if options.start:
+        argv += ["-ss", _seconds(options.start)]
+    argv += ["-i", "file:" + str(input_path.absolute())]
+
+    if info.video is not None and options.video_codec != "none":
+        argv += ["-map", "0:V:0", *_video_args(options, info.video)]
+    else:
+        argv += ["-vn"]
+    if info.audio is not None and options.audio_codec != "none":
+        argv += ["-map", "0:a:0", *_audio_args(options, info.audio)]
+    else:
+        argv += ["-an"]
+    if options.end is not None:
+        argv += ["-t", _seconds(options.end - (options.start or 0.0))]
+    argv += [*threads, *_MUXERS[options.format], "file:" + str(output_path.absolute())]
+    return argv
+
+
+def _video_args(options: ResolvedOptions, video: VideoInfo) -> list[str]:
+    if options.video_codec == "copy":
+        apple_hevc = video.codec == "hevc" and options.format in _APPLE_FORMATS
+        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if apple_hevc else [])]
+    width, height = output_size(video, options)
+    filters = [f"fps={options.fps:g}"] if options.fps else []
+    if options.video_codec == GIF_CODEC:
+        filters += [f"scale={width}:{height}:flags=lanczos", "setsar=1", _GIF_PALETTE]
+        return ["-vf", ",".join(filters), "-c:v", "gif"]
+    # 8-bit 4:2:0 whatever the input (10-bit, 4:4:4...): the format every player decodes.
+    filters += [f"scale={width}:{height}:flags=bicubic", "setsar=1", "format=yuv420p"]
+    args = ["-vf", ",".join(filters), *_VIDEO_ENCODERS[options.video_codec],
+            "-pix_fmt", "yuv420p"]
+    if options.video_bitrate is not None:
+        args += ["-b:v", options.video_bitrate]
+    elif options.crf is not None:
+        args += ["-crf", str(options.crf)]
+        if options.video_codec == "vp9":
+            args += ["-b:v", "0"]  # constant quality, no bitrate cap
+    if options.video_codec == "h265" and options.format in _APPLE_FORMATS:
+        args += ["-tag:v", "hvc1"]
+    return args
+
+
+def _audio_args(options: ResolvedOptions, audio: AudioInfo) -> list[str]:
+    if options.audio_codec == "copy":
+        return ["-c:a", "copy"]
+    args = ["-c:a", _AUDIO_ENCODERS[options.audio_codec]]
+    if options.audio_bitrate is not None:
+        args += ["-b:a", options.audio_bitrate]
+    if options.audio_codec in ("opus", "mp3") and audio.channels > 2:
+        args += ["-ac", "2"]  # MP3 has no surround; Opus surround needs channel mapping
+    return args
+
+
+def output_size(video: VideoInfo, options: ResolvedOptions) -> tuple[int, int]:
+    """The output's width and height: fitted to the options, aspect kept, even, no upscale."""
+    src_width, src_height = video.width, video.height
+    if options.width and options.height:  # fit inside the box
+        scale = min(options.width / src_width, options.height / src_height)
+    elif options.width:
+        scale = options.width / src_width
+    elif options.height:
+        scale = options.height / src_height
+    else:
+        scale = 1.0
+    if options.upscale:
+        # However far up the client asks, stay within the largest size an option may name.
+        long_side, short_side = max(src_width, src_height), min(src_width, src_height)
+        scale = min(scale, max(1.0, min(MAX_WIDTH / long_side, MAX_HEIGHT / short_side)))
+    else:
+        scale = min(scale, 1.0)
+    width_limits = [n for n in (options.width, None if options.upscale else src_width) if n]
+    height_limits = [n for n in (options.height, None if options.upscale else src_height) if n]
+    return _even(src_width * scale, width_limits), _even(src_height * scale, height_limits)
+
+
+def _even(size: float, limits: list[int]) -> int:
+    """The nearest even number of pixels, not above any limit (rounded down to even), >= 2."""
+    value = 2 * int(size / 2 + 0.5)  # halves round up, not to even
+    for limit in limits:
+        value = min(value, limit - limit % 2)
+    return max(2, value)
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.6f}".rstrip("0").rstrip(".")
+
+
+def expected_output_seconds(options: ResolvedOptions, info: MediaInfo) -> float | None:
+    """How long the output will be, for progress percent; None if the input's length is unknown."""
+    end = options.end
+    if info.duration_seconds is not None:
+        end = info.duration_seconds if end is None else min(end, info.duration_seconds)
+    if end is None:
+        return None
+    return max(0.0, end - (options.start or 0.0))
+
+
+def job_timeout_seconds(info: MediaInfo, settings: Settings) -> float:
+    """How long one conversion of this input may run before it is stopped."""
+    return max(settings.job_timeout_min_seconds,
+               settings.job_timeout_factor * (info.duration_seconds or 0.0))
