@@ -42,7 +42,14 @@ def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[st
 
 def ffmpeg_children() -> list[psutil.Process]:
     """ffmpeg processes started by this test process (the server runs in it)."""
-    return [p for p in psutil.Process().children(recursive=True) if "ffmpeg" in p.name()]
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "ffmpeg" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
 
 
 def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> None:

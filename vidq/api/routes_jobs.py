@@ -212,6 +212,7 @@ async def cancel_job(
         runtime.db, job_id, account.id, payload_for=runtime.notification_payload
     )
     await runtime.storage.delete(f"inputs/{job.id}")
+    runtime.notify_wakeup.set()
     return JSONResponse(await render_job(runtime, job, request))
 
 

@@ -12,6 +12,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+PG_IDLE_IN_TRANSACTION_MS = 60_000
 
 
 def async_url(url: str) -> str:
@@ -73,7 +74,14 @@ class Database:
             _tune_sqlite(self.write_engine, immediate=True)
             _tune_sqlite(self.read_engine, immediate=False)
         else:
-            engine = create_async_engine(aurl, pool_size=10, max_overflow=10, pool_pre_ping=True)
+            engine = create_async_engine(
+                aurl,
+                pool_size=10,
+                max_overflow=10,
+                pool_pre_ping=True,
+                # A process frozen mid-transaction must not hold row locks forever.
+                connect_args={"options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"},
+            )
             self.write_engine = self.read_engine = engine
 
     @property

@@ -68,7 +68,7 @@ class WorkerPool:
             worker_prefix=self.prefix,
         )
         if recovered:
-            log.info("recovered %d job(s) left running by a previous process", len(recovered))
+            log.info("returned %d interrupted job(s) to the queue", len(recovered))
             self.runtime.wakeup.set()
         self.tasks = [asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)]
         self._reaper = asyncio.create_task(self._reap(), name="lease-reaper")
@@ -89,6 +89,7 @@ class WorkerPool:
             if recovered:
                 log.warning("returned %d job(s) with expired leases to the queue", len(recovered))
                 self.runtime.wakeup.set()
+                self.runtime.notify_wakeup.set()
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; let running conversions finish within the grace; re-queue the rest."""

@@ -121,6 +121,8 @@ class Worker:
             metrics.CONVERSIONS_RUNNING.dec()
             metrics.PROCESSING_SECONDS.labels(status=outcome).observe(time.monotonic() - started)
             self.current = None
+        if outcome in ("completed", "failed"):
+            self.runtime.notify_wakeup.set()  # its notifications, if any, are due now
         if outcome in ("completed", "failed", "cancelled"):
             # The input is no longer needed once the job has ended.
             await self.runtime.storage.delete(f"inputs/{job.id}")
