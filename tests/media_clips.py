@@ -30,9 +30,13 @@ _DEFAULT_CODECS = {
 
 def ffmpeg(*args: str) -> None:
     """Run ffmpeg quietly; raise with its stderr if it fails."""
-    done = subprocess.run([FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
-                          capture_output=True, text=True, check=False,
-                          env={**os.environ, "SVT_LOG": "1"})
+    done = subprocess.run(
+        [FFMPEG, "-hide_banner", "-nostdin", "-loglevel", "error", "-y", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "SVT_LOG": "1"},
+    )
     if done.returncode != 0:
         raise RuntimeError(f"ffmpeg {' '.join(args)} failed: {done.stderr}")
 
@@ -61,8 +65,12 @@ def make_clip(
     if audio:
         layout = {1: "mono", 2: "stereo", 6: "5.1"}[channels]
         tones = "|".join(f"sin({440 + 110 * n}*2*PI*t)" for n in range(channels))
-        args += ["-f", "lavfi", "-i",
-                 f"aevalsrc={tones}:sample_rate=48000:channel_layout={layout}:duration={seconds}"]
+        args += [
+            "-f",
+            "lavfi",
+            "-i",
+            f"aevalsrc={tones}:sample_rate=48000:channel_layout={layout}:duration={seconds}",
+        ]
     if video:
         args += ["-c:v", video_codec or str(default_video), "-pix_fmt", pix_fmt]
     if audio:
@@ -77,10 +85,27 @@ def make_clip(
 
 def make_with_cover_art(path: Path, *, seconds: float = 1.0) -> Path:
     """An MP3 with an attached picture (cover art), which is not a video stream."""
-    ffmpeg("-f", "lavfi", "-i", f"sine=frequency=440:duration={seconds}",
-           "-f", "lavfi", "-i", "color=c=blue:size=64x64:duration=0.04",
-           "-map", "0", "-map", "1", "-c:a", "libmp3lame", "-c:v", "png",
-           "-disposition:v", "attached_pic", str(path))
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        f"sine=frequency=440:duration={seconds}",
+        "-f",
+        "lavfi",
+        "-i",
+        "color=c=blue:size=64x64:duration=0.04",
+        "-map",
+        "0",
+        "-map",
+        "1",
+        "-c:a",
+        "libmp3lame",
+        "-c:v",
+        "png",
+        "-disposition:v",
+        "attached_pic",
+        str(path),
+    )
     return path
 
 

@@ -128,12 +128,20 @@ def test_invalid_setting_fails_loudly(tmp_path: Path) -> None:
     assert "VIDQ_WORKERS" in done.stderr
 
 
-def test_kill_9_mid_conversion_loses_nothing(serve: VidqProcess, long_clip: Path, clip: Path) -> None:
+def test_kill_9_mid_conversion_loses_nothing(
+    serve: VidqProcess, long_clip: Path, clip: Path
+) -> None:
     serve.start()
     key = (serve.data_dir / "api-key").read_text().strip()
     running = submit(serve.url, key, long_clip, preset="webm-vp9")
     waiting = submit(serve.url, key, clip)
-    wait_for(lambda: get_job(serve.url, key, running["id"])["status"] == "running" and serve.ffmpeg_pids(), 20, "the job to run")
+    wait_for(
+        lambda: (
+            get_job(serve.url, key, running["id"])["status"] == "running" and serve.ffmpeg_pids()
+        ),
+        20,
+        "the job to run",
+    )
     ffmpeg_pids = serve.ffmpeg_pids()
     serve.signal(signal.SIGKILL)
     serve.wait_exit(10)
@@ -149,14 +157,22 @@ def test_kill_9_mid_conversion_loses_nothing(serve: VidqProcess, long_clip: Path
         assert download.status_code == 200 and len(download.content) == done["result"]["size_bytes"]
 
 
-def test_sigterm_requeues_and_exits_in_time(tmp_path: Path, serve_env: dict[str, str], long_clip: Path) -> None:
+def test_sigterm_requeues_and_exits_in_time(
+    tmp_path: Path, serve_env: dict[str, str], long_clip: Path
+) -> None:
     env = {**serve_env, "VIDQ_SHUTDOWN_GRACE_SECONDS": "1"}
     serve = VidqProcess("serve", tmp_path / "data", env, port=free_port())
     try:
         serve.start()
         key = (serve.data_dir / "api-key").read_text().strip()
         job = submit(serve.url, key, long_clip, preset="webm-vp9")
-        wait_for(lambda: get_job(serve.url, key, job["id"])["status"] == "running" and serve.ffmpeg_pids(), 20, "the job to run")
+        wait_for(
+            lambda: (
+                get_job(serve.url, key, job["id"])["status"] == "running" and serve.ffmpeg_pids()
+            ),
+            20,
+            "the job to run",
+        )
         ffmpeg_pids = serve.ffmpeg_pids()
         asked = time.monotonic()
         serve.signal(signal.SIGTERM)

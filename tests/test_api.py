@@ -11,7 +11,7 @@ import httpx
 import psutil
 import pytest
 
-from .conftest import LiveServer, running_server, make_settings
+from .conftest import LiveServer, make_settings, running_server
 
 PROBLEM = "application/problem+json"
 
@@ -28,7 +28,9 @@ def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str
 
 def submit(client: httpx.Client, path: Path, **fields: str) -> httpx.Response:
     with path.open("rb") as handle:
-        return client.post("/convert", files={"file": (path.name, handle, "video/mp4")}, data=fields)
+        return client.post(
+            "/convert", files={"file": (path.name, handle, "video/mp4")}, data=fields
+        )
 
 
 def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
@@ -82,7 +84,9 @@ def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> 
         signed = httpx.get(result["download_url"])
         assert signed.status_code == 200 and signed.content == owned.content
         head = httpx.head(result["download_url"])
-        assert head.status_code == 200 and int(head.headers["content-length"]) == result["size_bytes"]
+        assert (
+            head.status_code == 200 and int(head.headers["content-length"]) == result["size_bytes"]
+        )
         part = httpx.get(result["download_url"], headers={"Range": "bytes=10-29"})
         assert part.status_code == 206 and part.content == owned.content[10:30]
         assert part.headers["content-range"] == f"bytes 10-29/{result['size_bytes']}"
@@ -166,9 +170,13 @@ def test_get_job_etag_and_wait(live_server: LiveServer, clip: Path) -> None:
         assert first.json() == done and "retry-after" not in first.headers
         etag = first.headers["etag"]
         assert client.get(f"/job/{job['id']}", headers={"If-None-Match": etag}).status_code == 304
-        assert client.get(f"/job/{job['id']}", headers={"If-None-Match": '"other"'}).status_code == 200
+        assert (
+            client.get(f"/job/{job['id']}", headers={"If-None-Match": '"other"'}).status_code == 200
+        )
         for bad in ("0", "61", "-1", "soon"):
-            assert_problem(client.get(f"/job/{job['id']}", params={"wait": bad}), 422, "invalid_option")
+            assert_problem(
+                client.get(f"/job/{job['id']}", params={"wait": bad}), 422, "invalid_option"
+            )
 
 
 @pytest.fixture
@@ -186,24 +194,52 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
 
     with live_server.client() as client:
         # 400: no file part, empty bodies, malformed multipart.
-        assert_problem(client.post("/convert", data={"preset": "gif"}, files={"other": ("a", b"x")}), 400, "bad_request")
-        assert_problem(client.post("/convert", content=b"", headers={"Content-Type": "video/mp4"}), 400, "bad_request")
-        assert_problem(client.post("/convert", files={"file": ("a.mp4", b"", "video/mp4")}), 400, "bad_request")
         assert_problem(
-            client.post("/convert", content=b"--x\r\nnonsense", headers={"Content-Type": "multipart/form-data; boundary=x"}),
+            client.post("/convert", data={"preset": "gif"}, files={"other": ("a", b"x")}),
+            400,
+            "bad_request",
+        )
+        assert_problem(
+            client.post("/convert", content=b"", headers={"Content-Type": "video/mp4"}),
+            400,
+            "bad_request",
+        )
+        assert_problem(
+            client.post("/convert", files={"file": ("a.mp4", b"", "video/mp4")}), 400, "bad_request"
+        )
+        assert_problem(
+            client.post(
+                "/convert",
+                content=b"--x\r\nnonsense",
+                headers={"Content-Type": "multipart/form-data; boundary=x"},
+            ),
             400,
             "bad_request",
         )
         # 413: over the limit, by Content-Length or while streaming (chunked); nothing kept.
         big = b"\0" * 300_000
-        body = assert_problem(client.post("/convert", content=big, headers={"Content-Type": "video/mp4"}), 413, "too_large")
+        body = assert_problem(
+            client.post("/convert", content=big, headers={"Content-Type": "video/mp4"}),
+            413,
+            "too_large",
+        )
         assert "200000" in body["detail"]
-        chunked = client.post("/convert", content=iter([big[:150_000], big[150_000:]]), headers={"Content-Type": "video/mp4"})
+        chunked = client.post(
+            "/convert",
+            content=iter([big[:150_000], big[150_000:]]),
+            headers={"Content-Type": "video/mp4"},
+        )
         assert_problem(chunked, 413, "too_large")
-        assert_problem(client.post("/convert", files={"file": ("big.mp4", big, "video/mp4")}), 413, "too_large")
+        assert_problem(
+            client.post("/convert", files={"file": ("big.mp4", big, "video/mp4")}), 413, "too_large"
+        )
         # 415: neither form.
         for ctype in ("application/json", "text/plain", "image/png"):
-            assert_problem(client.post("/convert", content=b"{}", headers={"Content-Type": ctype}), 415, "unsupported_content_type")
+            assert_problem(
+                client.post("/convert", content=b"{}", headers={"Content-Type": ctype}),
+                415,
+                "unsupported_content_type",
+            )
         # 422 invalid_option: listed field by field; fails before the body is stored.
         bad = submit(client, clip, width="5", crf="99", preset="nope", colour="red")
         problem = assert_problem(bad, 422, "invalid_option")
@@ -218,7 +254,12 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
         ):
             problem = assert_problem(submit(client, clip, **{field: value}), 422, "invalid_option")
             assert problem["errors"][0]["field"] == field
-        raw = client.post("/convert", params={"height": "9999"}, content=clip.read_bytes(), headers={"Content-Type": "video/mp4"})
+        raw = client.post(
+            "/convert",
+            params={"height": "9999"},
+            content=clip.read_bytes(),
+            headers={"Content-Type": "video/mp4"},
+        )
         assert assert_problem(raw, 422, "invalid_option")["errors"][0]["field"] == "height"
         # An option that only fails against the probed input.
         beyond = assert_problem(submit(client, clip, start="30"), 422, "invalid_option")
@@ -273,7 +314,10 @@ def test_cancel_and_delete_stop_running_ffmpeg(live_server: LiveServer, long_cli
         for action in ("cancel", "delete"):
             job = submit(client, long_clip, preset="webm-vp9").json()
             deadline = time.monotonic() + 20
-            while client.get(f"/job/{job['id']}").json()["status"] != "running" or not ffmpeg_children():
+            while (
+                client.get(f"/job/{job['id']}").json()["status"] != "running"
+                or not ffmpeg_children()
+            ):
                 assert time.monotonic() < deadline, "the job did not start"
                 time.sleep(0.05)
             asked = time.monotonic()
@@ -324,7 +368,12 @@ def test_presets_account_metrics(live_server: LiveServer) -> None:
         account = client.get("/account").json()
         assert account["name"] == "tester" and account["webhook_secret"].startswith("whsec_")
         text = client.get("/metrics").text
-        for metric in ("vidq_jobs{", "vidq_queue_depth", "vidq_uploads_total", "vidq_processing_seconds"):
+        for metric in (
+            "vidq_jobs{",
+            "vidq_queue_depth",
+            "vidq_uploads_total",
+            "vidq_processing_seconds",
+        ):
             assert metric in text
 
 

@@ -38,15 +38,29 @@ from .media_clips import (
 )
 
 MIB = 1024**2
-CODEC_NAMES = {"h264": "h264", "h265": "hevc", "vp9": "vp9", "av1": "av1", "gif": "gif",
-               "aac": "aac", "opus": "opus", "mp3": "mp3"}
+CODEC_NAMES = {
+    "h264": "h264",
+    "h265": "hevc",
+    "vp9": "vp9",
+    "av1": "av1",
+    "gif": "gif",
+    "aac": "aac",
+    "opus": "opus",
+    "mp3": "mp3",
+}
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path, probe_timeout_seconds=20, ffmpeg_threads=2,
-                    max_input_width=8192, max_input_height=8192,
-                    max_input_duration_seconds=86400, ffmpeg_memory_bytes=4096 * MIB)
+    return Settings(
+        data_dir=tmp_path,
+        probe_timeout_seconds=20,
+        ffmpeg_threads=2,
+        max_input_width=8192,
+        max_input_height=8192,
+        max_input_duration_seconds=86400,
+        ffmpeg_memory_bytes=4096 * MIB,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -63,16 +77,23 @@ def samples(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-async def convert(source: Path, options: ResolvedOptions, settings: Settings,
-                  out_dir: Path) -> tuple[MediaInfo, list[float]]:
+async def convert(
+    source: Path, options: ResolvedOptions, settings: Settings, out_dir: Path
+) -> tuple[MediaInfo, list[float]]:
     """Convert with the real pipeline; the probed output and the progress reported."""
     info = await probe(source, settings)
     output = out_dir / f"{source.stem}-out.{output_extension(options)}"
     argv = build_command(FFMPEG, source, output, options, info, settings)
     progress: list[float] = []
-    result = await run_ffmpeg(argv, settings=settings, on_progress=progress.append,
-                              stop=asyncio.Event(), timeout_seconds=60, stall_seconds=30,
-                              max_output_bytes=100 * MIB)
+    result = await run_ffmpeg(
+        argv,
+        settings=settings,
+        on_progress=progress.append,
+        stop=asyncio.Event(),
+        timeout_seconds=60,
+        stall_seconds=30,
+        max_output_bytes=100 * MIB,
+    )
     assert result.returncode == 0 and result.stop_reason is None, describe_failure(result)
     return await probe(output, settings), progress
 
@@ -85,9 +106,11 @@ def video_stream_profile(path: Path) -> str | None:
 
 # -- every preset on a real clip ------------------------------------------------------------
 
+
 @pytest.mark.parametrize("preset", list(PRESETS))
-async def test_every_preset_converts(preset: str, samples: Path, tmp_path: Path,
-                                     settings: Settings) -> None:
+async def test_every_preset_converts(
+    preset: str, samples: Path, tmp_path: Path, settings: Settings
+) -> None:
     options = resolve_options({"preset": preset})
     out, progress = await convert(samples / "av.mp4", options, settings, tmp_path)
     if options.video_codec == "none":
@@ -111,50 +134,60 @@ async def test_every_preset_converts(preset: str, samples: Path, tmp_path: Path,
 
 # -- scaling ----------------------------------------------------------------------------------
 
+
 def _video(width: int, height: int) -> VideoInfo:
     return VideoInfo("h264", width, height, 25.0, "yuv420p", 0)
 
 
-@pytest.mark.parametrize(("source", "raw", "expected"), [
-    ((160, 90), {}, (160, 90)),
-    ((161, 91), {}, (160, 90)),
-    ((1920, 1080), {"height": "720"}, (1280, 720)),
-    ((1920, 1080), {"width": "640"}, (640, 360)),
-    ((1920, 1080), {"width": "639"}, (638, 360)),
-    ((160, 90), {"height": "720"}, (160, 90)),
-    ((160, 90), {"height": "720", "upscale": "true"}, (1280, 720)),
-    ((1920, 1080), {"width": "1000", "height": "1000"}, (1000, 562)),
-    ((1080, 1920), {"width": "1280", "height": "720"}, (406, 720)),
-    ((160, 90), {"width": "1280", "height": "1280"}, (160, 90)),
-    # Upscaling stops at 8K, either way up: 7680 on the long side, 4320 on the short one.
-    ((90, 160), {"width": "7680", "upscale": "true"}, (4320, 7680)),
-    ((160, 90), {"width": "7680", "upscale": "true"}, (7680, 4320)),
-    ((1, 1), {}, (2, 2)),
-])
-def test_output_size(source: tuple[int, int], raw: dict[str, str],
-                     expected: tuple[int, int]) -> None:
+@pytest.mark.parametrize(
+    ("source", "raw", "expected"),
+    [
+        ((160, 90), {}, (160, 90)),
+        ((161, 91), {}, (160, 90)),
+        ((1920, 1080), {"height": "720"}, (1280, 720)),
+        ((1920, 1080), {"width": "640"}, (640, 360)),
+        ((1920, 1080), {"width": "639"}, (638, 360)),
+        ((160, 90), {"height": "720"}, (160, 90)),
+        ((160, 90), {"height": "720", "upscale": "true"}, (1280, 720)),
+        ((1920, 1080), {"width": "1000", "height": "1000"}, (1000, 562)),
+        ((1080, 1920), {"width": "1280", "height": "720"}, (406, 720)),
+        ((160, 90), {"width": "1280", "height": "1280"}, (160, 90)),
+        # Upscaling stops at 8K, either way up: 7680 on the long side, 4320 on the short one.
+        ((90, 160), {"width": "7680", "upscale": "true"}, (4320, 7680)),
+        ((160, 90), {"width": "7680", "upscale": "true"}, (7680, 4320)),
+        ((1, 1), {}, (2, 2)),
+    ],
+)
+def test_output_size(
+    source: tuple[int, int], raw: dict[str, str], expected: tuple[int, int]
+) -> None:
     size = output_size(_video(*source), resolve_options(raw))
     assert size == expected
     assert size[0] % 2 == 0 and size[1] % 2 == 0
 
 
-async def test_downscale_keeps_aspect_and_even_sizes(samples: Path, tmp_path: Path,
-                                                     settings: Settings) -> None:
-    out, _ = await convert(samples / "av.mp4", resolve_options({"width": "101"}), settings,
-                           tmp_path)
+async def test_downscale_keeps_aspect_and_even_sizes(
+    samples: Path, tmp_path: Path, settings: Settings
+) -> None:
+    out, _ = await convert(
+        samples / "av.mp4", resolve_options({"width": "101"}), settings, tmp_path
+    )
     assert out.video is not None and (out.video.width, out.video.height) == (100, 56)
 
 
-async def test_upscale_only_when_asked(samples: Path, tmp_path: Path,
-                                       settings: Settings) -> None:
-    out, _ = await convert(samples / "silent.mp4",
-                           resolve_options({"height": "180", "upscale": "true",
-                                            "preset": "mp4-h264"}), settings, tmp_path)
+async def test_upscale_only_when_asked(samples: Path, tmp_path: Path, settings: Settings) -> None:
+    out, _ = await convert(
+        samples / "silent.mp4",
+        resolve_options({"height": "180", "upscale": "true", "preset": "mp4-h264"}),
+        settings,
+        tmp_path,
+    )
     assert out.video is not None and (out.video.width, out.video.height) == (320, 180)
 
 
-async def test_odd_sized_444_input_becomes_even_yuv420p_high(samples: Path, tmp_path: Path,
-                                                            settings: Settings) -> None:
+async def test_odd_sized_444_input_becomes_even_yuv420p_high(
+    samples: Path, tmp_path: Path, settings: Settings
+) -> None:
     source = await probe(samples / "odd444.mkv", settings)
     assert source.video is not None and source.video.pix_fmt == "yuv444p"
     assert (source.video.width, source.video.height) == (161, 91)
@@ -164,8 +197,9 @@ async def test_odd_sized_444_input_becomes_even_yuv420p_high(samples: Path, tmp_
     assert video_stream_profile(tmp_path / "odd444-out.mp4") == "High"
 
 
-async def test_ten_bit_input_becomes_8_bit_high(samples: Path, tmp_path: Path,
-                                                settings: Settings) -> None:
+async def test_ten_bit_input_becomes_8_bit_high(
+    samples: Path, tmp_path: Path, settings: Settings
+) -> None:
     source = await probe(samples / "ten-bit.mkv", settings)
     assert source.video is not None and source.video.pix_fmt == "yuv420p10le"
     out, _ = await convert(samples / "ten-bit.mkv", resolve_options({}), settings, tmp_path)
@@ -173,21 +207,25 @@ async def test_ten_bit_input_becomes_8_bit_high(samples: Path, tmp_path: Path,
     assert video_stream_profile(tmp_path / "ten-bit-out.mp4") == "High"
 
 
-async def test_rotated_input_is_turned_upright(samples: Path, tmp_path: Path,
-                                              settings: Settings) -> None:
+async def test_rotated_input_is_turned_upright(
+    samples: Path, tmp_path: Path, settings: Settings
+) -> None:
     source = await probe(samples / "rotated.mp4", settings)
     assert source.video is not None
     assert (source.video.width, source.video.height, source.video.rotation) == (90, 160, 90)
-    out, _ = await convert(samples / "rotated.mp4", resolve_options({"height": "80"}), settings,
-                           tmp_path)
+    out, _ = await convert(
+        samples / "rotated.mp4", resolve_options({"height": "80"}), settings, tmp_path
+    )
     assert out.video is not None
     assert (out.video.width, out.video.height, out.video.rotation) == (46, 80, 0)
 
 
 # -- trimming, audio-only and silent inputs, copy ---------------------------------------------
 
-async def test_start_and_end_trim_the_output(samples: Path, tmp_path: Path,
-                                             settings: Settings) -> None:
+
+async def test_start_and_end_trim_the_output(
+    samples: Path, tmp_path: Path, settings: Settings
+) -> None:
     options = resolve_options({"start": "0.5", "end": "1.5"})
     info = await probe(samples / "av.mp4", settings)
     assert expected_output_seconds(options, info) == pytest.approx(1.0)
@@ -196,13 +234,16 @@ async def test_start_and_end_trim_the_output(samples: Path, tmp_path: Path,
     assert progress[-1] == pytest.approx(1.0, abs=0.1)
 
 
-@pytest.mark.parametrize(("preset", "audio_codec"),
-                         [("mp3", "mp3"), ("m4a", "aac"), ("mp4-h264", "aac"),
-                          ("webm-vp9", "opus")])
-async def test_audio_only_input(preset: str, audio_codec: str, samples: Path, tmp_path: Path,
-                                settings: Settings) -> None:
-    out, _ = await convert(samples / "sound.m4a", resolve_options({"preset": preset}), settings,
-                           tmp_path)
+@pytest.mark.parametrize(
+    ("preset", "audio_codec"),
+    [("mp3", "mp3"), ("m4a", "aac"), ("mp4-h264", "aac"), ("webm-vp9", "opus")],
+)
+async def test_audio_only_input(
+    preset: str, audio_codec: str, samples: Path, tmp_path: Path, settings: Settings
+) -> None:
+    out, _ = await convert(
+        samples / "sound.m4a", resolve_options({"preset": preset}), settings, tmp_path
+    )
     assert out.video is None
     assert out.audio is not None and out.audio.codec == audio_codec
     assert out.duration_seconds == pytest.approx(1.0, abs=0.1)
@@ -214,11 +255,12 @@ async def test_input_without_audio(samples: Path, tmp_path: Path, settings: Sett
 
 
 @pytest.mark.parametrize("preset", ["mp3", "webm-vp9"])
-async def test_surround_sound_is_mixed_down_where_needed(preset: str, samples: Path,
-                                                         tmp_path: Path,
-                                                         settings: Settings) -> None:
-    out, _ = await convert(samples / "surround.mkv", resolve_options({"preset": preset}),
-                           settings, tmp_path)
+async def test_surround_sound_is_mixed_down_where_needed(
+    preset: str, samples: Path, tmp_path: Path, settings: Settings
+) -> None:
+    out, _ = await convert(
+        samples / "surround.mkv", resolve_options({"preset": preset}), settings, tmp_path
+    )
     assert out.audio is not None and out.audio.channels == 2
 
 
@@ -233,9 +275,14 @@ async def test_stream_copy_into_mkv(samples: Path, tmp_path: Path, settings: Set
 def test_command_is_safe_and_complete(samples: Path, tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path, ffmpeg_threads=3)
     info = MediaInfo("mp4", "mov,mp4,m4a,3gp,3g2,mj2", 10.0, _video(1920, 1080), None)
-    argv = build_command("ffmpeg", tmp_path / "in", tmp_path / "out.mp4",
-                         resolve_options({"start": "2", "end": "5", "fps": "24"}), info,
-                         settings)
+    argv = build_command(
+        "ffmpeg",
+        tmp_path / "in",
+        tmp_path / "out.mp4",
+        resolve_options({"start": "2", "end": "5", "fps": "24"}),
+        info,
+        settings,
+    )
     joined = " ".join(argv)
     assert argv[argv.index("-protocol_whitelist") + 1] == "file,pipe"
     assert argv.index("-f") < argv.index("-ss") < argv.index("-i")
@@ -248,8 +295,9 @@ def test_command_is_safe_and_complete(samples: Path, tmp_path: Path) -> None:
     assert argv[-1] == "file:" + str((tmp_path / "out.mp4").absolute())
     hostile = MediaInfo("mp4", "hls", 10.0, _video(16, 16), None)
     with pytest.raises(ValueError, match="not allowed"):
-        build_command("ffmpeg", tmp_path / "in", tmp_path / "out.mp4", resolve_options({}),
-                      hostile, settings)
+        build_command(
+            "ffmpeg", tmp_path / "in", tmp_path / "out.mp4", resolve_options({}), hostile, settings
+        )
 
 
 def test_timeouts_follow_the_duration(tmp_path: Path) -> None:
@@ -265,6 +313,7 @@ def test_timeouts_follow_the_duration(tmp_path: Path) -> None:
 
 
 # -- probing ------------------------------------------------------------------------------------
+
 
 async def test_probe_reports_the_streams(samples: Path, settings: Settings) -> None:
     info = await probe(samples / "av.mp4", settings)
@@ -295,19 +344,23 @@ def _truncated(path: Path) -> Path:
     return make_truncated(whole, path)
 
 
-@pytest.mark.parametrize(("name", "make", "fragment"), [
-    ("random.mp4", make_random_bytes, "not a video or audio file"),
-    ("empty.mp4", lambda p: (p.touch(), p)[1], "empty"),
-    ("notes.txt", make_text_file, "not a video or audio file"),
-    ("playlist.m3u8", make_hls_playlist, "not a video or audio file"),
-    ("playlist.mp4", make_hls_playlist, "not a video or audio file"),
-    ("list.ffconcat", make_concat_script, "not a video or audio file"),
-    ("concat.mp4", make_concat_script, "not a video or audio file"),
-    ("bomb.y4m", make_y4m_bomb, "not a video or audio file"),
-    ("truncated.mp4", _truncated, "not a video or audio file"),
-])
-async def test_probe_refuses(name: str, make: Maker, fragment: str, tmp_path: Path,
-                             settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("name", "make", "fragment"),
+    [
+        ("random.mp4", make_random_bytes, "not a video or audio file"),
+        ("empty.mp4", lambda p: (p.touch(), p)[1], "empty"),
+        ("notes.txt", make_text_file, "not a video or audio file"),
+        ("playlist.m3u8", make_hls_playlist, "not a video or audio file"),
+        ("playlist.mp4", make_hls_playlist, "not a video or audio file"),
+        ("list.ffconcat", make_concat_script, "not a video or audio file"),
+        ("concat.mp4", make_concat_script, "not a video or audio file"),
+        ("bomb.y4m", make_y4m_bomb, "not a video or audio file"),
+        ("truncated.mp4", _truncated, "not a video or audio file"),
+    ],
+)
+async def test_probe_refuses(
+    name: str, make: Maker, fragment: str, tmp_path: Path, settings: Settings
+) -> None:
     path = make(tmp_path / name)
     with pytest.raises(UnsupportedMedia) as caught:
         await probe(path, settings)
@@ -329,18 +382,27 @@ async def test_size_limits_apply_to_the_displayed_size(samples: Path, tmp_path: 
         await probe(samples / "av.mp4", settings)
 
 
-@pytest.mark.parametrize(("name", "kwargs", "container", "video", "audio"), [
-    ("a.webm", {}, "webm", "vp9", "opus"),
-    ("a.mkv", {}, "matroska", "h264", "aac"),
-    ("a.mov", {}, "mov", "h264", "aac"),
-    ("a.mp3", {"video": False}, "mp3", None, "mp3"),
-    ("a.wav", {"video": False}, "wav", None, "pcm_s16le"),
-    ("a.ogg", {"video": False}, "ogg", None, "opus"),
-    ("a.gif", {"audio": False, "video_codec": "gif", "pix_fmt": "rgb8"}, "gif", "gif", None),
-])
-async def test_probe_accepts_real_containers(name: str, kwargs: dict[str, Any], container: str,
-                                             video: str | None, audio: str | None,
-                                             tmp_path: Path, settings: Settings) -> None:
+@pytest.mark.parametrize(
+    ("name", "kwargs", "container", "video", "audio"),
+    [
+        ("a.webm", {}, "webm", "vp9", "opus"),
+        ("a.mkv", {}, "matroska", "h264", "aac"),
+        ("a.mov", {}, "mov", "h264", "aac"),
+        ("a.mp3", {"video": False}, "mp3", None, "mp3"),
+        ("a.wav", {"video": False}, "wav", None, "pcm_s16le"),
+        ("a.ogg", {"video": False}, "ogg", None, "opus"),
+        ("a.gif", {"audio": False, "video_codec": "gif", "pix_fmt": "rgb8"}, "gif", "gif", None),
+    ],
+)
+async def test_probe_accepts_real_containers(
+    name: str,
+    kwargs: dict[str, Any],
+    container: str,
+    video: str | None,
+    audio: str | None,
+    tmp_path: Path,
+    settings: Settings,
+) -> None:
     info = await probe(make_clip(tmp_path / name, **kwargs), settings)
     assert info.container == container
     assert (info.video and info.video.codec, info.audio and info.audio.codec) == (video, audio)
@@ -371,30 +433,62 @@ async def test_a_crashing_prober_costs_only_the_upload(samples: Path, tmp_path: 
 
 # -- the ffmpeg runner -------------------------------------------------------------------------
 
+
 def _children() -> list[psutil.Process]:
     return psutil.Process().children(recursive=True)
 
 
 def _endless(tmp_path: Path, *, rate: str = "25") -> list[str]:
     """An ffmpeg that encodes a test pattern in real time until stopped."""
-    return [FFMPEG, "-hide_banner", "-nostdin", "-nostats", "-loglevel", "error",
-            "-progress", "pipe:1", "-stats_period", "0.1", "-re", "-f", "lavfi",
-            "-i", f"testsrc=size=64x64:rate={rate}", "-c:v", "libx264", "-preset", "ultrafast",
-            "-y", str(tmp_path / "endless.mkv")]
+    return [
+        FFMPEG,
+        "-hide_banner",
+        "-nostdin",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-progress",
+        "pipe:1",
+        "-stats_period",
+        "0.1",
+        "-re",
+        "-f",
+        "lavfi",
+        "-i",
+        f"testsrc=size=64x64:rate={rate}",
+        "-c:v",
+        "libx264",
+        "-preset",
+        "ultrafast",
+        "-y",
+        str(tmp_path / "endless.mkv"),
+    ]
 
 
-async def _run(argv: list[str], settings: Settings, *, stop: asyncio.Event | None = None,
-               timeout_seconds: float = 30, stall_seconds: float = 30,
-               max_output_bytes: int = 100 * MIB,
-               on_progress: Callable[[float], None] = lambda _: None) -> FFmpegResult:
-    return await run_ffmpeg(argv, settings=settings, on_progress=on_progress,
-                            stop=stop or asyncio.Event(), timeout_seconds=timeout_seconds,
-                            stall_seconds=stall_seconds, max_output_bytes=max_output_bytes)
+async def _run(
+    argv: list[str],
+    settings: Settings,
+    *,
+    stop: asyncio.Event | None = None,
+    timeout_seconds: float = 30,
+    stall_seconds: float = 30,
+    max_output_bytes: int = 100 * MIB,
+    on_progress: Callable[[float], None] = lambda _: None,
+) -> FFmpegResult:
+    return await run_ffmpeg(
+        argv,
+        settings=settings,
+        on_progress=on_progress,
+        stop=stop or asyncio.Event(),
+        timeout_seconds=timeout_seconds,
+        stall_seconds=stall_seconds,
+        max_output_bytes=max_output_bytes,
+    )
 
 
 async def test_progress_rises_and_the_run_ends(tmp_path: Path, settings: Settings) -> None:
     argv = _endless(tmp_path)
-    argv[argv.index("-y"):argv.index("-y")] = ["-t", "1.2"]
+    argv[argv.index("-y") : argv.index("-y")] = ["-t", "1.2"]
     progress: list[float] = []
     result = await _run(argv, settings, on_progress=progress.append)
     assert (result.returncode, result.stop_reason) == (0, None)
@@ -404,8 +498,7 @@ async def test_progress_rises_and_the_run_ends(tmp_path: Path, settings: Setting
     assert not _children()
 
 
-async def test_stop_ends_the_process_within_two_seconds(tmp_path: Path,
-                                                        settings: Settings) -> None:
+async def test_stop_ends_the_process_within_two_seconds(tmp_path: Path, settings: Settings) -> None:
     stop = asyncio.Event()
     pids: list[int] = []
 
@@ -414,8 +507,9 @@ async def test_stop_ends_the_process_within_two_seconds(tmp_path: Path,
         if seconds >= 0.3:
             stop.set()
 
-    task = asyncio.create_task(_run(_endless(tmp_path), settings, stop=stop,
-                                    on_progress=on_progress))
+    task = asyncio.create_task(
+        _run(_endless(tmp_path), settings, stop=stop, on_progress=on_progress)
+    )
     await stop.wait()
     stopped_at = time.monotonic()
     result = await task
@@ -434,8 +528,9 @@ async def test_timeout(tmp_path: Path, settings: Settings) -> None:
     assert not _children()
 
 
-async def test_stall_is_detected_and_a_deaf_process_is_killed(tmp_path: Path,
-                                                             settings: Settings) -> None:
+async def test_stall_is_detected_and_a_deaf_process_is_killed(
+    tmp_path: Path, settings: Settings
+) -> None:
     # A FIFO nobody writes to: ffmpeg blocks in open() forever, ignoring SIGTERM there.
     fifo = tmp_path / "never.fifo"
     os.mkfifo(fifo)
@@ -450,8 +545,9 @@ async def test_stall_is_detected_and_a_deaf_process_is_killed(tmp_path: Path,
 
 async def test_cancelling_the_runner_kills_ffmpeg(tmp_path: Path, settings: Settings) -> None:
     started = asyncio.Event()
-    task = asyncio.create_task(_run(_endless(tmp_path), settings,
-                                    on_progress=lambda _: started.set()))
+    task = asyncio.create_task(
+        _run(_endless(tmp_path), settings, on_progress=lambda _: started.set())
+    )
     await started.wait()
     pids = [p.pid for p in _children()]
     task.cancel()
@@ -472,8 +568,9 @@ async def test_output_size_limit(tmp_path: Path, settings: Settings) -> None:
 async def test_failure_message_hides_server_paths(tmp_path: Path, settings: Settings) -> None:
     missing = tmp_path / "secret-dir" / "input.mp4"
     output = tmp_path / "out.mp4"
-    result = await _run([FFMPEG, "-hide_banner", "-nostdin", "-i", "file:" + str(missing),
-                         str(output)], settings)
+    result = await _run(
+        [FFMPEG, "-hide_banner", "-nostdin", "-i", "file:" + str(missing), str(output)], settings
+    )
     assert result.returncode not in (0, None) and result.stop_reason is None
     message = describe_failure(result, missing, output)
     assert "input.mp4" in message and "No such file" in message

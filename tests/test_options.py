@@ -29,8 +29,9 @@ def errors_of(raw: dict[str, str]) -> dict[str, str]:
     return {e["field"]: e["message"] for e in caught.value.errors}
 
 
-def media(*, video: str | None = "h264", audio: str | None = "aac",
-          duration: float | None = 10.0) -> MediaInfo:
+def media(
+    *, video: str | None = "h264", audio: str | None = "aac", duration: float | None = 10.0
+) -> MediaInfo:
     return MediaInfo(
         container="mp4",
         format_name="mov,mp4,m4a,3gp,3g2,mj2",
@@ -43,9 +44,19 @@ def media(*, video: str | None = "h264", audio: str | None = "aac",
 def test_default_is_browser_safe_mp4() -> None:
     options = resolve_options({})
     assert options == ResolvedOptions(
-        preset=DEFAULT_PRESET, format="mp4", video_codec="h264", audio_codec="aac",
-        width=None, height=None, upscale=False, crf=23, video_bitrate=None,
-        audio_bitrate="128k", fps=None, start=None, end=None,
+        preset=DEFAULT_PRESET,
+        format="mp4",
+        video_codec="h264",
+        audio_codec="aac",
+        width=None,
+        height=None,
+        upscale=False,
+        crf=23,
+        video_bitrate=None,
+        audio_bitrate="128k",
+        fps=None,
+        start=None,
+        end=None,
     )
 
 
@@ -59,25 +70,54 @@ def test_presets_named_by_the_api_exist_and_resolve() -> None:
             assert getattr(options, key) == value, (name, key)
 
 
-@pytest.mark.parametrize(("preset", "expected"), [
-    ("mp4-h264-720p", {"height": 720, "width": None, "video_codec": "h264"}),
-    ("webm-vp9", {"format": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32}),
-    ("mp4-av1", {"video_codec": "av1", "audio_codec": "aac", "crf": 35}),
-    ("gif", {"video_codec": "gif", "audio_codec": "none", "width": 480, "fps": 10.0,
-             "crf": None, "audio_bitrate": None}),
-    ("mp3", {"video_codec": "none", "audio_codec": "mp3", "audio_bitrate": "192k",
-             "crf": None, "width": None}),
-    ("m4a", {"format": "m4a", "video_codec": "none", "audio_codec": "aac"}),
-])
+@pytest.mark.parametrize(
+    ("preset", "expected"),
+    [
+        ("mp4-h264-720p", {"height": 720, "width": None, "video_codec": "h264"}),
+        ("webm-vp9", {"format": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32}),
+        ("mp4-av1", {"video_codec": "av1", "audio_codec": "aac", "crf": 35}),
+        (
+            "gif",
+            {
+                "video_codec": "gif",
+                "audio_codec": "none",
+                "width": 480,
+                "fps": 10.0,
+                "crf": None,
+                "audio_bitrate": None,
+            },
+        ),
+        (
+            "mp3",
+            {
+                "video_codec": "none",
+                "audio_codec": "mp3",
+                "audio_bitrate": "192k",
+                "crf": None,
+                "width": None,
+            },
+        ),
+        ("m4a", {"format": "m4a", "video_codec": "none", "audio_codec": "aac"}),
+    ],
+)
 def test_preset_values(preset: str, expected: dict[str, object]) -> None:
     options = resolve_options({"preset": preset})
     assert {k: getattr(options, k) for k in expected} == expected
 
 
 def test_explicit_options_win_over_the_preset() -> None:
-    options = resolve_options({"preset": "mp4-h264-720p", "height": "480", "crf": "18",
-                               "audio_bitrate": "192k", "fps": "29.97", "upscale": "true",
-                               "start": "1.5", "end": "4"})
+    options = resolve_options(
+        {
+            "preset": "mp4-h264-720p",
+            "height": "480",
+            "crf": "18",
+            "audio_bitrate": "192k",
+            "fps": "29.97",
+            "upscale": "true",
+            "start": "1.5",
+            "end": "4",
+        }
+    )
     assert (options.height, options.crf, options.audio_bitrate) == (480, 18, "192k")
     assert (options.fps, options.upscale, options.start, options.end) == (29.97, True, 1.5, 4.0)
 
@@ -85,7 +125,11 @@ def test_explicit_options_win_over_the_preset() -> None:
 def test_format_alone_brings_its_own_codecs() -> None:
     webm = resolve_options({"format": "webm"})
     assert (webm.video_codec, webm.audio_codec, webm.crf, webm.audio_bitrate) == (
-        "vp9", "opus", 32, "96k")
+        "vp9",
+        "opus",
+        32,
+        "96k",
+    )
     mkv = resolve_options({"format": "mkv"})  # mkv holds the preset's h264 + aac
     assert (mkv.video_codec, mkv.audio_codec, mkv.crf) == ("h264", "aac", 23)
     mp3 = resolve_options({"format": "mp3"})
@@ -105,8 +149,9 @@ def test_video_bitrate_replaces_the_preset_crf() -> None:
 
 
 def test_preset_settings_that_do_not_apply_are_dropped() -> None:
-    options = resolve_options({"preset": "mp4-h264-720p", "video_codec": "copy",
-                               "audio_codec": "copy"})
+    options = resolve_options(
+        {"preset": "mp4-h264-720p", "video_codec": "copy", "audio_codec": "copy"}
+    )
     assert (options.height, options.crf, options.audio_bitrate) == (None, None, None)
 
 
@@ -122,34 +167,37 @@ def test_bitrates_are_normalised() -> None:
     assert resolve_options({"audio_bitrate": "128000"}).audio_bitrate == "128k"
 
 
-@pytest.mark.parametrize(("field", "value", "fragment"), [
-    ("preset", "fancy", "must be one of mp4-h264"),
-    ("format", "avi", "must be one of mp4, webm"),
-    ("video_codec", "mpeg2", "must be one of h264, h265"),
-    ("audio_codec", "vorbis", "must be one of aac, opus"),
-    ("width", "15", "between 16 and 7680"),
-    ("width", "7681", "between 16 and 7680"),
-    ("width", "12.5", "whole number"),
-    ("height", "4321", "between 16 and 4320"),
-    ("height", "tall", "whole number"),
-    ("upscale", "maybe", "true or false"),
-    ("crf", "-1", "between 0 and 63"),
-    ("crf", "high", "whole number"),
-    ("video_bitrate", "fast", "bitrate such as 2500k"),
-    ("video_bitrate", "1k", "between 16k and 200M"),
-    ("video_bitrate", "900M", "between 16k and 200M"),
-    ("audio_bitrate", "128kbps", "bitrate such as"),
-    ("audio_bitrate", "0", "more than 0"),
-    ("audio_bitrate", "1M", "between 16k and 512k for aac"),
-    ("fps", "0", "between 1 and 120"),
-    ("fps", "121", "between 1 and 120"),
-    ("fps", "nan", "between 1 and 120"),
-    ("fps", "fast", "frames per second"),
-    ("start", "-1", "0 or more"),
-    ("start", "soon", "number of seconds"),
-    ("end", "inf", "0 or more"),
-    ("end", "0", "greater than start"),
-])
+@pytest.mark.parametrize(
+    ("field", "value", "fragment"),
+    [
+        ("preset", "fancy", "must be one of mp4-h264"),
+        ("format", "avi", "must be one of mp4, webm"),
+        ("video_codec", "mpeg2", "must be one of h264, h265"),
+        ("audio_codec", "vorbis", "must be one of aac, opus"),
+        ("width", "15", "between 16 and 7680"),
+        ("width", "7681", "between 16 and 7680"),
+        ("width", "12.5", "whole number"),
+        ("height", "4321", "between 16 and 4320"),
+        ("height", "tall", "whole number"),
+        ("upscale", "maybe", "true or false"),
+        ("crf", "-1", "between 0 and 63"),
+        ("crf", "high", "whole number"),
+        ("video_bitrate", "fast", "bitrate such as 2500k"),
+        ("video_bitrate", "1k", "between 16k and 200M"),
+        ("video_bitrate", "900M", "between 16k and 200M"),
+        ("audio_bitrate", "128kbps", "bitrate such as"),
+        ("audio_bitrate", "0", "more than 0"),
+        ("audio_bitrate", "1M", "between 16k and 512k for aac"),
+        ("fps", "0", "between 1 and 120"),
+        ("fps", "121", "between 1 and 120"),
+        ("fps", "nan", "between 1 and 120"),
+        ("fps", "fast", "frames per second"),
+        ("start", "-1", "0 or more"),
+        ("start", "soon", "number of seconds"),
+        ("end", "inf", "0 or more"),
+        ("end", "0", "greater than start"),
+    ],
+)
 def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
     errors = errors_of({field: value})
     assert list(errors) == [field]
@@ -158,8 +206,20 @@ def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
 
 def test_every_field_has_a_validator() -> None:
     assert set(OPTION_FIELDS) == {
-        "preset", "format", "video_codec", "audio_codec", "width", "height", "upscale",
-        "crf", "video_bitrate", "audio_bitrate", "fps", "start", "end"}
+        "preset",
+        "format",
+        "video_codec",
+        "audio_codec",
+        "width",
+        "height",
+        "upscale",
+        "crf",
+        "video_bitrate",
+        "audio_bitrate",
+        "fps",
+        "start",
+        "end",
+    }
 
 
 def test_unknown_option() -> None:
@@ -168,16 +228,18 @@ def test_unknown_option() -> None:
 
 
 def test_every_bad_field_is_listed_at_once() -> None:
-    errors = errors_of({"width": "5", "height": "x", "fps": "500", "format": "avi",
-                        "bogus": "1", "end": "-3"})
+    errors = errors_of(
+        {"width": "5", "height": "x", "fps": "500", "format": "avi", "bogus": "1", "end": "-3"}
+    )
     assert set(errors) == {"width", "height", "fps", "format", "bogus", "end"}
     with pytest.raises(InvalidOption) as caught:
         resolve_options({"width": "5", "crf": "99"})
     assert "width:" in caught.value.detail and "crf:" in caught.value.detail
 
 
-@pytest.mark.parametrize(("codec", "low", "high"), [
-    ("h264", 0, 51), ("h265", 0, 51), ("vp9", 0, 63), ("av1", 0, 63)])
+@pytest.mark.parametrize(
+    ("codec", "low", "high"), [("h264", 0, 51), ("h265", 0, 51), ("vp9", 0, 63), ("av1", 0, 63)]
+)
 def test_crf_range_is_the_codecs_own(codec: str, low: int, high: int) -> None:
     fmt = "mkv"
     assert resolve_options({"format": fmt, "video_codec": codec, "crf": str(low)}).crf == low
@@ -191,43 +253,47 @@ def test_end_must_follow_start() -> None:
     assert resolve_options({"end": "2"}).end == 2.0
 
 
-@pytest.mark.parametrize(("raw", "field", "fragment"), [
-    ({"format": "webm", "video_codec": "h264"}, "video_codec", "webm format cannot hold h264"),
-    ({"format": "webm", "audio_codec": "aac"}, "audio_codec", "webm format cannot hold aac"),
-    ({"format": "mov", "video_codec": "vp9"}, "video_codec", "mov format cannot hold vp9"),
-    ({"format": "mp3", "audio_codec": "aac"}, "audio_codec", "use mp3 or copy"),
-    ({"format": "mp3", "video_codec": "h264"}, "video_codec", "mp3 format cannot hold h264"),
-    ({"format": "m4a", "audio_codec": "opus"}, "audio_codec", "use aac or copy"),
-    ({"format": "gif", "video_codec": "h264"}, "video_codec", "gif format cannot hold"),
-    ({"format": "gif", "audio_codec": "aac"}, "audio_codec", "gif format cannot hold aac"),
-    ({"format": "mp4", "video_codec": "gif"}, "video_codec", "use format=gif"),
-    ({"format": "gif", "video_codec": "none"}, "video_codec", "gif format needs video"),
-    ({"format": "gif", "video_codec": "copy"}, "video_codec", "gif format cannot copy video"),
-    ({"format": "mp3", "audio_codec": "none"}, "audio_codec", "mp3 format needs audio"),
-    ({"video_codec": "none", "audio_codec": "none"}, "audio_codec", "both be none"),
-    ({"video_codec": "copy", "width": "640"}, "width", "video_codec=copy"),
-    ({"video_codec": "copy", "crf": "20"}, "crf", "video_codec=copy"),
-    ({"video_codec": "copy", "fps": "30"}, "fps", "video_codec=copy"),
-    ({"video_codec": "copy", "video_bitrate": "1M"}, "video_bitrate", "video_codec=copy"),
-    ({"video_codec": "copy", "upscale": "true"}, "upscale", "video_codec=copy"),
-    ({"audio_codec": "copy", "audio_bitrate": "96k"}, "audio_bitrate", "audio_codec=copy"),
-    ({"audio_codec": "none", "audio_bitrate": "96k"}, "audio_bitrate", "leaves the sound out"),
-    ({"video_codec": "none", "height": "480"}, "height", "leaves the video out"),
-    ({"format": "mp3", "width": "320"}, "width", "mp3 format has no video"),
-    ({"format": "gif", "crf": "20"}, "crf", "does not apply to the gif format"),
-    ({"format": "gif", "video_bitrate": "1M"}, "video_bitrate", "gif format"),
-    ({"format": "gif", "fps": "60"}, "fps", "at most 50 for gif"),
-    ({"crf": "20", "video_bitrate": "1M"}, "crf", "not both"),
-    ({"format": "mp3", "audio_bitrate": "384k"}, "audio_bitrate", "32k and 320k for mp3"),
-])
+@pytest.mark.parametrize(
+    ("raw", "field", "fragment"),
+    [
+        ({"format": "webm", "video_codec": "h264"}, "video_codec", "webm format cannot hold h264"),
+        ({"format": "webm", "audio_codec": "aac"}, "audio_codec", "webm format cannot hold aac"),
+        ({"format": "mov", "video_codec": "vp9"}, "video_codec", "mov format cannot hold vp9"),
+        ({"format": "mp3", "audio_codec": "aac"}, "audio_codec", "use mp3 or copy"),
+        ({"format": "mp3", "video_codec": "h264"}, "video_codec", "mp3 format cannot hold h264"),
+        ({"format": "m4a", "audio_codec": "opus"}, "audio_codec", "use aac or copy"),
+        ({"format": "gif", "video_codec": "h264"}, "video_codec", "gif format cannot hold"),
+        ({"format": "gif", "audio_codec": "aac"}, "audio_codec", "gif format cannot hold aac"),
+        ({"format": "mp4", "video_codec": "gif"}, "video_codec", "use format=gif"),
+        ({"format": "gif", "video_codec": "none"}, "video_codec", "gif format needs video"),
+        ({"format": "gif", "video_codec": "copy"}, "video_codec", "gif format cannot copy video"),
+        ({"format": "mp3", "audio_codec": "none"}, "audio_codec", "mp3 format needs audio"),
+        ({"video_codec": "none", "audio_codec": "none"}, "audio_codec", "both be none"),
+        ({"video_codec": "copy", "width": "640"}, "width", "video_codec=copy"),
+        ({"video_codec": "copy", "crf": "20"}, "crf", "video_codec=copy"),
+        ({"video_codec": "copy", "fps": "30"}, "fps", "video_codec=copy"),
+        ({"video_codec": "copy", "video_bitrate": "1M"}, "video_bitrate", "video_codec=copy"),
+        ({"video_codec": "copy", "upscale": "true"}, "upscale", "video_codec=copy"),
+        ({"audio_codec": "copy", "audio_bitrate": "96k"}, "audio_bitrate", "audio_codec=copy"),
+        ({"audio_codec": "none", "audio_bitrate": "96k"}, "audio_bitrate", "leaves the sound out"),
+        ({"video_codec": "none", "height": "480"}, "height", "leaves the video out"),
+        ({"format": "mp3", "width": "320"}, "width", "mp3 format has no video"),
+        ({"format": "gif", "crf": "20"}, "crf", "does not apply to the gif format"),
+        ({"format": "gif", "video_bitrate": "1M"}, "video_bitrate", "gif format"),
+        ({"format": "gif", "fps": "60"}, "fps", "at most 50 for gif"),
+        ({"crf": "20", "video_bitrate": "1M"}, "crf", "not both"),
+        ({"format": "mp3", "audio_bitrate": "384k"}, "audio_bitrate", "32k and 320k for mp3"),
+    ],
+)
 def test_incompatible_combinations(raw: dict[str, str], field: str, fragment: str) -> None:
     errors = errors_of(raw)
     assert fragment in errors[field], errors
 
 
 def test_copy_and_none_combinations_that_work() -> None:
-    copy = resolve_options({"format": "mkv", "video_codec": "copy", "audio_codec": "copy",
-                            "start": "1", "end": "2"})
+    copy = resolve_options(
+        {"format": "mkv", "video_codec": "copy", "audio_codec": "copy", "start": "1", "end": "2"}
+    )
     assert (copy.crf, copy.width, copy.audio_bitrate) == (None, None, None)
     silent = resolve_options({"audio_codec": "none", "upscale": "false"})
     assert (silent.audio_codec, silent.audio_bitrate) == ("none", None)
@@ -236,8 +302,7 @@ def test_copy_and_none_combinations_that_work() -> None:
 def test_resolved_options_round_trip_through_json() -> None:
     options = resolve_options({"preset": "gif", "start": "0.5"})
     assert ResolvedOptions.model_validate_json(options.model_dump_json()) == options
-    again = resolve_options({k: str(v) for k, v in options.model_dump().items()
-                             if v is not None})
+    again = resolve_options({k: str(v) for k, v in options.model_dump().items() if v is not None})
     assert again == options
 
 
@@ -247,11 +312,18 @@ def test_the_constants_match_the_api() -> None:
     assert AUDIO_CODECS == ("aac", "opus", "mp3", "copy", "none")
 
 
-@pytest.mark.parametrize(("fmt", "extension", "content_type"), [
-    ("mp4", "mp4", "video/mp4"), ("webm", "webm", "video/webm"),
-    ("mkv", "mkv", "video/x-matroska"), ("mov", "mov", "video/quicktime"),
-    ("gif", "gif", "image/gif"), ("mp3", "mp3", "audio/mpeg"), ("m4a", "m4a", "audio/mp4"),
-])
+@pytest.mark.parametrize(
+    ("fmt", "extension", "content_type"),
+    [
+        ("mp4", "mp4", "video/mp4"),
+        ("webm", "webm", "video/webm"),
+        ("mkv", "mkv", "video/x-matroska"),
+        ("mov", "mov", "video/quicktime"),
+        ("gif", "gif", "image/gif"),
+        ("mp3", "mp3", "audio/mpeg"),
+        ("m4a", "m4a", "audio/mp4"),
+    ],
+)
 def test_output_names(fmt: str, extension: str, content_type: str) -> None:
     options = resolve_options({"format": fmt})
     assert (output_extension(options), output_content_type(options)) == (extension, content_type)
@@ -264,24 +336,44 @@ def test_input_checks_pass_for_a_normal_input() -> None:
     check_against_input(resolve_options({"start": "5"}), media(duration=None))
 
 
-@pytest.mark.parametrize(("raw", "info", "field", "fragment"), [
-    ({"start": "10"}, media(duration=10.0), "start", "before the end of the input (10 s"),
-    ({"preset": "gif"}, media(video=None), "format", "gif format needs a video stream"),
-    ({"preset": "mp3"}, media(audio=None), "format", "mp3 format needs an audio stream"),
-    ({"preset": "m4a"}, media(audio=None), "format", "m4a format needs an audio stream"),
-    ({"audio_codec": "none"}, media(video=None), "audio_codec", "output would be empty"),
-    ({"video_codec": "none"}, media(audio=None), "video_codec", "output would be empty"),
-    ({"format": "webm", "video_codec": "copy"}, media(video="h264"), "video_codec",
-     "cannot hold the input's h264 video"),
-    ({"format": "mp4", "video_codec": "copy"}, media(video="vp8"), "video_codec",
-     "convert it with h264, h265, vp9 or av1 instead of copy"),
-    ({"format": "webm", "audio_codec": "copy"}, media(audio="aac"), "audio_codec",
-     "cannot hold the input's aac audio"),
-    ({"format": "mp3", "audio_codec": "copy"}, media(audio="aac"), "audio_codec",
-     "convert it with mp3 instead of copy"),
-])
-def test_input_checks_refuse(raw: dict[str, str], info: MediaInfo, field: str,
-                             fragment: str) -> None:
+@pytest.mark.parametrize(
+    ("raw", "info", "field", "fragment"),
+    [
+        ({"start": "10"}, media(duration=10.0), "start", "before the end of the input (10 s"),
+        ({"preset": "gif"}, media(video=None), "format", "gif format needs a video stream"),
+        ({"preset": "mp3"}, media(audio=None), "format", "mp3 format needs an audio stream"),
+        ({"preset": "m4a"}, media(audio=None), "format", "m4a format needs an audio stream"),
+        ({"audio_codec": "none"}, media(video=None), "audio_codec", "output would be empty"),
+        ({"video_codec": "none"}, media(audio=None), "video_codec", "output would be empty"),
+        (
+            {"format": "webm", "video_codec": "copy"},
+            media(video="h264"),
+            "video_codec",
+            "cannot hold the input's h264 video",
+        ),
+        (
+            {"format": "mp4", "video_codec": "copy"},
+            media(video="vp8"),
+            "video_codec",
+            "convert it with h264, h265, vp9 or av1 instead of copy",
+        ),
+        (
+            {"format": "webm", "audio_codec": "copy"},
+            media(audio="aac"),
+            "audio_codec",
+            "cannot hold the input's aac audio",
+        ),
+        (
+            {"format": "mp3", "audio_codec": "copy"},
+            media(audio="aac"),
+            "audio_codec",
+            "convert it with mp3 instead of copy",
+        ),
+    ],
+)
+def test_input_checks_refuse(
+    raw: dict[str, str], info: MediaInfo, field: str, fragment: str
+) -> None:
     with pytest.raises(InvalidOption) as caught:
         check_against_input(resolve_options(raw), info)
     messages = {e["field"]: e["message"] for e in caught.value.errors}
@@ -289,7 +381,10 @@ def test_input_checks_refuse(raw: dict[str, str], info: MediaInfo, field: str,
 
 
 def test_copy_into_a_container_that_holds_the_codec() -> None:
-    check_against_input(resolve_options({"format": "mkv", "video_codec": "copy",
-                                         "audio_codec": "copy"}), media(video="vp8"))
-    check_against_input(resolve_options({"format": "mp4", "video_codec": "copy"}),
-                        media(video="hevc"))
+    check_against_input(
+        resolve_options({"format": "mkv", "video_codec": "copy", "audio_codec": "copy"}),
+        media(video="vp8"),
+    )
+    check_against_input(
+        resolve_options({"format": "mp4", "video_codec": "copy"}), media(video="hevc")
+    )

@@ -96,10 +96,16 @@ async def test_heartbeat_is_fenced_by_the_lease_token(db: Database) -> None:
     assert second is not None and second.job.id == job.id and second.job.attempts == 2
     # The first worker's writes are all refused now.
     assert not await queue.heartbeat(db, claim, progress_percent=90.0, lease_seconds=30)
-    assert await queue.complete(
-        db, claim, output_key="x", result={}, retention_seconds=60, payload_for=_payload
-    ) is None
-    assert await queue.fail(db, claim, code="transcode_failed", message="x", payload_for=_payload) is None
+    assert (
+        await queue.complete(
+            db, claim, output_key="x", result={}, retention_seconds=60, payload_for=_payload
+        )
+        is None
+    )
+    assert (
+        await queue.fail(db, claim, code="transcode_failed", message="x", payload_for=_payload)
+        is None
+    )
     current = await queue.get(db, job.id)
     assert current.status == "running" and current.lease_token == second.lease_token
     assert current.progress_percent == 0.0
@@ -148,7 +154,9 @@ async def test_release_at_shutdown_does_not_count_an_attempt(db: Database) -> No
 async def test_cancel_racing_finish_only_one_wins(db: Database) -> None:
     owner = await _owner(db)
     for _ in range(5):
-        job = await queue.submit(db, new_job(owner, webhook_url="https://example.com/h"), max_unfinished=10)
+        job = await queue.submit(
+            db, new_job(owner, webhook_url="https://example.com/h"), max_unfinished=10
+        )
         claim = await queue.claim_next(db, worker_id="w", lease_seconds=30)
         assert claim is not None
 
@@ -202,5 +210,7 @@ async def test_list_pages_newest_first_with_status_filter(db: Database) -> None:
         page, cursor = await queue.list_jobs(db, owner, statuses=[], limit=2, before_seq=cursor)
         seen += [j.id for j in page]
     assert seen == list(reversed(ids))
-    cancelled, _ = await queue.list_jobs(db, owner, statuses=["cancelled"], limit=10, before_seq=None)
+    cancelled, _ = await queue.list_jobs(
+        db, owner, statuses=["cancelled"], limit=10, before_seq=None
+    )
     assert [j.id for j in cancelled] == [ids[1]]

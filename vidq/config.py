@@ -25,50 +25,129 @@ class Settings(BaseSettings):
     # Where and how the server listens.
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
-    data_dir: Path = Field(Path("vidq-data"), description="Directory for the SQLite database, files and the first API key.")
-    public_url: str | None = Field(None, description="Base URL clients reach the service at; used in download_url and notifications. Default: the request's own base URL.")
+    data_dir: Path = Field(
+        Path("vidq-data"),
+        description="Directory for the SQLite database, files and the first API key.",
+    )
+    public_url: str | None = Field(
+        None,
+        description="Base URL clients reach the service at; used in download_url and notifications. Default: the request's own base URL.",
+    )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
 
     # Backends.
-    database_url: str | None = Field(None, description="SQLAlchemy URL. Default: SQLite at <data-dir>/vidq.db. PostgreSQL: postgresql://user@host/db.")
-    storage_url: str | None = Field(None, description="Where files live. Default: file://<data-dir>/files. A fleet: s3://bucket/prefix.")
-    secret_key: str | None = Field(None, description="Key that signs download URLs. Default: generated once and kept in the database.")
+    database_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL. Default: SQLite at <data-dir>/vidq.db. PostgreSQL: postgresql://user@host/db.",
+    )
+    storage_url: str | None = Field(
+        None,
+        description="Where files live. Default: file://<data-dir>/files. A fleet: s3://bucket/prefix.",
+    )
+    secret_key: str | None = Field(
+        None,
+        description="Key that signs download URLs. Default: generated once and kept in the database.",
+    )
 
     # Workers and the queue.
-    workers: int = Field(default_factory=default_workers, ge=0, le=64, description="Concurrent conversions in this process (0: API only). Default: half the cores, at least 1.")
-    lease_seconds: float = Field(30.0, gt=0, description="How long a claimed job is held without a heartbeat before it returns to the queue.")
-    heartbeat_seconds: float = Field(1.0, gt=0, description="How often a running job records progress, renews its lease and checks for cancellation.")
-    poll_seconds: float = Field(1.0, gt=0, description="How often an idle worker looks for work when not woken.")
-    max_attempts: int = Field(3, ge=1, description="Attempts before a job whose worker keeps disappearing fails with worker_lost.")
-    shutdown_grace_seconds: float = Field(20.0, ge=0, description="On SIGTERM, how long running conversions may finish before they are stopped and re-queued.")
-    job_timeout_min_seconds: float = Field(600.0, gt=0, description="A conversion may always run at least this long.")
-    job_timeout_factor: float = Field(10.0, gt=0, description="A conversion may run this many times the input's duration, if longer than the minimum.")
-    stall_seconds: float = Field(120.0, gt=0, description="A conversion whose ffmpeg reports no progress for this long fails with timeout.")
+    workers: int = Field(
+        default_factory=default_workers,
+        ge=0,
+        le=64,
+        description="Concurrent conversions in this process (0: API only). Default: half the cores, at least 1.",
+    )
+    lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="How long a claimed job is held without a heartbeat before it returns to the queue.",
+    )
+    heartbeat_seconds: float = Field(
+        1.0,
+        gt=0,
+        description="How often a running job records progress, renews its lease and checks for cancellation.",
+    )
+    poll_seconds: float = Field(
+        1.0, gt=0, description="How often an idle worker looks for work when not woken."
+    )
+    max_attempts: int = Field(
+        3,
+        ge=1,
+        description="Attempts before a job whose worker keeps disappearing fails with worker_lost.",
+    )
+    shutdown_grace_seconds: float = Field(
+        20.0,
+        ge=0,
+        description="On SIGTERM, how long running conversions may finish before they are stopped and re-queued.",
+    )
+    job_timeout_min_seconds: float = Field(
+        600.0, gt=0, description="A conversion may always run at least this long."
+    )
+    job_timeout_factor: float = Field(
+        10.0,
+        gt=0,
+        description="A conversion may run this many times the input's duration, if longer than the minimum.",
+    )
+    stall_seconds: float = Field(
+        120.0,
+        gt=0,
+        description="A conversion whose ffmpeg reports no progress for this long fails with timeout.",
+    )
 
     # Limits on what clients send.
-    max_upload_bytes: int = Field(10 * GIB, gt=0, description="Largest accepted upload in bytes (413 too_large beyond).")
-    max_unfinished_jobs: int = Field(100, ge=1, description="Queued or running jobs one owner may have (429 too_many_jobs beyond).")
+    max_upload_bytes: int = Field(
+        10 * GIB, gt=0, description="Largest accepted upload in bytes (413 too_large beyond)."
+    )
+    max_unfinished_jobs: int = Field(
+        100,
+        ge=1,
+        description="Queued or running jobs one owner may have (429 too_many_jobs beyond).",
+    )
     max_input_width: int = Field(8192, ge=16, description="Widest accepted input in pixels.")
     max_input_height: int = Field(8192, ge=16, description="Tallest accepted input in pixels.")
-    max_input_duration_seconds: float = Field(86400.0, gt=0, description="Longest accepted input in seconds.")
-    probe_timeout_seconds: float = Field(30.0, gt=0, description="How long probing one file may take.")
+    max_input_duration_seconds: float = Field(
+        86400.0, gt=0, description="Longest accepted input in seconds."
+    )
+    probe_timeout_seconds: float = Field(
+        30.0, gt=0, description="How long probing one file may take."
+    )
 
     # ffmpeg.
-    ffmpeg: str | None = Field(None, description="ffmpeg binary to run. Default: the one the imageio-ffmpeg package ships.")
-    ffmpeg_memory_bytes: int = Field(4 * GIB, gt=0, description="Address-space limit of each ffmpeg and probe process.")
-    max_output_bytes: int | None = Field(None, gt=0, description="Largest output file. Default: 4x the input plus 1 GiB.")
+    ffmpeg: str | None = Field(
+        None, description="ffmpeg binary to run. Default: the one the imageio-ffmpeg package ships."
+    )
+    ffmpeg_memory_bytes: int = Field(
+        4 * GIB, gt=0, description="Address-space limit of each ffmpeg and probe process."
+    )
+    max_output_bytes: int | None = Field(
+        None, gt=0, description="Largest output file. Default: 4x the input plus 1 GiB."
+    )
     ffmpeg_threads: int = Field(0, ge=0, description="Threads per ffmpeg (0: ffmpeg decides).")
 
     # Retention.
-    retention_hours: float = Field(24.0, gt=0, description="Hours a finished job's output stays downloadable.")
-    janitor_seconds: float = Field(60.0, gt=0, description="How often expired outputs and orphaned files are swept.")
+    retention_hours: float = Field(
+        24.0, gt=0, description="Hours a finished job's output stays downloadable."
+    )
+    janitor_seconds: float = Field(
+        60.0, gt=0, description="How often expired outputs and orphaned files are swept."
+    )
 
     # Notifications.
-    smtp_url: str | None = Field(None, description="SMTP server for email: smtp://[user:pass@]host[:port] (STARTTLS when offered) or smtps://.")
+    smtp_url: str | None = Field(
+        None,
+        description="SMTP server for email: smtp://[user:pass@]host[:port] (STARTTLS when offered) or smtps://.",
+    )
     smtp_from: str = Field("vidq@localhost", description="From address of notification emails.")
-    webhook_allow_private: bool = Field(False, description="Allow webhooks to loopback and private addresses (local development only).")
-    webhook_timeout_seconds: float = Field(15.0, gt=0, description="Timeout of one webhook delivery attempt.")
-    notify_retry_seconds: str = Field("0,5,300,1800,7200,18000,36000,36000", description="Delay before each delivery attempt, comma-separated seconds (Standard Webhooks schedule).")
+    webhook_allow_private: bool = Field(
+        False,
+        description="Allow webhooks to loopback and private addresses (local development only).",
+    )
+    webhook_timeout_seconds: float = Field(
+        15.0, gt=0, description="Timeout of one webhook delivery attempt."
+    )
+    notify_retry_seconds: str = Field(
+        "0,5,300,1800,7200,18000,36000,36000",
+        description="Delay before each delivery attempt, comma-separated seconds (Standard Webhooks schedule).",
+    )
 
     @field_validator("notify_retry_seconds")
     @classmethod

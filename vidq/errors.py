@@ -1,19 +1,19 @@
 """The one exception tree of vidq. Each leaf names what went wrong and maps to one HTTP answer.
 
-    VidqError
-    ├── BadRequest            400 bad_request
-    ├── Unauthorized          401 unauthorized
-    ├── NotFound              404 not_found
-    ├── Conflict              409 conflict
-    ├── Gone                  410 gone
-    ├── UploadTooLarge        413 too_large
-    ├── UnsupportedContentType 415 unsupported_content_type
-    ├── InvalidOption         422 invalid_option
-    ├── IdempotencyMismatch   422 idempotency_key_reused
-    ├── UnsupportedMedia      422 unsupported_media
-    ├── TooManyJobs           429 too_many_jobs
-    ├── StorageFull           507 storage_full
-    └── ServiceUnavailable    503 unavailable
+VidqError
+├── BadRequest            400 bad_request
+├── Unauthorized          401 unauthorized
+├── NotFound              404 not_found
+├── Conflict              409 conflict
+├── Gone                  410 gone
+├── UploadTooLarge        413 too_large
+├── UnsupportedContentType 415 unsupported_content_type
+├── InvalidOption         422 invalid_option
+├── IdempotencyMismatch   422 idempotency_key_reused
+├── UnsupportedMedia      422 unsupported_media
+├── TooManyJobs           429 too_many_jobs
+├── StorageFull           507 storage_full
+└── ServiceUnavailable    503 unavailable
 """
 
 from __future__ import annotations
@@ -81,7 +81,9 @@ class InvalidOption(VidqError):
 
     status, code, title = 422, "invalid_option", "Invalid option"
 
-    def __init__(self, detail: str | None = None, errors: list[dict[str, str]] | None = None) -> None:
+    def __init__(
+        self, detail: str | None = None, errors: list[dict[str, str]] | None = None
+    ) -> None:
         self.errors = errors or []
         if detail is None and self.errors:
             detail = "; ".join(f"{e['field']}: {e['message']}" for e in self.errors)

@@ -8,7 +8,9 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 JOBS_BY_STATUS = Gauge("vidq_jobs", "Jobs by status", ["status"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge("vidq_queue_depth", "Jobs waiting in the queue", registry=REGISTRY)
-UPLOADS = Counter("vidq_uploads_total", "Uploads received, by outcome", ["outcome"], registry=REGISTRY)
+UPLOADS = Counter(
+    "vidq_uploads_total", "Uploads received, by outcome", ["outcome"], registry=REGISTRY
+)
 UPLOAD_BYTES = Counter("vidq_upload_bytes_total", "Bytes of accepted uploads", registry=REGISTRY)
 PROCESSING_SECONDS = Histogram(
     "vidq_processing_seconds",

@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.migrate import migrate
-from vidq.db.models import Job, ServerSetting
+from vidq.db.models import Job, ServerSetting, table_of
 from vidq.jobs.views import job_view
 from vidq.storage import Storage, open_storage
 
@@ -25,7 +25,7 @@ SIGNING_KEY_SETTING = "download_signing_key"
 
 async def shared_secret(db: Database, name: str) -> str:
     """A secret every process of the fleet shares, made once and kept in the database."""
-    table = ServerSetting.__table__
+    table = table_of(ServerSetting)
     async with db.read() as conn:
         value = (await conn.execute(select(table.c.value).where(table.c.name == name))).scalar()
     if value is not None:
@@ -36,7 +36,9 @@ async def shared_secret(db: Database, name: str) -> str:
     except IntegrityError:
         pass  # another process made it first; read theirs
     async with db.read() as conn:
-        return str((await conn.execute(select(table.c.value).where(table.c.name == name))).scalar_one())
+        return str(
+            (await conn.execute(select(table.c.value).where(table.c.name == name))).scalar_one()
+        )
 
 
 @dataclass
@@ -76,7 +78,11 @@ class Runtime:
 
     def base_url_for(self, request_base_url: str) -> str:
         """Base URL for links in an answer: VIDQ_PUBLIC_URL, else the request's own."""
-        return self.settings.public_url.rstrip("/") if self.settings.public_url else request_base_url.rstrip("/")
+        return (
+            self.settings.public_url.rstrip("/")
+            if self.settings.public_url
+            else request_base_url.rstrip("/")
+        )
 
     def notification_payload(self, job: Job) -> dict[str, Any]:
         """The Job document sent in notifications about `job`."""

@@ -80,7 +80,9 @@ async def _receive(request: Request, runtime: Runtime, key: str) -> tuple[Upload
         filename = fields.pop("filename", None)
         # Fail fast: options in the query can be checked before the body is read.
         await parse_submission(fields, runtime.settings)
-        upload = await receive_raw(request, runtime.storage, key, filename=filename, max_bytes=max_bytes)
+        upload = await receive_raw(
+            request, runtime.storage, key, filename=filename, max_bytes=max_bytes
+        )
         return upload, fields
     upload = await receive_multipart(request, runtime.storage, key, max_bytes=max_bytes)
     return upload, upload.fields
@@ -90,7 +92,13 @@ async def _receive(request: Request, runtime: Runtime, key: str) -> tuple[Upload
     "/convert",
     status_code=202,
     response_model=JobModel,
-    responses={200: {"model": JobModel, "description": "The job an earlier request with the same Idempotency-Key made"}, **problem_responses(400, 401, 409, 413, 415, 422, 429, 507)},
+    responses={
+        200: {
+            "model": JobModel,
+            "description": "The job an earlier request with the same Idempotency-Key made",
+        },
+        **problem_responses(400, 401, 409, 413, 415, 422, 429, 507),
+    },
     openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
     summary="Queue a conversion",
 )
@@ -160,7 +168,14 @@ async def get_job(
     request: Request,
     account: CurrentAccount,
     runtime: RuntimeDep,
-    wait: Annotated[float | None, Query(gt=0, le=60, description="Hold the answer until the job finishes or this many seconds pass.")] = None,
+    wait: Annotated[
+        float | None,
+        Query(
+            gt=0,
+            le=60,
+            description="Hold the answer until the job finishes or this many seconds pass.",
+        ),
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The job's current state. With `?wait=N`, held until it finishes or N seconds pass."""
@@ -242,7 +257,9 @@ async def list_jobs(
     request: Request,
     account: CurrentAccount,
     runtime: RuntimeDep,
-    status: Annotated[list[JobStatus] | None, Query(description="Only jobs in these states (repeatable).")] = None,
+    status: Annotated[
+        list[JobStatus] | None, Query(description="Only jobs in these states (repeatable).")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
@@ -298,7 +315,12 @@ async def download_output(
     now = datetime.now(UTC)
     if job.expired or (job.expires_at is not None and job.expires_at <= now):
         raise Gone(f"The output of job {job_id} has expired.")
-    if owner_id is None and expires is not None and job.expires_at is not None and expires != int(job.expires_at.timestamp()):
+    if (
+        owner_id is None
+        and expires is not None
+        and job.expires_at is not None
+        and expires != int(job.expires_at.timestamp())
+    ):
         raise Unauthorized("The download link's signature is not valid.")
     path = runtime.storage.local_path(job.output_key)
     if path is None or not path.is_file():

@@ -12,14 +12,16 @@ from sqlalchemy import func, select
 from vidq import metrics
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
-from vidq.db.models import Job
+from vidq.db.models import Job, table_of
 from vidq.jobs.options import PRESETS
 from vidq.jobs.states import JobStatus
 
 router = APIRouter()
 
 
-@router.get("/presets", response_model=PresetList, responses=problem_responses(401), summary="List presets")
+@router.get(
+    "/presets", response_model=PresetList, responses=problem_responses(401), summary="List presets"
+)
 async def list_presets(account: CurrentAccount) -> dict[str, Any]:
     """The named sets of options a conversion can start from."""
     return {
@@ -30,7 +32,12 @@ async def list_presets(account: CurrentAccount) -> dict[str, Any]:
     }
 
 
-@router.get("/account", response_model=AccountModel, responses=problem_responses(401), summary="Your account")
+@router.get(
+    "/account",
+    response_model=AccountModel,
+    responses=problem_responses(401),
+    summary="Your account",
+)
 async def get_account(account: CurrentAccount) -> dict[str, str]:
     """Your name and the secret that signs your webhooks."""
     return {"name": account.name, "webhook_secret": account.webhook_secret}
@@ -54,22 +61,29 @@ async def readyz(runtime: RuntimeDep) -> Response:
         await runtime.db.ping()
         await runtime.storage.ping()
     except Exception as exc:  # any failure means not ready
-        return JSONResponse({"status": "unavailable", "detail": type(exc).__name__}, status_code=503)
+        return JSONResponse(
+            {"status": "unavailable", "detail": type(exc).__name__}, status_code=503
+        )
     return JSONResponse({"status": "ok"})
 
 
 @router.get(
     "/metrics",
     response_class=Response,
-    responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text"}, **problem_responses(401)},
+    responses={
+        200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
+        **problem_responses(401),
+    },
     summary="Prometheus metrics",
 )
 async def get_metrics(account: CurrentAccount, runtime: RuntimeDep) -> Response:
     """Jobs by status, queue depth, processing time, uploads and notification deliveries."""
-    table = Job.__table__
+    table = table_of(Job)
     async with runtime.db.read() as conn:
-        counts = dict(
-            (await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))).all()
+        counts: dict[str, int] = dict(
+            (
+                await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))
+            ).all()
         )
     for status in JobStatus:
         metrics.JOBS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))

@@ -44,7 +44,9 @@ class ResultInfo(BaseModel):
 
 
 class JobError(BaseModel):
-    code: str = Field(description="transcode_failed, timeout, worker_lost, unsupported_media, storage_full, …")
+    code: str = Field(
+        description="transcode_failed, timeout, worker_lost, unsupported_media, storage_full, …"
+    )
     message: str
 
 
@@ -128,7 +130,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     return {
         status: {
             "model": Problem,
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+            "content": {
+                "application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}
+            },
             "description": "Problem details (RFC 9457)",
         }
         for status in statuses

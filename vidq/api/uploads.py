@@ -204,7 +204,9 @@ class _MultipartReceiver:
         elif self._part is not None:
             self._field_value += data[start:end]
             if len(self._field_value) > MAX_FIELD_BYTES:
-                self.error = BadRequest(f"Form field {self._part!r} is longer than {MAX_FIELD_BYTES} bytes.")
+                self.error = BadRequest(
+                    f"Form field {self._part!r} is longer than {MAX_FIELD_BYTES} bytes."
+                )
                 self._part = None
 
     def _on_part_end(self) -> None:

@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import sys
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -24,7 +23,9 @@ def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per setting: `--max-upload-bytes` for VIDQ_MAX_UPLOAD_BYTES, and so on."""
     for name, info in Settings.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        parser.add_argument(flag, dest=name, default=None, metavar=name.upper(), help=info.description)
+        parser.add_argument(
+            flag, dest=name, default=None, metavar=name.upper(), help=info.description
+        )
 
 
 def load_settings(args: argparse.Namespace) -> Settings:
@@ -84,7 +85,9 @@ def _serve_http(settings: Settings, *, run_workers: bool) -> None:
     from vidq.api.app import create_app
 
     if settings.webhook_allow_private:
-        log.warning("VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses")
+        log.warning(
+            "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
+        )
     app = create_app(settings, run_workers=run_workers)
     config = uvicorn.Config(
         app,
@@ -102,9 +105,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     _setup_logging(settings)
     key = asyncio.run(_ensure_first_key(settings))
     if key:
-        print(f"Created the first API key; it is also in {settings.data_dir / API_KEY_FILE}:", flush=True)
+        print(
+            f"Created the first API key; it is also in {settings.data_dir / API_KEY_FILE}:",
+            flush=True,
+        )
         print(key, flush=True)
-    print(f"vidq listening on http://{settings.host}:{settings.port} (workers: {settings.workers})", flush=True)
+    print(
+        f"vidq listening on http://{settings.host}:{settings.port} (workers: {settings.workers})",
+        flush=True,
+    )
     _serve_http(settings, run_workers=True)
 
 
@@ -170,7 +179,9 @@ def cmd_keys_create(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vidq", description="A self-hosted video conversion service.")
+    parser = argparse.ArgumentParser(
+        prog="vidq", description="A self-hosted video conversion service."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     serve = commands.add_parser("serve", help="API, web page and workers in one process")
@@ -187,7 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser("create", help="a new owner (or a new key for one); prints the key last")
+    create = key_commands.add_parser(
+        "create", help="a new owner (or a new key for one); prints the key last"
+    )
     create.add_argument("name")
     _add_setting_flags(create)
     create.set_defaults(func=cmd_keys_create)

@@ -22,7 +22,9 @@ def async_url(url: str) -> str:
         return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
     if parsed.get_backend_name() == "postgresql":
         return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
-    raise ValueError(f"unsupported database URL {parsed.drivername!r}: use sqlite:// or postgresql://")
+    raise ValueError(
+        f"unsupported database URL {parsed.drivername!r}: use sqlite:// or postgresql://"
+    )
 
 
 def sync_url(url: str) -> str:
@@ -80,7 +82,9 @@ class Database:
                 max_overflow=10,
                 pool_pre_ping=True,
                 # A process frozen mid-transaction must not hold row locks forever.
-                connect_args={"options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"},
+                connect_args={
+                    "options": f"-c idle_in_transaction_session_timeout={PG_IDLE_IN_TRANSACTION_MS}"
+                },
             )
             self.write_engine = self.read_engine = engine
 

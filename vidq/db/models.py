@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from collections.abc import Mapping
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import (
     JSON,
@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     String,
+    Table,
     Text,
 )
 from sqlalchemy.engine import Dialect
@@ -120,7 +121,7 @@ class Job(Base):
     error_message: Mapped[str | None] = mapped_column(Text)
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Job:
+    def from_row(cls, row: Mapping[Any, Any]) -> Job:
         """A detached Job from a Core result row (column names as keys)."""
         return cls(**{("job_metadata" if k == "metadata" else k): v for k, v in row.items()})
 
@@ -175,6 +176,11 @@ class ServerSetting(Base):
 
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     value: Mapped[str] = mapped_column(Text)
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core table of a model, typed as one (for insert/update/delete statements)."""
+    return cast(Table, model.__table__)
 
 
 __all__ = ["ApiKey", "Base", "IdempotencyKey", "Job", "Notification", "Owner", "ServerSetting"]

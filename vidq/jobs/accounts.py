@@ -12,12 +12,12 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
 from vidq.db.database import Database
-from vidq.db.models import ApiKey, Owner
+from vidq.db.models import ApiKey, Owner, table_of
 from vidq.errors import Conflict
 from vidq.jobs.queue import utcnow
 
-owners = Owner.__table__
-api_keys = ApiKey.__table__
+owners = table_of(Owner)
+api_keys = table_of(ApiKey)
 
 KEY_PREFIX = "vq_"
 
@@ -97,7 +97,9 @@ async def account_for_key(db: Database, key: str) -> Account | None:
 
 async def account_by_id(db: Database, owner_id: str) -> Account | None:
     """An owner by id."""
-    stmt = select(owners.c.id, owners.c.name, owners.c.webhook_secret).where(owners.c.id == owner_id)
+    stmt = select(owners.c.id, owners.c.name, owners.c.webhook_secret).where(
+        owners.c.id == owner_id
+    )
     async with db.read() as conn:
         row = (await conn.execute(stmt)).first()
     return Account(*row) if row else None

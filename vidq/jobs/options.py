@@ -176,33 +176,59 @@ PRESETS: dict[str, Preset] = {
             "mp4-h264",
             "MP4 with H.264 (High profile, yuv420p) and AAC, +faststart: plays in every"
             " browser. Keeps the input's size, rounded to even numbers.",
-            {"format": "mp4", "video_codec": "h264", "audio_codec": "aac", "crf": 23,
-             "audio_bitrate": "128k"},
+            {
+                "format": "mp4",
+                "video_codec": "h264",
+                "audio_codec": "aac",
+                "crf": 23,
+                "audio_bitrate": "128k",
+            },
         ),
         Preset(
             "mp4-h264-720p",
             "Like mp4-h264, scaled down to 720 lines (never up), keeping the aspect ratio.",
-            {"format": "mp4", "video_codec": "h264", "audio_codec": "aac", "crf": 23,
-             "audio_bitrate": "128k", "height": 720},
+            {
+                "format": "mp4",
+                "video_codec": "h264",
+                "audio_codec": "aac",
+                "crf": 23,
+                "audio_bitrate": "128k",
+                "height": 720,
+            },
         ),
         Preset(
             "mp4-h265",
             "MP4 with H.265/HEVC (tagged hvc1 for Apple players) and AAC: smaller files,"
             " not every browser plays them.",
-            {"format": "mp4", "video_codec": "h265", "audio_codec": "aac", "crf": 28,
-             "audio_bitrate": "128k"},
+            {
+                "format": "mp4",
+                "video_codec": "h265",
+                "audio_codec": "aac",
+                "crf": 28,
+                "audio_bitrate": "128k",
+            },
         ),
         Preset(
             "webm-vp9",
             "WebM with VP9 and Opus, constant quality.",
-            {"format": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32,
-             "audio_bitrate": "96k"},
+            {
+                "format": "webm",
+                "video_codec": "vp9",
+                "audio_codec": "opus",
+                "crf": 32,
+                "audio_bitrate": "96k",
+            },
         ),
         Preset(
             "mp4-av1",
             "MP4 with AV1 (SVT-AV1) and AAC: the smallest files, for modern browsers.",
-            {"format": "mp4", "video_codec": "av1", "audio_codec": "aac", "crf": 35,
-             "audio_bitrate": "128k"},
+            {
+                "format": "mp4",
+                "video_codec": "av1",
+                "audio_codec": "aac",
+                "crf": 35,
+                "audio_bitrate": "128k",
+            },
         ),
         Preset(
             "gif",
@@ -328,8 +354,10 @@ def format_bitrate(bits_per_second: int) -> str:
 def _parse_video_bitrate(text: str) -> str:
     bits = parse_bitrate(text)
     if not MIN_VIDEO_BITRATE <= bits <= MAX_VIDEO_BITRATE:
-        raise ValueError(f"must be between {format_bitrate(MIN_VIDEO_BITRATE)} and"
-                         f" {format_bitrate(MAX_VIDEO_BITRATE)}; got {text}")
+        raise ValueError(
+            f"must be between {format_bitrate(MIN_VIDEO_BITRATE)} and"
+            f" {format_bitrate(MAX_VIDEO_BITRATE)}; got {text}"
+        )
     return format_bitrate(bits)
 
 
@@ -376,8 +404,9 @@ def _parse_raw(raw: Mapping[str, str], errors: _Errors) -> dict[str, Any]:
     return given
 
 
-def _resolve_codec(kind: str, fmt: str, given: dict[str, Any], preset: Preset,
-                   errors: _Errors) -> str:
+def _resolve_codec(
+    kind: str, fmt: str, given: dict[str, Any], preset: Preset, errors: _Errors
+) -> str:
     """The video or audio codec: explicit, else the preset's if the format holds it."""
     allowed = (FORMAT_VIDEO_CODECS if kind == "video_codec" else FORMAT_AUDIO_CODECS)[fmt]
     default = FORMAT_DEFAULT_CODECS[fmt][0 if kind == "video_codec" else 1]
@@ -408,8 +437,9 @@ def _preset_codec(preset: Preset, kind: str) -> str:
     return str(codec)
 
 
-def _stream_option(name: str, given: dict[str, Any], preset: Preset, applies: bool,
-                   why_not: str, errors: _Errors) -> Any:
+def _stream_option(
+    name: str, given: dict[str, Any], preset: Preset, applies: bool, why_not: str, errors: _Errors
+) -> Any:
     """An option of one stream: explicit or preset value if it applies, else None."""
     if name in given:
         if applies:
@@ -446,8 +476,10 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     video_codec = _resolve_codec("video_codec", fmt, given, preset, errors)
     audio_codec = _resolve_codec("audio_codec", fmt, given, preset, errors)
     if video_codec == "none" and audio_codec == "none":
-        errors.add("audio_codec", "video_codec and audio_codec cannot both be none:"
-                   " the output would be empty")
+        errors.add(
+            "audio_codec",
+            "video_codec and audio_codec cannot both be none: the output would be empty",
+        )
 
     encodes_video = video_codec in VIDEO_ENCODERS
     compressed_video = video_codec in CRF_RANGES
@@ -461,8 +493,9 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     fps = _stream_option("fps", given, preset, encodes_video, why_video, errors)
     if video_codec == GIF_CODEC:
         fps = _gif_fps(fps, errors)
-    video_bitrate = _stream_option("video_bitrate", given, preset, compressed_video,
-                                   why_video, errors)
+    video_bitrate = _stream_option(
+        "video_bitrate", given, preset, compressed_video, why_video, errors
+    )
     crf = _resolve_crf(video_codec, given, preset, video_bitrate, why_video, errors)
     audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
 
@@ -494,19 +527,29 @@ def _gif_fps(fps: float | None, errors: _Errors) -> float | None:
     if fps is None:
         return GIF_DEFAULT_FPS
     if fps > GIF_MAX_FPS:
-        errors.add("fps", f"must be at most {GIF_MAX_FPS:g} for gif (browsers slow faster GIFs"
-                   f" down); got {fps:g}")
+        errors.add(
+            "fps",
+            f"must be at most {GIF_MAX_FPS:g} for gif (browsers slow faster GIFs"
+            f" down); got {fps:g}",
+        )
         return None
     return fps
 
 
-def _resolve_crf(video_codec: str, given: dict[str, Any], preset: Preset,
-                 video_bitrate: str | None, why_not: str, errors: _Errors) -> int | None:
+def _resolve_crf(
+    video_codec: str,
+    given: dict[str, Any],
+    preset: Preset,
+    video_bitrate: str | None,
+    why_not: str,
+    errors: _Errors,
+) -> int | None:
     """Constant quality: explicit, the preset's for its own codec, else the codec default."""
     if video_codec not in CRF_RANGES:
         if "crf" in given:
-            errors.add("crf", why_not if video_codec != GIF_CODEC
-                       else "does not apply to the gif format")
+            errors.add(
+                "crf", why_not if video_codec != GIF_CODEC else "does not apply to the gif format"
+            )
         return None
     if "crf" in given:
         crf: int = given["crf"]
@@ -527,8 +570,9 @@ def _resolve_crf(video_codec: str, given: dict[str, Any], preset: Preset,
     return DEFAULT_CRF[video_codec]
 
 
-def _resolve_audio_bitrate(fmt: str, audio_codec: str, given: dict[str, Any], preset: Preset,
-                           errors: _Errors) -> str | None:
+def _resolve_audio_bitrate(
+    fmt: str, audio_codec: str, given: dict[str, Any], preset: Preset, errors: _Errors
+) -> str | None:
     """Audio bitrate: explicit (within the codec's range), the preset's, or the codec default."""
     if audio_codec not in AUDIO_ENCODERS:
         if "audio_bitrate" in given:
@@ -538,8 +582,11 @@ def _resolve_audio_bitrate(fmt: str, audio_codec: str, given: dict[str, Any], pr
     if "audio_bitrate" in given:
         bitrate: str = given["audio_bitrate"]
         if not low <= parse_bitrate(bitrate) <= high:
-            errors.add("audio_bitrate", f"must be between {format_bitrate(low)} and"
-                       f" {format_bitrate(high)} for {audio_codec}; got {bitrate}")
+            errors.add(
+                "audio_bitrate",
+                f"must be between {format_bitrate(low)} and"
+                f" {format_bitrate(high)} for {audio_codec}; got {bitrate}",
+            )
             return None
         return bitrate
     preset_bitrate = preset.options.get("audio_bitrate")
@@ -554,8 +601,10 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
     fmt = options.format
     duration = info.duration_seconds
     if options.start is not None and duration is not None and options.start >= duration:
-        errors.add("start", f"must be before the end of the input ({duration:g} s long);"
-                   f" got {options.start:g}")
+        errors.add(
+            "start",
+            f"must be before the end of the input ({duration:g} s long); got {options.start:g}",
+        )
     if fmt == "gif" and info.video is None:
         errors.add("format", "the gif format needs a video stream; the input has none")
     elif fmt in ("mp3", "m4a") and info.audio is None:
@@ -567,21 +616,23 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
             field = "audio_codec" if info.video is None else "video_codec"
             errors.add(field, "the output would be empty: the input has no other stream")
     if options.video_codec == "copy" and info.video is not None:
-        _check_copy("video_codec", "video", info.video.codec, COPYABLE_VIDEO.get(fmt), fmt,
-                    errors)
+        _check_copy("video_codec", "video", info.video.codec, COPYABLE_VIDEO.get(fmt), fmt, errors)
     if options.audio_codec == "copy" and info.audio is not None:
-        _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt,
-                    errors)
+        _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt, errors)
     errors.raise_if_any()
 
 
-def _check_copy(field: str, kind: str, codec: str, copyable: frozenset[str] | None, fmt: str,
-                errors: _Errors) -> None:
+def _check_copy(
+    field: str, kind: str, codec: str, copyable: frozenset[str] | None, fmt: str, errors: _Errors
+) -> None:
     if copyable is not None and codec not in copyable:
         holds = (FORMAT_VIDEO_CODECS if kind == "video" else FORMAT_AUDIO_CODECS)[fmt]
         encoders = [c for c in holds if c not in ("copy", "none")]
-        errors.add(field, f"the {fmt} format cannot hold the input's {codec} {kind} as is;"
-                   f" convert it with {_one_of(tuple(encoders))} instead of copy")
+        errors.add(
+            field,
+            f"the {fmt} format cannot hold the input's {codec} {kind} as is;"
+            f" convert it with {_one_of(tuple(encoders))} instead of copy",
+        )
 
 
 def output_extension(options: ResolvedOptions) -> str:

@@ -20,12 +20,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.db.claim import claim_oldest_queued
 from vidq.db.database import Database
-from vidq.db.models import Job, Notification
+from vidq.db.models import Job, Notification, table_of
 from vidq.errors import Conflict, NotFound, TooManyJobs
 from vidq.jobs.states import EVENT_TYPES, FINISHED, UNFINISHED, JobStatus
 
-jobs = Job.__table__
-notifications = Notification.__table__
+jobs = table_of(Job)
+notifications = table_of(Notification)
 
 
 def utcnow() -> datetime:
@@ -314,9 +314,7 @@ async def complete(
         "input_key": None,
     }
     async with db.write() as conn:
-        return await _finish(
-            conn, _leased(claim), values, JobStatus.COMPLETED, payload_for, now
-        )
+        return await _finish(conn, _leased(claim), values, JobStatus.COMPLETED, payload_for, now)
 
 
 async def fail(
@@ -395,7 +393,11 @@ async def remove(db: Database, job_id: str, owner_id: str) -> Job:
 
 
 async def recover_expired_leases(
-    db: Database, *, max_attempts: int, payload_for: PayloadBuilder, worker_prefix: str | None = None
+    db: Database,
+    *,
+    max_attempts: int,
+    payload_for: PayloadBuilder,
+    worker_prefix: str | None = None,
 ) -> list[str]:
     """Return running jobs whose lease ran out (or whose worker is known dead) to the queue.
 
@@ -416,7 +418,9 @@ async def recover_expired_leases(
             )
         ).all()
         for job_id, token, attempts in rows:
-            leased = and_(jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.status == "running")
+            leased = and_(
+                jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.status == "running"
+            )
             if attempts >= max_attempts:
                 await _finish(
                     conn,

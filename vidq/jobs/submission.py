@@ -69,8 +69,12 @@ async def parse_submission(fields: Mapping[str, str], settings: Settings) -> Sub
         raw_url = fields.get("webhook_url") or None
         if raw_url is not None:
             if len(raw_url) > MAX_URL_CHARS:
-                raise InvalidOption.field("webhook_url", f"must be at most {MAX_URL_CHARS} characters")
-            webhook_url = await check_webhook_url(raw_url, allow_private=settings.webhook_allow_private)
+                raise InvalidOption.field(
+                    "webhook_url", f"must be at most {MAX_URL_CHARS} characters"
+                )
+            webhook_url = await check_webhook_url(
+                raw_url, allow_private=settings.webhook_allow_private
+            )
     except InvalidOption as exc:
         errors.extend(exc.errors)
     try:

@@ -22,7 +22,9 @@ def download_url(job: Job, *, base_url: str, secret: str) -> str | None:
     if job.expires_at is None:
         return None
     expires = int(job.expires_at.timestamp())
-    query = urlencode({"expires": expires, "signature": download_signature(secret, job.id, expires)})
+    query = urlencode(
+        {"expires": expires, "signature": download_signature(secret, job.id, expires)}
+    )
     return f"{base_url.rstrip('/')}/job/{job.id}/output?{query}"
 
 

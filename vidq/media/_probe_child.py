@@ -58,8 +58,9 @@ def probe_file(path: str, format_whitelist: str, max_width: int, max_height: int
             if stream.codec_context is None:
                 raise Refused(f"The file's {stream.type} uses a codec this server cannot decode.")
         if video is not None:
-            _check_coded_size(video.codec_context.width, video.codec_context.height,
-                              max_width, max_height)
+            _check_coded_size(
+                video.codec_context.width, video.codec_context.height, max_width, max_height
+            )
             # The decoder refuses frames larger than this, whatever the header said.
             video.codec_context.options = {"max_pixels": str(max_width * max_height)}
         frames = _first_frames(container, streams)
@@ -121,7 +122,8 @@ def _duration_seconds(container: Any, streams: list[Any]) -> float | None:
     if container.duration is not None and container.duration > 0:
         return round(float(container.duration) / av.time_base, 3)
     known = [
-        float(s.duration * s.time_base) for s in streams
+        float(s.duration * s.time_base)
+        for s in streams
         if s.duration is not None and s.time_base is not None
     ]
     if known and max(known) > 0:
@@ -167,8 +169,12 @@ def main(argv: list[str]) -> int:
     try:
         answer = {
             "ok": True,
-            "info": probe_file(request["path"], request["format_whitelist"],
-                               request["max_width"], request["max_height"]),
+            "info": probe_file(
+                request["path"],
+                request["format_whitelist"],
+                request["max_width"],
+                request["max_height"],
+            ),
         }
     except Refused as exc:
         answer = {"ok": False, "reason": str(exc)}

@@ -42,17 +42,38 @@ _GIF_PALETTE = (
 )
 
 
-def build_command(ffmpeg: str, input_path: Path, output_path: Path, options: ResolvedOptions,
-                  info: MediaInfo, settings: Settings) -> list[str]:
+def build_command(
+    ffmpeg: str,
+    input_path: Path,
+    output_path: Path,
+    options: ResolvedOptions,
+    info: MediaInfo,
+    settings: Settings,
+) -> list[str]:
     """The full ffmpeg argv converting `input_path` to `output_path` as the options say."""
     if info.demuxer not in ALLOWED_DEMUXERS:
         raise ValueError(f"demuxer {info.demuxer!r} is not allowed")
     threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-loglevel", "error",
-            "-progress", "pipe:1"]
-    argv += ["-protocol_whitelist", "file,pipe",
-             "-format_whitelist", ",".join(sorted(ALLOWED_DEMUXERS)),
-             "-f", info.demuxer, *threads]
+    argv = [
+        ffmpeg,
+        "-hide_banner",
+        "-nostdin",
+        "-y",
+        "-nostats",
+        "-loglevel",
+        "error",
+        "-progress",
+        "pipe:1",
+    ]
+    argv += [
+        "-protocol_whitelist",
+        "file,pipe",
+        "-format_whitelist",
+        ",".join(sorted(ALLOWED_DEMUXERS)),
+        "-f",
+        info.demuxer,
+        *threads,
+    ]
     if options.start:
         argv += ["-ss", _seconds(options.start)]
     argv += ["-i", "file:" + str(input_path.absolute())]
@@ -82,8 +103,7 @@ def _video_args(options: ResolvedOptions, video: VideoInfo) -> list[str]:
         return ["-vf", ",".join(filters), "-c:v", "gif"]
     # 8-bit 4:2:0 whatever the input (10-bit, 4:4:4...): the format every player decodes.
     filters += [f"scale={width}:{height}:flags=bicubic", "setsar=1", "format=yuv420p"]
-    args = ["-vf", ",".join(filters), *_VIDEO_ENCODERS[options.video_codec],
-            "-pix_fmt", "yuv420p"]
+    args = ["-vf", ",".join(filters), *_VIDEO_ENCODERS[options.video_codec], "-pix_fmt", "yuv420p"]
     if options.video_bitrate is not None:
         args += ["-b:v", options.video_bitrate]
     elif options.crf is not None:
@@ -152,5 +172,7 @@ def expected_output_seconds(options: ResolvedOptions, info: MediaInfo) -> float 
 
 def job_timeout_seconds(info: MediaInfo, settings: Settings) -> float:
     """How long one conversion of this input may run before it is stopped."""
-    return max(settings.job_timeout_min_seconds,
-               settings.job_timeout_factor * (info.duration_seconds or 0.0))
+    return max(
+        settings.job_timeout_min_seconds,
+        settings.job_timeout_factor * (info.duration_seconds or 0.0),
+    )

@@ -44,8 +44,9 @@ class FFmpegResult:
     stop_reason: str | None  # None (ran to its end), "stopped", "timeout" or "stalled"
 
 
-def _child_setup(memory_bytes: int, max_file_bytes: int, niceness: int,
-                 parent_pid: int) -> Callable[[], None]:
+def _child_setup(
+    memory_bytes: int, max_file_bytes: int, niceness: int, parent_pid: int
+) -> Callable[[], None]:
     """The function the child runs between fork and exec: death signal, limits, priority."""
 
     def capped(limit: int, wanted: int) -> tuple[int, int]:
@@ -69,8 +70,14 @@ def _child_setup(memory_bytes: int, max_file_bytes: int, niceness: int,
     return setup
 
 
-async def spawn_limited(argv: list[str], *, memory_bytes: int, max_file_bytes: int,
-                        niceness: int, cwd: Path | None = None) -> asyncio.subprocess.Process:
+async def spawn_limited(
+    argv: list[str],
+    *,
+    memory_bytes: int,
+    max_file_bytes: int,
+    niceness: int,
+    cwd: Path | None = None,
+) -> asyncio.subprocess.Process:
     """Start a child with stdout and stderr piped, in its own process group, under limits."""
     return await asyncio.create_subprocess_exec(
         *argv,
@@ -91,8 +98,9 @@ def _signal_group(process: asyncio.subprocess.Process, signum: int) -> None:
         os.killpg(process.pid, signum)
 
 
-async def kill_process_group(process: asyncio.subprocess.Process, *,
-                             grace_seconds: float = 0.0) -> None:
+async def kill_process_group(
+    process: asyncio.subprocess.Process, *, grace_seconds: float = 0.0
+) -> None:
     """Stop a child's whole group (SIGTERM, then SIGKILL after the grace) and reap the child."""
     if grace_seconds > 0:
         _signal_group(process, signal.SIGTERM)
@@ -164,9 +172,13 @@ async def run_ffmpeg(
 ) -> FFmpegResult:
     """Run ffmpeg to its end, or stop it (on `stop`, timeout or stall) within about a second."""
     loop = asyncio.get_running_loop()
-    process = await spawn_limited(argv, memory_bytes=settings.ffmpeg_memory_bytes,
-                                  max_file_bytes=max_output_bytes, niceness=FFMPEG_NICENESS,
-                                  cwd=cwd)
+    process = await spawn_limited(
+        argv,
+        memory_bytes=settings.ffmpeg_memory_bytes,
+        max_file_bytes=max_output_bytes,
+        niceness=FFMPEG_NICENESS,
+        cwd=cwd,
+    )
     assert process.stdout is not None and process.stderr is not None
     progress = _ProgressReader(on_progress, loop.time)
     started = loop.time()
@@ -181,8 +193,11 @@ async def run_ffmpeg(
             watched: set[asyncio.Task[object]] = {exit_task, stop_task}
             if not progress_task.done():  # stdout closes just before ffmpeg exits
                 watched.add(progress_task)
-            await asyncio.wait(watched, timeout=max(0.0, deadline - loop.time()),
-                               return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                watched,
+                timeout=max(0.0, deadline - loop.time()),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
             if progress_task.done() and progress_task.exception() is not None:
                 break  # on_progress raised: stop ffmpeg, then re-raise below
             if exit_task.done():

@@ -27,22 +27,24 @@ logger = logging.getLogger(__name__)
 # that opens other files or URLs (hls, dash, concat, image2, ...), generators (lavfi),
 # text formats (tty, subtitles), headerless raw streams, and rarer professional formats
 # (mxf, ...) whose demuxers are a larger attack surface than their users justify here.
-ALLOWED_DEMUXERS: frozenset[str] = frozenset({
-    "mov",  # also mp4, m4a, 3gp, 3g2, mj2 (one demuxer)
-    "matroska",  # also webm
-    "avi",
-    "flv",
-    "mpegts",
-    "mpeg",  # MPEG program stream (.mpg, .vob)
-    "ogg",
-    "asf",  # wmv, wma
-    "wav",
-    "aiff",
-    "mp3",
-    "aac",
-    "flac",
-    "gif",
-})
+ALLOWED_DEMUXERS: frozenset[str] = frozenset(
+    {
+        "mov",  # also mp4, m4a, 3gp, 3g2, mj2 (one demuxer)
+        "matroska",  # also webm
+        "avi",
+        "flv",
+        "mpegts",
+        "mpeg",  # MPEG program stream (.mpg, .vob)
+        "ogg",
+        "asf",  # wmv, wma
+        "wav",
+        "aiff",
+        "mp3",
+        "aac",
+        "flac",
+        "gif",
+    }
+)
 
 _CHILD_SCRIPT = Path(__file__).with_name("_probe_child.py")
 _CHILD_OUTPUT_LIMIT_BYTES = 65536
@@ -91,12 +93,19 @@ class MediaInfo:
         return {
             "container": self.container,
             "duration_seconds": self.duration_seconds,
-            "video": None if video is None else {
-                "codec": video.codec, "width": video.width, "height": video.height,
+            "video": None
+            if video is None
+            else {
+                "codec": video.codec,
+                "width": video.width,
+                "height": video.height,
                 "fps": video.fps,
             },
-            "audio": None if audio is None else {
-                "codec": audio.codec, "channels": audio.channels,
+            "audio": None
+            if audio is None
+            else {
+                "codec": audio.codec,
+                "channels": audio.channels,
                 "sample_rate": audio.sample_rate,
             },
         }
@@ -113,16 +122,24 @@ class MediaInfo:
         return cls(
             container=str(data["container"]),
             format_name=str(data["format_name"]),
-            duration_seconds=(None if data.get("duration_seconds") is None
-                              else float(data["duration_seconds"])),
-            video=None if video is None else VideoInfo(
-                codec=str(video["codec"]), width=int(video["width"]),
+            duration_seconds=(
+                None if data.get("duration_seconds") is None else float(data["duration_seconds"])
+            ),
+            video=None
+            if video is None
+            else VideoInfo(
+                codec=str(video["codec"]),
+                width=int(video["width"]),
                 height=int(video["height"]),
                 fps=None if video.get("fps") is None else float(video["fps"]),
-                pix_fmt=video.get("pix_fmt"), rotation=int(video.get("rotation", 0)),
+                pix_fmt=video.get("pix_fmt"),
+                rotation=int(video.get("rotation", 0)),
             ),
-            audio=None if audio is None else AudioInfo(
-                codec=str(audio["codec"]), channels=int(audio["channels"]),
+            audio=None
+            if audio is None
+            else AudioInfo(
+                codec=str(audio["codec"]),
+                channels=int(audio["channels"]),
                 sample_rate=int(audio["sample_rate"]),
             ),
         )
@@ -143,20 +160,23 @@ def _child_request(path: Path, settings: Settings) -> str:
     path = path.resolve()
     if path.stat().st_size == 0:
         raise UnsupportedMedia("The file is empty.")
-    return json.dumps({
-        "path": str(path),
-        "format_whitelist": ",".join(sorted(ALLOWED_DEMUXERS)),
-        "max_width": settings.max_input_width,
-        "max_height": settings.max_input_height,
-    })
+    return json.dumps(
+        {
+            "path": str(path),
+            "format_whitelist": ",".join(sorted(ALLOWED_DEMUXERS)),
+            "max_width": settings.max_input_width,
+            "max_height": settings.max_input_height,
+        }
+    )
 
 
 async def _run_child(request: str, settings: Settings) -> dict[str, Any]:
     """Run the probe child on a request; its JSON answer, or UnsupportedMedia."""
     # -I: ignore PYTHON* variables and the user's site; -B: write no bytecode.
     argv = [sys.executable, "-I", "-B", str(_CHILD_SCRIPT), request]
-    process = await spawn_limited(argv, memory_bytes=settings.ffmpeg_memory_bytes,
-                                  max_file_bytes=0, niceness=0)
+    process = await spawn_limited(
+        argv, memory_bytes=settings.ffmpeg_memory_bytes, max_file_bytes=0, niceness=0
+    )
     assert process.stdout is not None and process.stderr is not None
     timeout = settings.probe_timeout_seconds
     try:
@@ -179,8 +199,11 @@ async def _run_child(request: str, settings: Settings) -> dict[str, Any]:
     except ValueError:
         answer = {}
     if process.returncode != 0 or not isinstance(answer, dict) or "ok" not in answer:
-        logger.warning("probe child failed with status %s: %s", process.returncode,
-                       stderr.decode("utf-8", "replace"))
+        logger.warning(
+            "probe child failed with status %s: %s",
+            process.returncode,
+            stderr.decode("utf-8", "replace"),
+        )
         raise UnsupportedMedia("The file could not be read: the media prober failed on it.")
     return answer
 

@@ -12,17 +12,17 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.db.database import Database
-from vidq.db.models import Notification, Owner
+from vidq.db.models import Notification, Owner, table_of
 from vidq.jobs.queue import utcnow
 
-notifications = cast(Table, Notification.__table__)
-owners = cast(Table, Owner.__table__)
+notifications = table_of(Notification)
+owners = table_of(Owner)
 
 JITTER_FRACTION = 0.05
 

@@ -70,7 +70,9 @@ class WorkerPool:
         if recovered:
             log.info("returned %d interrupted job(s) to the queue", len(recovered))
             self.runtime.wakeup.set()
-        self.tasks = [asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)]
+        self.tasks = [
+            asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)
+        ]
         self._reaper = asyncio.create_task(self._reap(), name="lease-reaper")
 
     async def _reap(self) -> None:
@@ -101,7 +103,10 @@ class WorkerPool:
         if pending:
             _, pending_set = await asyncio.wait(pending, timeout=grace_seconds)
             if pending_set:
-                log.info("stopping %d conversion(s) still running; they go back to the queue", len(pending_set))
+                log.info(
+                    "stopping %d conversion(s) still running; they go back to the queue",
+                    len(pending_set),
+                )
                 for worker in self.workers:
                     worker.stop_current(shutting_down=True)
                 _, still = await asyncio.wait(pending_set, timeout=STOP_MARGIN_SECONDS)

@@ -78,7 +78,9 @@ class Worker:
         stopping = asyncio.create_task(self.stopping.wait())
         woken = asyncio.create_task(wakeup.wait())
         try:
-            await asyncio.wait({stopping, woken}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(
+                {stopping, woken}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED
+            )
         finally:
             stopping.cancel()
             woken.cancel()
@@ -139,10 +141,15 @@ class Worker:
                     lease_seconds=settings.lease_seconds,
                 )
             except Exception:
-                log.warning("job %s: heartbeat failed; will retry", running.claim.job.id, exc_info=True)
+                log.warning(
+                    "job %s: heartbeat failed; will retry", running.claim.job.id, exc_info=True
+                )
                 continue
             if not ours:
-                log.info("job %s: no longer ours (cancelled, deleted or re-leased); stopping", running.claim.job.id)
+                log.info(
+                    "job %s: no longer ours (cancelled, deleted or re-leased); stopping",
+                    running.claim.job.id,
+                )
                 running.lost = True
                 running.stop.set()
                 return
@@ -163,7 +170,9 @@ class Worker:
                 running.progress_percent = max(0.0, min(99.9, 100.0 * done_seconds / expected))
 
         async with runtime.storage.local_copy(f"inputs/{job.id}", scratch) as input_path:
-            argv = build_command(settings.ffmpeg_binary(), input_path, output_path, options, info, settings)
+            argv = build_command(
+                settings.ffmpeg_binary(), input_path, output_path, options, info, settings
+            )
             max_output = settings.max_output_bytes or (4 * job.input_size_bytes + 1024**3)
             result = await run_ffmpeg(
                 argv,
@@ -194,8 +203,16 @@ class Worker:
             return "requeued"
         payload_for = runtime.notification_payload
         if result.stop_reason in ("timeout", "stalled"):
-            reason = "took too long" if result.stop_reason == "timeout" else "stopped making progress"
-            await queue.fail(runtime.db, claim, code="timeout", message=f"The conversion {reason} and was stopped.", payload_for=payload_for)
+            reason = (
+                "took too long" if result.stop_reason == "timeout" else "stopped making progress"
+            )
+            await queue.fail(
+                runtime.db,
+                claim,
+                code="timeout",
+                message=f"The conversion {reason} and was stopped.",
+                payload_for=payload_for,
+            )
             return "failed"
         if result.returncode != 0 or not output_path.is_file():
             message = describe_failure(result, input_path, output_path, output_path.parent)
@@ -205,7 +222,13 @@ class Worker:
         try:
             output_info = await probe(output_path, runtime.settings)
         except UnsupportedMedia as exc:
-            await queue.fail(runtime.db, claim, code="transcode_failed", message=f"The output is not playable: {exc.detail}", payload_for=payload_for)
+            await queue.fail(
+                runtime.db,
+                claim,
+                code="transcode_failed",
+                message=f"The output is not playable: {exc.detail}",
+                payload_for=payload_for,
+            )
             return "failed"
         extension = output_extension(options)
         key = f"outputs/{job.id}.{extension}"
@@ -215,7 +238,11 @@ class Worker:
             "filename": output_filename(job.input_filename, extension),
             "size_bytes": size,
             "content_type": output_content_type(options),
-            **{k: v for k, v in output_info.to_api().items() if k in ("duration_seconds", "video", "audio")},
+            **{
+                k: v
+                for k, v in output_info.to_api().items()
+                if k in ("duration_seconds", "video", "audio")
+            },
         }
         done = await queue.complete(
             runtime.db,
