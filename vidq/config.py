@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     retention_hours: float = Field(
         24.0, gt=0, description="Hours a finished job's output stays downloadable."
     )
+    orphan_grace_seconds: float = Field(
+        3600.0,
+        gt=0,
+        description="Files no job owns (left by a crash mid-upload or mid-conversion) are removed once this old.",
+    )
     janitor_seconds: float = Field(
         60.0, gt=0, description="How often expired outputs and orphaned files are swept."
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
@@ -13,8 +14,10 @@ from sqlalchemy.exc import IntegrityError
 
 from vidq.config import Settings
 from vidq.db.database import Database
+from vidq.db.listen import FINISHED_CHANNEL, QUEUED_CHANNEL, listen_forever, notify
 from vidq.db.migrate import migrate
 from vidq.db.models import Job, ServerSetting, table_of
+from vidq.jobs.events import JobEvents
 from vidq.jobs.views import job_view
 from vidq.storage import Storage, open_storage
 
@@ -53,6 +56,9 @@ class Runtime:
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Set when notifications are written, so the notifier delivers them without waiting to poll.
     notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
+    # Requests waiting for a job's end (GET /job/{id}?wait=N).
+    job_events: JobEvents = field(default_factory=JobEvents)
+    _listener: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -67,7 +73,40 @@ class Runtime:
         return cls(settings=settings, db=db, storage=storage, signing_key=signing_key)
 
     async def close(self) -> None:
+        if self._listener is not None:
+            self._listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._listener
         await self.db.close()
+
+    def start_listening(self) -> None:
+        """On PostgreSQL, hear other processes' announcements (LISTEN/NOTIFY)."""
+        if self.db.is_postgres and self._listener is None:
+            self._listener = asyncio.create_task(
+                listen_forever(self.settings.resolved_database_url, self._heard), name="pg-listen"
+            )
+
+    def _heard(self, channel: str, payload: str) -> None:
+        if channel == QUEUED_CHANNEL:
+            self.wakeup.set()
+        elif channel == FINISHED_CHANNEL:
+            self.job_events.finished(payload)
+            self.notify_wakeup.set()
+
+    async def announce_queued(self) -> None:
+        """A job was queued: wake this process's workers, and the fleet's."""
+        self.wakeup.set()
+        if self.db.is_postgres:
+            async with self.db.write() as conn:
+                await notify(conn, QUEUED_CHANNEL)
+
+    async def announce_finished(self, job_id: str) -> None:
+        """A job ended: wake its waiters and the notifier, here and across the fleet."""
+        self.job_events.finished(job_id)
+        self.notify_wakeup.set()
+        if self.db.is_postgres:
+            async with self.db.write() as conn:
+                await notify(conn, FINISHED_CHANNEL, job_id)
 
     @property
     def public_url(self) -> str:

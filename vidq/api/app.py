@@ -38,6 +38,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         runtime = await Runtime.open(settings)
         app.state.runtime = runtime
+        runtime.start_listening()
         notifier: Notifier | None = None
         if run_workers:  # made first: a bad VIDQ_SMTP_URL stops the start before anything runs
             notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -16,14 +15,15 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq import metrics
 from vidq.api.auth import CurrentAccount, OptionalAccount, RuntimeDep
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import Upload, receive_multipart, receive_raw, upload_form
 from vidq.db.models import Job
-from vidq.errors import Gone, InvalidOption, NotFound, Unauthorized, VidqError
-from vidq.jobs import queue
+from vidq.errors import Gone, IdempotencyMismatch, InvalidOption, NotFound, Unauthorized, VidqError
+from vidq.jobs import idempotency, queue
 from vidq.jobs.accounts import Account
 from vidq.jobs.options import check_against_input
 from vidq.jobs.signing import signature_valid
@@ -36,7 +36,7 @@ from vidq.runtime import Runtime
 log = logging.getLogger("vidq.api")
 router = APIRouter()
 
-WAIT_POLL_SECONDS = 0.25
+WAIT_RECHECK_SECONDS = 1.0
 RETRY_AFTER_QUEUED = 5
 RETRY_AFTER_RUNNING = 2
 
@@ -112,6 +112,25 @@ async def convert(
     upload_form(request.headers.get("content-type", ""))
     settings = runtime.settings
     await queue.check_unfinished_limit(runtime.db, account.id, settings.max_unfinished_jobs)
+    prior = None
+    if idempotency_key is not None:
+        prior = await idempotency.reserve(runtime.db, account.id, idempotency_key)
+    try:
+        return await _convert(request, account, runtime, idempotency_key, prior)
+    finally:
+        if idempotency_key is not None and prior is None:
+            # Unbound only if the job was never queued: then the client may retry the key.
+            await idempotency.release(runtime.db, account.id, idempotency_key)
+
+
+async def _convert(
+    request: Request,
+    account: Account,
+    runtime: Runtime,
+    idempotency_key: str | None,
+    prior: idempotency.PriorRequest | None,
+) -> Response:
+    settings = runtime.settings
     job_id = str(uuid.uuid4())
     key = f"inputs/{job_id}"
     try:
@@ -119,6 +138,21 @@ async def convert(
     except VidqError as exc:
         metrics.UPLOADS.labels(outcome=exc.code).inc()
         raise
+    digest = idempotency.request_hash(fields, upload.sha256)
+    if prior is not None:
+        try:
+            replay = await _replay(runtime, request, account, idempotency_key or "", prior, digest)
+        except BaseException:
+            await runtime.storage.delete(key)
+            raise
+        if replay is not None:
+            await runtime.storage.delete(key)
+            return replay
+
+    async def bind_key(conn: AsyncConnection) -> None:
+        if idempotency_key is not None:
+            await idempotency.bind(conn, account.id, idempotency_key, job_id, digest)
+
     try:
         submission = await parse_submission(fields, settings)
         async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
@@ -141,6 +175,7 @@ async def convert(
                 email=submission.email,
             ),
             max_unfinished=settings.max_unfinished_jobs,
+            on_insert=bind_key,
         )
     except BaseException as exc:
         await runtime.storage.delete(key)
@@ -148,12 +183,37 @@ async def convert(
         raise
     metrics.UPLOADS.labels(outcome="accepted").inc()
     metrics.UPLOAD_BYTES.inc(upload.size_bytes)
-    runtime.wakeup.set()
+    await runtime.announce_queued()
     document = await render_job(runtime, job, request)
     return JSONResponse(
         document,
         status_code=202,
         headers={"Location": f"/job/{job.id}", **_retry_after(job)},
+    )
+
+
+async def _replay(
+    runtime: Runtime,
+    request: Request,
+    account: Account,
+    idempotency_key: str,
+    prior: idempotency.PriorRequest,
+    digest: str,
+) -> Response | None:
+    """The first job again for a repeated request; None if that job is gone (start afresh)."""
+    if prior.request_hash != digest:
+        raise IdempotencyMismatch(
+            "This Idempotency-Key was used with a different file or options in the last 24 hours."
+        )
+    try:
+        job = await queue.get(runtime.db, prior.job_id, account.id)
+    except NotFound:
+        await idempotency.forget(runtime.db, account.id, idempotency_key)
+        await idempotency.reserve(runtime.db, account.id, idempotency_key)
+        return None
+    document = await render_job(runtime, job, request)
+    return JSONResponse(
+        document, status_code=200, headers={"Location": f"/job/{job.id}", **_retry_after(job)}
     )
 
 
@@ -182,8 +242,10 @@ async def get_job(
     job = await queue.get(runtime.db, job_id, account.id)
     if wait is not None:
         deadline = time.monotonic() + wait
-        while job.status not in FINISHED and time.monotonic() < deadline:
-            await asyncio.sleep(min(WAIT_POLL_SECONDS, max(0.0, deadline - time.monotonic())))
+        while job.status not in FINISHED and (left := deadline - time.monotonic()) > 0:
+            # Woken at once by this process's workers or (PostgreSQL) by LISTEN; the
+            # periodic re-read covers a fleet on SQLite.
+            await runtime.job_events.wait(job_id, min(left, WAIT_RECHECK_SECONDS))
             job = await queue.get(runtime.db, job_id, account.id)
     document = await render_job(runtime, job, request)
     etag = _etag(document)
@@ -227,7 +289,7 @@ async def cancel_job(
         runtime.db, job_id, account.id, payload_for=runtime.notification_payload
     )
     await runtime.storage.delete(f"inputs/{job.id}")
-    runtime.notify_wakeup.set()
+    await runtime.announce_finished(job.id)
     return JSONResponse(await render_job(runtime, job, request))
 
 

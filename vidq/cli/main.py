@@ -133,6 +133,7 @@ async def _run_workers(settings: Settings) -> None:
             "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
         )
     runtime = await Runtime.open(settings)
+    runtime.start_listening()
     pool = WorkerPool(runtime, max(1, settings.workers))
     notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
     stop = asyncio.Event()

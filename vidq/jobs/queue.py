@@ -10,7 +10,7 @@ next life; a cancel racing a finish cannot both win.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -79,8 +79,14 @@ async def check_unfinished_limit(db: Database, owner_id: str, limit: int) -> Non
             raise TooManyJobs(f"You already have {limit} unfinished jobs; wait for some to finish.")
 
 
-async def submit(db: Database, new: NewJob, *, max_unfinished: int) -> Job:
-    """Queue a job at the back of the line."""
+async def submit(
+    db: Database,
+    new: NewJob,
+    *,
+    max_unfinished: int,
+    on_insert: Callable[[AsyncConnection], Awaitable[None]] | None = None,
+) -> Job:
+    """Queue a job at the back of the line (`on_insert` runs in the same transaction)."""
     now = utcnow()
     async with db.write() as conn:
         if conn.dialect.name == "postgresql":
@@ -116,6 +122,8 @@ async def submit(db: Database, new: NewJob, *, max_unfinished: int) -> Job:
             .mappings()
             .one()
         )
+        if on_insert is not None:
+            await on_insert(conn)
     return Job.from_row(row)
 
 

@@ -7,11 +7,13 @@ import contextlib
 import fcntl
 import logging
 import os
+import shutil
 import uuid
 from pathlib import Path
 
 from vidq.jobs import queue
 from vidq.runtime import Runtime
+from vidq.worker.janitor import Janitor
 from vidq.worker.worker import Worker
 
 log = logging.getLogger("vidq.worker")
@@ -58,9 +60,16 @@ class WorkerPool:
         self.workers = [Worker(runtime, f"{instance}/{n}") for n in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
         self._reaper: asyncio.Task[None] | None = None
+        self.janitor = Janitor(runtime, lambda: [w.scratch for w in self.workers if w.scratch])
 
     async def start(self) -> None:
         """Recover the jobs a dead predecessor on this node left running, then start."""
+        # We hold the node lock: whatever scratch space is here, a dead predecessor left.
+        for entry in self.runtime.settings.tmp_dir.glob("*"):
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
         recovered = await queue.recover_expired_leases(
             self.runtime.db,
             max_attempts=self.runtime.settings.max_attempts,
@@ -74,6 +83,7 @@ class WorkerPool:
             asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)
         ]
         self._reaper = asyncio.create_task(self._reap(), name="lease-reaper")
+        self.janitor.start()
 
     async def _reap(self) -> None:
         settings = self.runtime.settings
@@ -90,13 +100,14 @@ class WorkerPool:
                 continue
             if recovered:
                 log.warning("returned %d job(s) with expired leases to the queue", len(recovered))
-                self.runtime.wakeup.set()
+                await self.runtime.announce_queued()
                 self.runtime.notify_wakeup.set()
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop claiming; let running conversions finish within the grace; re-queue the rest."""
         for worker in self.workers:
             worker.stopping.set()
+        await self.janitor.stop()
         if self._reaper:
             self._reaper.cancel()
         pending = [t for t in self.tasks if not t.done()]

@@ -54,6 +54,7 @@ class Worker:
         self.runtime = runtime
         self.worker_id = worker_id
         self.current: RunningJob | None = None
+        self.scratch: Path | None = None  # the running job's temporary directory
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
@@ -98,6 +99,7 @@ class Worker:
         running = RunningJob(claim)
         self.current = running
         scratch = self.runtime.settings.tmp_dir / f"{job.id}-{claim.lease_token[:8]}"
+        self.scratch = scratch
         started = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat(running), name=f"heartbeat-{job.id}")
         metrics.CONVERSIONS_RUNNING.inc()
@@ -120,11 +122,12 @@ class Worker:
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
             shutil.rmtree(scratch, ignore_errors=True)
+            self.scratch = None
             metrics.CONVERSIONS_RUNNING.dec()
             metrics.PROCESSING_SECONDS.labels(status=outcome).observe(time.monotonic() - started)
             self.current = None
         if outcome in ("completed", "failed"):
-            self.runtime.notify_wakeup.set()  # its notifications, if any, are due now
+            await self.runtime.announce_finished(job.id)
         if outcome in ("completed", "failed", "cancelled"):
             # The input is no longer needed once the job has ended.
             await self.runtime.storage.delete(f"inputs/{job.id}")

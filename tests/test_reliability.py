@@ -1,0 +1,263 @@
+"""Promises kept under stress: idempotency, retention, full disks, time limits, SQLite under load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from vidq.worker.janitor import Janitor
+
+from .conftest import LiveServer, make_settings, running_server
+from .test_api import assert_problem, submit, wait_done
+
+
+def stored_files(live: LiveServer) -> list[Path]:
+    root = live.settings.data_dir / "files"
+    return [p for p in root.rglob("*") if p.is_file()]
+
+
+def test_idempotency_key(live_server: LiveServer, clip: Path, long_clip: Path) -> None:
+    with live_server.client() as client:
+        headers = {"Idempotency-Key": "order-42"}
+        with clip.open("rb") as handle:
+            first = client.post(
+                "/convert",
+                files={"file": ("a.mp4", handle)},
+                data={"preset": "mp4-h264"},
+                headers=headers,
+            )
+        assert first.status_code == 202
+        with clip.open("rb") as handle:
+            again = client.post(
+                "/convert",
+                files={"file": ("a.mp4", handle)},
+                data={"preset": "mp4-h264"},
+                headers=headers,
+            )
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+        with clip.open("rb") as handle:
+            other_options = client.post(
+                "/convert",
+                files={"file": ("a.mp4", handle)},
+                data={"preset": "gif"},
+                headers=headers,
+            )
+        assert_problem(other_options, 422, "idempotency_key_reused")
+        with long_clip.open("rb") as handle:
+            other_bytes = client.post(
+                "/convert",
+                files={"file": ("a.mp4", handle)},
+                data={"preset": "mp4-h264"},
+                headers=headers,
+            )
+        assert_problem(other_bytes, 422, "idempotency_key_reused")
+        # Another owner's key space is its own.
+        with live_server.client(live_server.new_key("other")) as theirs, clip.open("rb") as handle:
+            mine_elsewhere = theirs.post(
+                "/convert",
+                files={"file": ("a.mp4", handle)},
+                data={"preset": "mp4-h264"},
+                headers=headers,
+            )
+        assert (
+            mine_elsewhere.status_code == 202 and mine_elsewhere.json()["id"] != first.json()["id"]
+        )
+        # A refused request does not use up its key.
+        bad = client.post(
+            "/convert", files={"file": ("a.mp4", b"not video")}, headers={"Idempotency-Key": "k2"}
+        )
+        assert_problem(bad, 422, "unsupported_media")
+        with clip.open("rb") as handle:
+            retried = client.post(
+                "/convert", files={"file": ("a.mp4", handle)}, headers={"Idempotency-Key": "k2"}
+            )
+        assert retried.status_code == 202
+        accepted = {first.json()["id"], mine_elsewhere.json()["id"], retried.json()["id"]}
+        assert_problem(
+            client.post(
+                "/convert", files={"file": ("a.mp4", b"x")}, headers={"Idempotency-Key": "k" * 256}
+            ),
+            422,
+            "invalid_option",
+        )
+    # Only the accepted uploads are kept: every stored file belongs to an accepted job.
+    owners = {p.name.split(".")[0] for p in stored_files(live_server)}
+    assert owners and owners <= accepted
+
+
+async def test_idempotency_key_while_first_is_uploading(
+    live_server: LiveServer, clip: Path
+) -> None:
+    data = clip.read_bytes()
+    release = asyncio.Event()
+
+    async def slow_body() -> Any:
+        yield data[:1000]
+        await release.wait()
+        yield data[1000:]
+
+    headers = {
+        "Authorization": f"Bearer {live_server.key}",
+        "Idempotency-Key": "slow",
+        "Content-Type": "video/mp4",
+    }
+    async with httpx.AsyncClient(base_url=live_server.url, timeout=30) as client:
+        first = asyncio.create_task(client.post("/convert", content=slow_body(), headers=headers))
+        await asyncio.sleep(0.5)
+        second = await client.post("/convert", content=data, headers=headers)
+        assert_problem(second, 409, "conflict")
+        release.set()
+        assert (await first).status_code == 202
+        third = await client.post("/convert", content=data, headers=headers)
+        assert third.status_code == 200 and third.json()["id"] == (await first).json()["id"]
+
+
+def test_retention_expires_outputs_and_sweeps_orphans(tmp_path: Path, clip: Path) -> None:
+    settings = make_settings(
+        tmp_path, retention_hours=2 / 3600, janitor_seconds=0.5, orphan_grace_seconds=1
+    )
+    with running_server(settings) as live, live.client() as client:
+        job = submit(client, clip).json()
+        done = wait_done(client, job["id"])
+        files = live.settings.data_dir / "files"
+        assert not list((files / "inputs").glob("*")), "the input goes when its job ends"
+        output = files / "outputs"
+        assert len(list(output.glob("*"))) == 1
+        # Files no job owns: an input from a crash mid-upload, a partial upload.
+        orphan = files / "inputs" / "00000000-dead-beef-0000-000000000000"
+        orphan.write_bytes(b"left behind")
+        partial = files / ".partial" / "crashed.part"
+        partial.parent.mkdir(exist_ok=True)
+        partial.write_bytes(b"half")
+        deadline = time.monotonic() + 10
+        while (
+            list(output.glob("*")) or orphan.exists() or partial.exists()
+        ) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not list(output.glob("*")) and not orphan.exists() and not partial.exists()
+        assert_problem(httpx.get(done["result"]["download_url"]), 410, "gone")
+        # The record stays until deleted.
+        assert client.get(f"/job/{job['id']}").json()["status"] == "completed"
+        assert client.delete(f"/job/{job['id']}").status_code == 204
+
+
+async def test_janitor_keeps_what_jobs_own(tmp_path: Path) -> None:
+    from vidq.runtime import Runtime
+
+    runtime = await Runtime.open(make_settings(tmp_path, orphan_grace_seconds=1))
+    try:
+        busy = runtime.settings.tmp_dir / "running-job"
+        stale = runtime.settings.tmp_dir / "dead-job"
+        for path in (busy, stale):
+            path.mkdir(parents=True)
+            (path / "output.mp4").write_bytes(b"x")
+            os.utime(path, (time.time() - 60, time.time() - 60))
+        janitor = Janitor(runtime, lambda: [busy])
+        counts = await janitor.sweep()
+        assert counts["scratch"] == 1 and busy.exists() and not stale.exists()
+    finally:
+        await runtime.close()
+
+
+@contextlib.contextmanager
+def small_filesystem(path: Path, size: str) -> Iterator[Path]:
+    """A real tmpfs of `size` mounted at `path` (needs root, as CI has)."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.fail(f"cannot mount a small filesystem for this test: {mounted.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def test_full_disk_while_uploading_is_507_and_leaves_nothing(tmp_path: Path, clip: Path) -> None:
+    with small_filesystem(tmp_path / "small", "1m") as small:
+        settings = make_settings(tmp_path, storage_url=(small / "files").as_uri())
+        with running_server(settings) as live, live.client() as client:
+            big = os.urandom(3 * 1024 * 1024)
+            refused = client.post("/convert", content=big, headers={"Content-Type": "video/mp4"})
+            assert_problem(refused, 507, "storage_full")
+            assert [p for p in small.rglob("*") if p.is_file()] == []
+            # Once there is room again, uploads work.
+            assert submit(client, clip).status_code == 202
+
+
+def test_full_disk_while_converting_fails_storage_full(tmp_path: Path, long_clip: Path) -> None:
+    with small_filesystem(tmp_path / "small", "4m") as small:
+        settings = make_settings(
+            tmp_path,
+            data_dir=small / "data",
+            database_url=f"sqlite:///{tmp_path / 'vidq.db'}",
+        )
+        with running_server(settings) as live, live.client() as client:
+            # Lossless H.264 of 20 s of test pattern is far larger than the room left.
+            job = submit(client, long_clip, crf="0").json()
+            done = wait_done(client, job["id"])
+            assert done["status"] == "failed", done
+            assert done["error"]["code"] == "storage_full"
+            assert not list(live.settings.tmp_dir.iterdir()), "the partial output is removed"
+
+
+def test_conversion_past_its_time_limit_fails_with_timeout(tmp_path: Path, long_clip: Path) -> None:
+    settings = make_settings(tmp_path, job_timeout_min_seconds=0.5, job_timeout_factor=0.01)
+    with running_server(settings) as live, live.client() as client:
+        job = submit(client, long_clip, preset="webm-vp9").json()
+        done = wait_done(client, job["id"])
+        assert done["status"] == "failed" and done["error"]["code"] == "timeout", done
+
+
+def test_wait_answers_as_soon_as_the_job_ends(live_server: LiveServer, clip: Path) -> None:
+    with live_server.client() as client:
+        job = submit(client, clip).json()
+        asked = time.monotonic()
+        done = client.get(f"/job/{job['id']}", params={"wait": 30}).json()
+        assert done["status"] == "completed"
+        assert time.monotonic() - asked < 25, "?wait returned when the job ended, not at the limit"
+
+
+async def test_sqlite_under_concurrent_uploads_and_polls(
+    live_server: LiveServer, clip: Path
+) -> None:
+    """20 uploads and 200 polls at once: no 'database is locked', no 5xx."""
+    data = clip.read_bytes()
+    headers = {"Authorization": f"Bearer {live_server.key}"}
+    limits = httpx.Limits(max_connections=250)
+    async with httpx.AsyncClient(
+        base_url=live_server.url, headers=headers, timeout=120, limits=limits
+    ) as client:
+        seed = (
+            await client.post("/convert", content=data, headers={"Content-Type": "video/mp4"})
+        ).json()
+
+        async def upload() -> httpx.Response:
+            return await client.post(
+                "/convert",
+                files={"file": ("c.mp4", data, "video/mp4")},
+                data={"preset": "mp4-h264"},
+            )
+
+        async def poll() -> httpx.Response:
+            return await client.get(f"/job/{seed['id']}")
+
+        responses = await asyncio.gather(
+            *([upload() for _ in range(20)] + [poll() for _ in range(200)])
+        )
+    statuses = [r.status_code for r in responses]
+    assert statuses.count(202) == 20 and statuses.count(200) == 200, sorted(set(statuses))
+    assert not any("locked" in r.text for r in responses)

@@ -1,0 +1,89 @@
+"""The janitor: removes expired outputs, files no job owns, stale scratch space and old keys."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from vidq.jobs import idempotency, retention
+from vidq.runtime import Runtime
+
+log = logging.getLogger("vidq.janitor")
+
+# Blob prefixes the janitor owns. `.partial` holds uploads in progress (local storage).
+SWEPT_PREFIXES = ("inputs", "outputs", ".partial")
+
+
+class Janitor:
+    """Sweeps every `janitor_seconds`; every step is safe to run from many processes at once."""
+
+    def __init__(
+        self, runtime: Runtime, busy_scratch: Callable[[], Iterable[Path]] = lambda: ()
+    ) -> None:
+        self.runtime = runtime
+        self._busy_scratch = busy_scratch
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="janitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("sweep failed; will try again")
+            await asyncio.sleep(self.runtime.settings.janitor_seconds)
+
+    async def sweep(self) -> dict[str, int]:
+        """One pass; returns how many things of each kind it removed."""
+        runtime, settings = self.runtime, self.runtime.settings
+        expired = await retention.expire_outputs(runtime.db)
+        for key in expired:
+            await runtime.storage.delete(key)
+        owned = await retention.owned_keys(runtime.db)
+        cutoff = time.time() - settings.orphan_grace_seconds
+        orphans = 0
+        for prefix in SWEPT_PREFIXES:
+            async for key, modified in runtime.storage.keys(prefix):
+                if key not in owned and modified < cutoff:
+                    await runtime.storage.delete(key)
+                    orphans += 1
+        scratch = self._sweep_scratch(cutoff)
+        keys = await idempotency.sweep(
+            runtime.db, stale_reservation_seconds=settings.orphan_grace_seconds
+        )
+        counts = {
+            "expired_outputs": len(expired),
+            "orphans": orphans,
+            "scratch": scratch,
+            "keys": keys,
+        }
+        if any(counts.values()):
+            log.info("janitor removed %s", counts)
+        return counts
+
+    def _sweep_scratch(self, cutoff: float) -> int:
+        tmp = self.runtime.settings.tmp_dir
+        if not tmp.is_dir():
+            return 0
+        busy = {path.resolve() for path in self._busy_scratch()}
+        removed = 0
+        for entry in tmp.iterdir():
+            if entry.resolve() in busy or entry.stat().st_mtime >= cutoff:
+                continue
+            if entry.is_dir():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                entry.unlink(missing_ok=True)
+            removed += 1
+        return removed
