@@ -42,7 +42,7 @@ class Settings(BaseSettings):
     )
     storage_url: str | None = Field(
         None,
-        description="Where files live. Default: file://<data-dir>/files. A fleet: s3://bucket/prefix.",
+        description="Where files live, as a file:// URL. Default: file://<data-dir>/files. A fleet shares one directory (e.g. an NFS mount).",
     )
     secret_key: str | None = Field(
         None,
