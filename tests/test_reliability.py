@@ -199,7 +199,7 @@ def test_full_disk_while_uploading_is_507_and_leaves_nothing(tmp_path: Path, cli
 
 
 def test_full_disk_while_converting_fails_storage_full(tmp_path: Path, long_clip: Path) -> None:
-    with small_filesystem(tmp_path / "small", "4m") as small:
+    with small_filesystem(tmp_path / "small", "1m") as small:
         settings = make_settings(
             tmp_path,
             data_dir=small / "data",
@@ -210,8 +210,15 @@ def test_full_disk_while_converting_fails_storage_full(tmp_path: Path, long_clip
             job = submit(client, long_clip, crf="0").json()
             done = wait_done(client, job["id"])
             assert done["status"] == "failed", done
-            assert done["error"]["code"] == "storage_full"
+            assert done["error"]["code"] == "storage_full", done["error"]
             assert not list(live.settings.tmp_dir.iterdir()), "the partial output is removed"
+
+
+def test_lossless_h264(live_server: LiveServer, clip: Path) -> None:
+    with live_server.client() as client:
+        done = wait_done(client, submit(client, clip, crf="0").json()["id"])
+        assert done["status"] == "completed", done
+        assert done["result"]["video"]["codec"] == "h264"
 
 
 def test_conversion_past_its_time_limit_fails_with_timeout(tmp_path: Path, long_clip: Path) -> None:

@@ -110,6 +110,9 @@ def _video_args(options: ResolvedOptions, video: VideoInfo) -> list[str]:
         args += ["-crf", str(options.crf)]
         if options.video_codec == "vp9":
             args += ["-b:v", "0"]  # constant quality, no bitrate cap
+        if options.video_codec == "h264" and options.crf == 0:
+            # Lossless H.264 exists only in the High 4:4:4 Predictive profile.
+            args[args.index("-profile:v") + 1] = "high444"
     if options.video_codec == "h265" and options.format in _APPLE_FORMATS:
         args += ["-tag:v", "hvc1"]
     return args
