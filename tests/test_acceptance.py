@@ -50,6 +50,16 @@ def get_job(url: str, key: str, job_id: str, wait: float | None = None) -> dict[
     return job
 
 
+def wait_finished(url: str, key: str, job_id: str, timeout: float = 120) -> dict[str, Any]:
+    """The job once it has ended (it may be queued again and run anew before that)."""
+    deadline = time.monotonic() + timeout
+    job = get_job(url, key, job_id, wait=60)
+    while job["status"] in ("queued", "running"):
+        assert time.monotonic() < deadline, f"job {job_id} did not end in {timeout} s"
+        job = get_job(url, key, job_id, wait=60)
+    return job
+
+
 def wait_for(predicate: Any, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
@@ -149,9 +159,7 @@ def test_kill_9_mid_conversion_loses_nothing(
     wait_for(lambda: not ffmpeg_alive(ffmpeg_pids), 5, "ffmpeg to die with its parent")
     serve.start()
     for job in (running, waiting):
-        done = get_job(serve.url, key, job["id"], wait=60)
-        while done["status"] in ("queued", "running"):
-            done = get_job(serve.url, key, job["id"], wait=60)
+        done = wait_finished(serve.url, key, job["id"])
         assert done["status"] == "completed", done
         download = httpx.get(done["result"]["download_url"])
         assert download.status_code == 200 and len(download.content) == done["result"]["size_bytes"]
@@ -183,9 +191,7 @@ def test_sigterm_requeues_and_exits_in_time(
         state = asyncio.run(_job_row(env["VIDQ_DATABASE_URL"], job["id"]))
         assert (state.status, state.attempts) == ("queued", 0)
         serve.start()
-        done = get_job(serve.url, key, job["id"], wait=60)
-        while done["status"] in ("queued", "running"):
-            done = get_job(serve.url, key, job["id"], wait=60)
+        done = wait_finished(serve.url, key, job["id"])
         assert done["status"] == "completed", done
     finally:
         serve.stop()
@@ -219,9 +225,7 @@ def test_paused_worker_loses_its_lease_and_its_writes(
         first.signal(signal.SIGCONT)
         # The stale worker learns at its next heartbeat and stops its ffmpeg.
         wait_for(lambda: not ffmpeg_alive(stale_ffmpeg), 10, "the stale worker to stop ffmpeg")
-        done = get_job(api.url, key, job["id"], wait=60)
-        while done["status"] in ("queued", "running"):
-            done = get_job(api.url, key, job["id"], wait=60)
+        done = wait_finished(api.url, key, job["id"])
         assert done["status"] == "completed", done
         row = asyncio.run(_job_row(database_url, job["id"]))
         assert row.attempts == 2

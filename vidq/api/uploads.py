@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import mimetypes
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
@@ -97,6 +99,23 @@ class _CappedBlob:
             await self.writer.write(chunk)
 
 
+@asynccontextmanager
+async def _stored(storage: Storage, key: str, max_bytes: int) -> AsyncIterator[_CappedBlob]:
+    """A capped blob for the body's bytes: committed if the block ends well, else removed."""
+    writer = storage.writer(key)
+    blob = _CappedBlob(writer, max_bytes)
+    try:
+        yield blob
+        await blob.flush()
+        await writer.commit()
+    except ClientDisconnect as exc:
+        await writer.abort()
+        raise BadRequest("The client disconnected before the upload finished.") from exc
+    except BaseException:
+        await writer.abort()
+        raise
+
+
 def check_declared_length(request: Request, max_bytes: int) -> None:
     """413 at once when Content-Length already says the body is too large."""
     length = request.headers.get("content-length")
@@ -109,22 +128,12 @@ async def receive_raw(
 ) -> Upload:
     """Store a raw request body as the blob `key`."""
     check_declared_length(request, max_bytes)
-    writer = storage.writer(key)
-    blob = _CappedBlob(writer, max_bytes)
-    try:
+    async with _stored(storage, key, max_bytes) as blob:
         async for chunk in request.stream():
             if chunk:
                 await blob.add(chunk)
-        await blob.flush()
         if blob.size == 0:
             raise BadRequest("The request body is empty: send the video as the body.")
-        await writer.commit()
-    except ClientDisconnect as exc:
-        await writer.abort()
-        raise BadRequest("The client disconnected before the upload finished.") from exc
-    except BaseException:
-        await writer.abort()
-        raise
     name = clean_filename(filename)
     return Upload(
         key=key,
@@ -235,32 +244,22 @@ async def receive_multipart(
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart Content-Type has no boundary.")
-    writer = storage.writer(key)
-    blob = _CappedBlob(writer, max_bytes)
-    receiver = _MultipartReceiver(blob)
-    parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
-    try:
-        async for chunk in request.stream():
-            if chunk:
-                parser.write(chunk)
-                await receiver.drain()
-        parser.finalize()
+    async with _stored(storage, key, max_bytes) as blob:
+        receiver = _MultipartReceiver(blob)
+        parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
+        try:
+            async for chunk in request.stream():
+                if chunk:
+                    parser.write(chunk)
+                    await receiver.drain()
+            parser.finalize()
+        except MultipartParseError as exc:
+            raise BadRequest(f"The multipart body is malformed: {exc}") from exc
         await receiver.drain()
-        await blob.flush()
         if not receiver.seen_file:
             raise BadRequest("The form has no `file` part: send the video as a part named `file`.")
         if blob.size == 0:
             raise BadRequest("The `file` part is empty.")
-        await writer.commit()
-    except MultipartParseError as exc:
-        await writer.abort()
-        raise BadRequest(f"The multipart body is malformed: {exc}") from exc
-    except ClientDisconnect as exc:
-        await writer.abort()
-        raise BadRequest("The client disconnected before the upload finished.") from exc
-    except BaseException:
-        await writer.abort()
-        raise
     name = clean_filename(receiver.filename)
     return Upload(
         key=key,
