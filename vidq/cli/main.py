@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vidq.cli.client_verbs import add_client_verbs, run_command
 from vidq.config import Settings
 
 log = logging.getLogger("vidq")
@@ -124,6 +125,7 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 async def _run_workers(settings: Settings) -> None:
+    from vidq.media.probe import close_prober
     from vidq.notify.notifier import Notifier
     from vidq.runtime import Runtime
     from vidq.worker.pool import WorkerPool
@@ -149,6 +151,7 @@ async def _run_workers(settings: Settings) -> None:
         await pool.stop(settings.shutdown_grace_seconds)
         await notifier.stop()
         await runtime.close()
+        close_prober()  # the warm spare probe child
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
@@ -205,12 +208,14 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("name")
     _add_setting_flags(create)
     create.set_defaults(func=cmd_keys_create)
+
+    add_client_verbs(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    args.func(args)
+    run_command(args)
 
 
 if __name__ == "__main__":
