@@ -284,7 +284,7 @@ def test_command_is_safe_and_complete(samples: Path, tmp_path: Path) -> None:
         settings,
     )
     joined = " ".join(argv)
-    assert argv[argv.index("-protocol_whitelist") + 1] == "file,pipe"
+    assert argv[argv.index("-protocol_whitelist") + 1] == "file"
     assert argv.index("-f") < argv.index("-ss") < argv.index("-i")
     assert argv[argv.index("-f") + 1] == "mov"
     assert argv[argv.index("-t") + 1] == "3"

@@ -67,7 +67,7 @@ def build_command(
     ]
     argv += [
         "-protocol_whitelist",
-        "file,pipe",
+        "file",  # the input is our own file; ffmpeg's progress pipe is not an input
         "-format_whitelist",
         ",".join(sorted(ALLOWED_DEMUXERS)),
         "-f",
