@@ -14,8 +14,9 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidq import metrics
 from vidq.api.auth import CurrentAccount, OptionalAccount, RuntimeDep
@@ -363,6 +364,7 @@ def _authorize_download(
 
 async def download_output(
     job_id: str,
+    request: Request,
     account: OptionalAccount,
     runtime: RuntimeDep,
     expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
@@ -385,7 +387,9 @@ async def download_output(
     ):
         raise Unauthorized("The download link's signature is not valid.")
     path = runtime.storage.local_path(job.output_key)
-    if path is None or not path.is_file():
+    if path is None:
+        return await _stream_output(request, runtime, job, if_none_match)
+    if not path.is_file():
         raise Gone(f"The output of job {job_id} is no longer stored.")
     stat = path.stat()
     # The same validator FileResponse sends, so a conditional request can be answered here.
@@ -397,6 +401,71 @@ async def download_output(
         media_type=job.result["content_type"],
         headers={"Content-Disposition": content_disposition(job.result["filename"])},
     )
+
+
+async def _stream_output(
+    request: Request, runtime: Runtime, job: Job, if_none_match: str | None
+) -> Response:
+    """The output from a store with no local file (a bucket): HEAD, one Range, ETag."""
+    assert job.output_key and job.result
+    size = await runtime.storage.size(job.output_key)
+    if size is None:
+        raise Gone(f"The output of job {job.id} is no longer stored.")
+    # An output is written once under its key, so the job and the size identify its bytes.
+    digest = hashlib.sha256(f"{job.id}-{job.output_key}-{size}".encode()).hexdigest()
+    etag = f'"{digest[:32]}"'
+    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+        return Response(status_code=304, headers={"ETag": etag})
+    headers = {
+        "ETag": etag,
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": content_disposition(job.result["filename"]),
+    }
+    status, start, end = 200, 0, size - 1
+    byte_range = request.headers.get("range")
+    if byte_range and request.headers.get("if-range") in (None, etag):
+        wanted = _single_range(byte_range, size)
+        if wanted is not None:
+            status, (start, end) = 206, wanted
+            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    headers["Content-Length"] = str(end - start + 1)
+    media_type = job.result["content_type"]
+    if request.method == "HEAD" or size == 0:
+        return Response(status_code=status, headers=headers, media_type=media_type)
+    return StreamingResponse(
+        runtime.storage.read(job.output_key, start, end),
+        status_code=status,
+        headers=headers,
+        media_type=media_type,
+    )
+
+
+def _single_range(header: str, size: int) -> tuple[int, int] | None:
+    """The inclusive byte range a one-range `Range` header asks for; None: the whole file.
+
+    Several ranges, other units and malformed headers are ignored (RFC 9110 14.2), so the
+    answer is the whole file; a range wholly past the end is 416.
+    """
+    unit, _, spec = header.partition("=")
+    first, dash, last = spec.strip().partition("-")
+    if unit.strip().lower() != "bytes" or not dash or not (first or last):
+        return None
+    if not all(part.isascii() and part.isdigit() for part in (first, last) if part):
+        return None
+    if first:
+        start, end = int(first), int(last) if last else size - 1
+        if end < start:
+            return None
+        end = min(end, size - 1)
+    else:  # the last N bytes
+        start, end = max(0, size - int(last)), size - 1
+    if start > end:
+        raise StarletteHTTPException(
+            416,
+            f"The range {header!r} is outside the file's {size} bytes.",
+            headers={"Content-Range": f"bytes */{size}"},
+        )
+    return start, end
 
 
 def content_disposition(filename: str) -> str:
