@@ -453,10 +453,9 @@ def _single_range(header: str, size: int) -> tuple[int, int] | None:
     if not all(part.isascii() and part.isdigit() for part in (first, last) if part):
         return None
     if first:
-        start, end = int(first), int(last) if last else size - 1
-        if end < start:
+        start, end = int(first), min(int(last) if last else size - 1, size - 1)
+        if last and int(last) < start:
             return None
-        end = min(end, size - 1)
     else:  # the last N bytes
         start, end = max(0, size - int(last)), size - 1
     if start > end:
