@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 from vidq import __version__
 from vidq.api import routes_jobs, routes_service
 from vidq.api.problems import install_problem_handlers
+from vidq.api.schemas import problem_responses
 from vidq.config import Settings
 from vidq.notify.notifier import Notifier
 from vidq.runtime import Runtime
@@ -68,7 +69,9 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     install_problem_handlers(app)
-    app.include_router(routes_jobs.router)
+    # Every job route takes parameters, and a bad one is answered with a problem (not
+    # FastAPI's default validation body, which it would otherwise document).
+    app.include_router(routes_jobs.router, responses=problem_responses(422))
     app.include_router(routes_service.router)
 
     @app.get("/", include_in_schema=False)

@@ -477,9 +477,14 @@ def content_disposition(filename: str) -> str:
     return header
 
 
+# The output's own media type (video/mp4, audio/mpeg, image/gif, ...), for a part too.
+_OUTPUT_CONTENT = {
+    media_type: {"schema": {"type": "string", "format": "binary"}}
+    for media_type in ("video/*", "audio/*", "image/gif")
+}
 _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": {"application/octet-stream": {}}, "description": "The output file"},
-    206: {"description": "Part of the output file (Range)"},
+    200: {"content": _OUTPUT_CONTENT, "description": "The output file"},
+    206: {"content": _OUTPUT_CONTENT, "description": "Part of the output file (Range)"},
     304: {"description": "Not modified"},
     **problem_responses(401, 404, 410, 416),
 }
