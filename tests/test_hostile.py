@@ -275,6 +275,60 @@ def test_an_mp4_with_a_zip_appended_converts_as_the_video(
         assert corpus.tripwire.secret.encode() not in download(client, job).content
 
 
+# -- options are strict ------------------------------------------------------------------------
+
+_LONG_URL = "https://93.184.216.34/" + "a" * 2027  # 2049 characters; no lookup needed
+
+
+@pytest.mark.parametrize("form", ["multipart", "raw"])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("vf", "movie=/etc/passwd"),  # ffmpeg's own option names are not options here
+        ("filter_complex", "amovie=/etc/passwd"),
+        ("-i", "/etc/passwd"),
+        ("format", "hls"),
+        ("preset", "../../etc/passwd"),
+        ("video_bitrate", "1M -i /etc/passwd"),
+        ("width", "100;id"),
+        ("fps", "nan"),
+        ("start", "inf"),
+        ("webhook_url", _LONG_URL),
+        ("webhook_url", "file:///etc/passwd"),
+        ("metadata", '{"k": "' + "x" * 4088 + '"}'),  # 4097 bytes: 4 KiB + 1
+        ("metadata", '"not an object"'),
+    ],
+)
+def test_hostile_options_are_refused_before_anything_runs(
+    server: LiveServer, clip: Path, form: str, field: str, value: str
+) -> None:
+    with server.client() as client:
+        response = upload(client, "clip.mp4", clip.read_bytes(), form, **{field: value})
+    problem = assert_problem(response, 422, "invalid_option")
+    assert [error["field"] for error in problem["errors"]] == [field]
+
+
+def test_metadata_of_exactly_4_kib_is_kept_unchanged(server: LiveServer, clip: Path) -> None:
+    value = "é" * 2043 + "x"  # counted in bytes (UTF-8), not characters
+    metadata = '{"k": "' + value + '"}'
+    assert len(metadata.encode()) == 4096
+    with server.client() as client:
+        response = upload(client, "clip.mp4", clip.read_bytes(), "multipart", metadata=metadata)
+        assert response.status_code == 202, response.text
+        assert response.json()["metadata"] == {"k": value}
+        assert wait_done(client, response.json()["id"])["status"] == "completed"
+
+
+def test_an_idempotency_key_over_255_characters_is_refused(server: LiveServer, clip: Path) -> None:
+    with server.client() as client:
+        response = client.post(
+            "/convert",
+            content=clip.read_bytes(),
+            headers={"Content-Type": "video/mp4", "Idempotency-Key": "k" * 256},
+        )
+    assert_problem(response, 422, "invalid_option")
+
+
 # -- filenames are data -----------------------------------------------------------------------
 
 
