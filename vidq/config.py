@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from urllib.parse import urlparse
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +43,15 @@ class Settings(BaseSettings):
     )
     storage_url: str | None = Field(
         None,
-        description="Where files live, as a file:// URL. Default: file://<data-dir>/files. A fleet shares one directory (e.g. an NFS mount).",
+        description="Where files live: file:///path for a directory, or s3://bucket/prefix for an S3-compatible bucket. Default: file://<data-dir>/files. A fleet shares one bucket (or one directory, e.g. an NFS mount).",
+    )
+    s3_endpoint_url: str | None = Field(
+        None,
+        description="Endpoint of an S3-compatible store other than AWS (MinIO, R2, …), e.g. http://minio:9000. Credentials come from the standard AWS_* variables or ~/.aws.",
+    )
+    s3_region: str | None = Field(
+        None,
+        description="Region of the bucket. Default: AWS_DEFAULT_REGION or the AWS config file.",
     )
     secret_key: str | None = Field(
         None,
@@ -153,6 +162,18 @@ class Settings(BaseSettings):
         "0,5,300,1800,7200,18000,36000,36000",
         description="Delay before each delivery attempt, comma-separated seconds (Standard Webhooks schedule).",
     )
+
+    @field_validator("storage_url")
+    @classmethod
+    def _check_storage_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parsed = urlparse(value)
+        if parsed.scheme == "file":
+            return value
+        if parsed.scheme == "s3" and parsed.netloc:
+            return value
+        raise ValueError("must be file:///path or s3://bucket[/prefix]")
 
     @field_validator("notify_retry_seconds")
     @classmethod

@@ -68,7 +68,11 @@ class Runtime:
         url = settings.resolved_database_url
         await migrate(url)
         db = Database(url)
-        storage = open_storage(settings.resolved_storage_url)
+        storage = open_storage(
+            settings.resolved_storage_url,
+            s3_endpoint_url=settings.s3_endpoint_url,
+            s3_region=settings.s3_region,
+        )
         signing_key = settings.secret_key or await shared_secret(db, SIGNING_KEY_SETTING)
         return cls(settings=settings, db=db, storage=storage, signing_key=signing_key)
 

@@ -12,9 +12,17 @@ from vidq.storage.local import LocalStorage
 __all__ = ["BlobWriter", "LocalStorage", "Storage", "open_storage"]
 
 
-def open_storage(url: str) -> Storage:
-    """The store named by a storage URL (`file:///path`)."""
+def open_storage(
+    url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None
+) -> Storage:
+    """The store named by a storage URL: `file:///path` or `s3://bucket[/prefix]`."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStorage(Path(url2pathname(parsed.path)))
-    raise ValueError(f"unsupported storage URL scheme {parsed.scheme!r}: use file://")
+    if parsed.scheme == "s3":
+        from vidq.storage.s3 import S3Storage  # boto3 is loaded only when a bucket is used
+
+        return S3Storage(parsed.netloc, parsed.path, endpoint_url=s3_endpoint_url, region=s3_region)
+    raise ValueError(
+        f"unsupported storage URL scheme {parsed.scheme!r}: use file:///path or s3://bucket/prefix"
+    )

@@ -1,0 +1,292 @@
+"""Blobs in an S3-compatible bucket (AWS S3, MinIO, R2, …), through boto3 in threads.
+
+Uploads go up as a multipart upload in parts of `PART_BYTES`, so memory stays bounded
+and nothing is visible under the key until `commit()` completes it; a blob that never
+fills one part is sent as a single PutObject. boto3 is synchronous and its clients are
+thread-safe, so every call runs in `asyncio.to_thread`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from vidq.errors import StorageFull
+from vidq.storage.local import _check_key
+
+T = TypeVar("T")
+
+PART_BYTES = 8 * 1024 * 1024
+CHUNK_BYTES = 1024 * 1024
+TRANSFER = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
+
+# Error codes S3-compatible stores answer when they cannot take more bytes.
+_FULL_CODES = frozenset(
+    {
+        "EntityTooLarge",
+        "QuotaExceeded",
+        "InsufficientStorage",
+        "StorageFull",
+        "XMinioStorageFull",
+        "XMinioAdminBucketQuotaExceeded",
+    }
+)
+_MISSING_CODES = frozenset({"404", "NoSuchKey", "NotFound"})
+
+
+def _error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def _status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+def _is_full(exc: BaseException | None) -> bool:
+    """Whether the store said it cannot take more bytes (also when boto3 wrapped its answer)."""
+    while exc is not None:
+        if isinstance(exc, ClientError) and (
+            _error_code(exc) in _FULL_CODES or _status(exc) == 507
+        ):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _is_missing(exc: BaseException) -> bool:
+    return isinstance(exc, ClientError) and (
+        _error_code(exc) in _MISSING_CODES or _status(exc) == 404
+    )
+
+
+async def _call(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    return await asyncio.to_thread(function, *args, **kwargs)
+
+
+class S3Writer:
+    """One blob on its way up: buffered to a part, then a multipart upload (or one put)."""
+
+    def __init__(self, storage: S3Storage, key: str) -> None:
+        self._client = storage.client
+        self._bucket = storage.bucket
+        self._key = key
+        self._buffer = bytearray()
+        self._upload_id: str | None = None
+        self._parts: list[dict[str, Any]] = []
+        self._closed = False
+        self.bytes_written = 0
+
+    async def write(self, chunk: bytes) -> None:
+        if self._closed:
+            raise RuntimeError("write to a closed blob writer")
+        self._buffer += chunk
+        self.bytes_written += len(chunk)
+        while len(self._buffer) >= PART_BYTES:
+            part = bytes(self._buffer[:PART_BYTES])
+            del self._buffer[:PART_BYTES]
+            await self._guarded(self._upload_part(part))
+
+    async def commit(self) -> None:
+        if self._closed:
+            raise RuntimeError("commit of a closed blob writer")
+        if self._upload_id is None:
+            body = bytes(self._buffer)
+            self._buffer.clear()
+            await self._guarded(
+                _call(self._client.put_object, Bucket=self._bucket, Key=self._key, Body=body)
+            )
+        else:
+            if self._buffer:
+                part = bytes(self._buffer)
+                self._buffer.clear()
+                await self._guarded(self._upload_part(part))
+            await self._guarded(
+                _call(
+                    self._client.complete_multipart_upload,
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=self._upload_id,
+                    MultipartUpload={"Parts": self._parts},
+                )
+            )
+        self._closed = True
+
+    async def abort(self) -> None:
+        self._closed = True
+        self._buffer.clear()
+        upload_id, self._upload_id = self._upload_id, None
+        if upload_id is not None:
+            try:
+                await _call(
+                    self._client.abort_multipart_upload,
+                    Bucket=self._bucket,
+                    Key=self._key,
+                    UploadId=upload_id,
+                )
+            except ClientError as exc:
+                if not _is_missing(exc) and _error_code(exc) != "NoSuchUpload":
+                    raise
+
+    async def _upload_part(self, data: bytes) -> None:
+        if self._upload_id is None:
+            created = await _call(
+                self._client.create_multipart_upload, Bucket=self._bucket, Key=self._key
+            )
+            self._upload_id = str(created["UploadId"])
+        number = len(self._parts) + 1
+        answer = await _call(
+            self._client.upload_part,
+            Bucket=self._bucket,
+            Key=self._key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=data,
+        )
+        self._parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+
+    async def _guarded(self, step: Awaitable[object]) -> None:
+        """Run one step; on failure leave nothing behind, and say so if the store is full."""
+        try:
+            await step
+        except BaseException as exc:
+            await asyncio.shield(self.abort())
+            if _is_full(exc):
+                raise StorageFull() from exc
+            raise
+
+
+class S3Storage:
+    """A bucket, or a prefix of one, addressed by the same relative keys as LocalStorage."""
+
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        client: Any = None,
+    ) -> None:
+        if not bucket:
+            raise ValueError("an s3:// storage URL needs a bucket: s3://bucket[/prefix]")
+        self.bucket = bucket
+        prefix = prefix.strip("/")
+        self.prefix = f"{prefix}/" if prefix else ""
+        if client is None:
+            options: dict[str, Any] = {
+                "retries": {"mode": "standard", "max_attempts": 5},
+                "max_pool_connections": 32,
+                "connect_timeout": 10,
+            }
+            if endpoint_url:
+                # Self-hosted stores (MinIO, …) rarely have a DNS name per bucket, and some
+                # reject the newer default checksums: address by path, checksum when required.
+                options["s3"] = {"addressing_style": "path"}
+                options["request_checksum_calculation"] = "when_required"
+                options["response_checksum_validation"] = "when_required"
+            session = boto3.session.Session()
+            client = session.client(
+                "s3", endpoint_url=endpoint_url, region_name=region, config=Config(**options)
+            )
+        self.client = client
+
+    def _object(self, key: str) -> str:
+        _check_key(key)
+        return self.prefix + key
+
+    def writer(self, key: str) -> S3Writer:
+        return S3Writer(self, self._object(key))
+
+    @asynccontextmanager
+    async def local_copy(self, key: str, scratch_dir: Path) -> AsyncIterator[Path]:
+        name = self._object(key)
+        scratch_dir.mkdir(parents=True, exist_ok=True)
+        path = scratch_dir / f"download-{uuid.uuid4().hex}"
+        try:
+            try:
+                await _call(
+                    self.client.download_file, self.bucket, name, str(path), Config=TRANSFER
+                )
+            except ClientError as exc:
+                if _is_missing(exc):
+                    raise FileNotFoundError(key) from exc
+                raise
+            except OSError as exc:
+                if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                    raise StorageFull("No space left for a working copy of the file.") from exc
+                raise
+            yield path
+        finally:
+            path.unlink(missing_ok=True)
+
+    async def put_file(self, key: str, path: Path) -> None:
+        name = self._object(key)
+        try:
+            await _call(self.client.upload_file, str(path), self.bucket, name, Config=TRANSFER)
+        except Exception as exc:
+            if _is_full(exc):
+                raise StorageFull() from exc
+            raise
+        os.unlink(path)
+
+    def local_path(self, key: str) -> Path | None:
+        return None
+
+    async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        name = self._object(key)
+        request: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
+        if start > 0 or end is not None:
+            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            answer = await _call(self.client.get_object, **request)
+        except ClientError as exc:
+            if _is_missing(exc):
+                raise FileNotFoundError(key) from exc
+            raise
+        body = answer["Body"]
+        try:
+            while chunk := await _call(body.read, CHUNK_BYTES):
+                yield chunk
+        finally:
+            body.close()
+
+    async def size(self, key: str) -> int | None:
+        try:
+            answer = await _call(self.client.head_object, Bucket=self.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if _is_missing(exc):
+                return None
+            raise
+        return int(answer["ContentLength"])
+
+    async def delete(self, key: str) -> None:
+        try:
+            await _call(self.client.delete_object, Bucket=self.bucket, Key=self._object(key))
+        except ClientError as exc:
+            if not _is_missing(exc):
+                raise
+
+    async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
+        prefix = prefix.strip("/")
+        pages = iter(
+            self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"{self.prefix}{prefix}/" if prefix else self.prefix
+            )
+        )
+        while (page := await _call(next, pages, None)) is not None:
+            for item in page.get("Contents", []):
+                yield item["Key"][len(self.prefix) :], item["LastModified"].timestamp()
+
+    async def ping(self) -> None:
+        await _call(self.client.head_bucket, Bucket=self.bucket)
