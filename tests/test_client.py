@@ -36,10 +36,14 @@ def test_cli_verbs(live_server: LiveServer, clip: Path, tmp_path: Path) -> None:
     env = {**os.environ, "VIDQ_URL": live_server.url, "VIDQ_API_KEY": live_server.key}
 
     def vidq(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*VIDQ, *args], env=env, capture_output=True, text=True, timeout=120, check=check)
+        return subprocess.run(
+            [*VIDQ, *args], env=env, capture_output=True, text=True, timeout=120, check=check
+        )
 
     output = tmp_path / "out.mp4"
-    converted = vidq("convert", str(clip), "--preset", "mp4-h264", "-o", "width=80", "--output", str(output))
+    converted = vidq(
+        "convert", str(clip), "--preset", "mp4-h264", "-o", "width=80", "--output", str(output)
+    )
     job = json.loads(converted.stdout)
     assert job["status"] == "completed" and job["result"]["video"]["width"] == 80
     assert output.stat().st_size == job["result"]["size_bytes"]
