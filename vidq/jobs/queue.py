@@ -145,7 +145,9 @@ async def queue_position(db: Database, job: Job) -> int | None:
         return None
     stmt = select(func.count()).where(jobs.c.status == "queued", jobs.c.seq <= job.seq)
     async with db.read() as conn:
-        return int((await conn.execute(stmt)).scalar_one())
+        ahead_and_self = int((await conn.execute(stmt)).scalar_one())
+    # 0 means a worker took the job since `job` was read: it was next in line.
+    return max(1, ahead_and_self)
 
 
 async def queue_depth(db: Database) -> int:
