@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +23,7 @@ from vidq.media.command import (
     output_size,
 )
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
-from vidq.media.probe import MediaInfo, VideoInfo, probe
+from vidq.media.probe import MediaInfo, VideoInfo, close_prober, probe
 
 from .media_clips import (
     FFMPEG,
@@ -48,6 +48,13 @@ CODEC_NAMES = {
     "opus": "opus",
     "mp3": "mp3",
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_spare_prober_left() -> Iterator[None]:
+    """Each test ends without the warm spare probe child (the runner tests count children)."""
+    yield
+    close_prober()
 
 
 @pytest.fixture
@@ -416,11 +423,13 @@ async def test_probe_refuses_a_file_over_the_duration_limit(samples: Path, tmp_p
 
 
 async def test_probe_times_out(samples: Path, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path, probe_timeout_seconds=0.05)
+    # A warm prober reads this clip in ~0.01 s: 1 ms is too short even for it.
+    settings = Settings(data_dir=tmp_path, probe_timeout_seconds=0.001)
     started = time.monotonic()
-    with pytest.raises(UnsupportedMedia, match=r"longer than 0\.05 s"):
+    with pytest.raises(UnsupportedMedia, match=r"longer than 0\.001 s"):
         await probe(samples / "av.mp4", settings)
     assert time.monotonic() - started < 2
+    close_prober()  # the spare started for the next probe; the timed-out child is gone
     assert not _children()
 
 

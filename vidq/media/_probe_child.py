@@ -1,8 +1,9 @@
 """The probe's child process: open one file with PyAV under whitelists, decode a little, report.
 
 `vidq.media.probe` runs this file as a script in a child process with resource limits, so
-a demuxer or decoder that crashes or hangs on a hostile file costs only this process. It
-reads one JSON request from argv and prints one JSON answer on stdout:
+a demuxer or decoder that crashes or hangs on a hostile file costs only this process. The
+process is started ahead of need: it imports PyAV first, then waits for its one JSON request
+on stdin (read to the end), prints one JSON answer on stdout and exits. One process, one file:
 
     {"ok": true, "info": <MediaInfo.to_json()>}   or   {"ok": false, "reason": "<message>"}
 
@@ -13,6 +14,7 @@ imports nothing from vidq, so that it starts fast and runs the same as a plain s
 from __future__ import annotations
 
 import json
+import os
 import sys
 from fractions import Fraction
 from typing import Any
@@ -163,9 +165,9 @@ def _audio_facts(stream: Any, frame: Any) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    """Probe the file the JSON request in argv[1] names; print the JSON answer."""
-    request = json.loads(argv[1])
+def main() -> int:
+    """Probe the file the JSON request on stdin names; print the JSON answer."""
+    request = json.loads(sys.stdin.buffer.read())
     try:
         answer = {
             "ok": True,
@@ -181,8 +183,11 @@ def main(argv: list[str]) -> int:
     except av.error.FFmpegError as exc:
         answer = {"ok": False, "reason": f"The file could not be read ({exc.strerror})."}
     sys.stdout.write(json.dumps(answer))
+    sys.stdout.flush()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv))
+    # The answer is out: leave at once, skipping the interpreter's clean-up (the parent
+    # waits for this exit). An exception above still exits the ordinary way, status 1.
+    os._exit(main())

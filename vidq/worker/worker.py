@@ -222,6 +222,12 @@ class Worker:
             code = "storage_full" if "No space left" in result.stderr_tail else "transcode_failed"
             await queue.fail(runtime.db, claim, code=code, message=message, payload_for=payload_for)
             return "failed"
+        # The output is probed out of process like any upload (a warm child, ~0.01 s), not
+        # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
+        # coded stream into it unchanged, the input's metadata is carried over, and an
+        # encoder fed a hostile input could misbehave too; decoding a frame of that here
+        # could crash the server, and a thread stuck in a decoder cannot be stopped or held
+        # to a memory limit. A thread would save only the pipe round trip.
         try:
             output_info = await probe(output_path, runtime.settings)
         except UnsupportedMedia as exc:
