@@ -16,6 +16,7 @@ from vidq.api import routes_jobs, routes_service
 from vidq.api.problems import install_problem_handlers
 from vidq.api.schemas import problem_responses
 from vidq.config import Settings
+from vidq.media.probe import close_prober
 from vidq.notify.notifier import Notifier
 from vidq.runtime import Runtime
 from vidq.worker.pool import WorkerPool
@@ -59,6 +60,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
             if notifier is not None:
                 await notifier.stop()
             await runtime.close()
+            close_prober()  # the warm spare probe child
 
     app = FastAPI(
         title="vidq",
