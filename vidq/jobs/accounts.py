@@ -95,16 +95,6 @@ async def account_for_key(db: Database, key: str) -> Account | None:
     return Account(*row) if row else None
 
 
-async def account_by_id(db: Database, owner_id: str) -> Account | None:
-    """An owner by id."""
-    stmt = select(owners.c.id, owners.c.name, owners.c.webhook_secret).where(
-        owners.c.id == owner_id
-    )
-    async with db.read() as conn:
-        row = (await conn.execute(stmt)).first()
-    return Account(*row) if row else None
-
-
 async def owner_count(db: Database) -> int:
     """How many owners exist."""
     async with db.read() as conn:

@@ -22,7 +22,7 @@ from vidq.db.claim import claim_oldest_queued
 from vidq.db.database import Database
 from vidq.db.models import Job, Notification, table_of
 from vidq.errors import Conflict, NotFound, TooManyJobs
-from vidq.jobs.states import EVENT_TYPES, FINISHED, UNFINISHED, JobStatus
+from vidq.jobs.states import EVENT_TYPES, UNFINISHED, JobStatus
 
 jobs = table_of(Job)
 notifications = table_of(Notification)
@@ -56,14 +56,6 @@ class Claim:
 
     job: Job
     lease_token: str
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """How a finished job ends, and the notification payload builder's input."""
-
-    status: JobStatus
-    values: dict[str, Any]
 
 
 async def count_unfinished(conn: AsyncConnection, owner_id: str) -> int:
@@ -150,13 +142,6 @@ async def queue_position(db: Database, job: Job) -> int | None:
     return max(1, ahead_and_self)
 
 
-async def queue_depth(db: Database) -> int:
-    """How many jobs wait in the queue."""
-    async with db.read() as conn:
-        stmt = select(func.count()).where(jobs.c.status == "queued")
-        return int((await conn.execute(stmt)).scalar_one())
-
-
 async def notifications_of(db: Database, job_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
     """The outbox rows of some jobs, by job id."""
     if not job_ids:
@@ -237,13 +222,6 @@ async def heartbeat(
     return result.rowcount == 1
 
 
-async def still_leased(db: Database, claim: Claim) -> bool:
-    """Whether this worker still holds the job (not cancelled, deleted or re-leased)."""
-    stmt = select(jobs.c.seq).where(_leased(claim))
-    async with db.read() as conn:
-        return (await conn.execute(stmt)).first() is not None
-
-
 async def _enqueue_notifications(
     conn: AsyncConnection, job: Job, status: JobStatus, payload: dict[str, Any], now: datetime
 ) -> None:
@@ -271,7 +249,8 @@ async def _enqueue_notifications(
         )
 
 
-PayloadBuilder = Any  # Callable[[Job], dict[str, Any]]: the Job document for notifications
+# Builds the Job document that notifications about a job carry.
+PayloadBuilder = Callable[[Job], dict[str, Any]]
 
 
 async def _finish(
@@ -459,8 +438,3 @@ async def recover_expired_leases(
                 )
             recovered.append(job_id)
     return recovered
-
-
-def is_finished(status: str) -> bool:
-    """Whether a status is final."""
-    return status in FINISHED
