@@ -108,15 +108,10 @@ class Worker:
             outcome = await self._convert(running, scratch)
         except Exception as exc:
             log.exception("job %s: unexpected error", job.id)
-            if not running.lost:
-                await queue.fail(
-                    self.runtime.db,
-                    claim,
-                    code="transcode_failed",
-                    message=f"Internal error while converting ({type(exc).__name__}).",
-                    payload_for=self.runtime.notification_payload,
-                )
             outcome = "failed"
+            if not running.lost:
+                message = f"Internal error while converting ({type(exc).__name__})."
+                outcome = await self._fail(claim, "transcode_failed", message)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -131,6 +126,17 @@ class Worker:
         if outcome in ("completed", "failed", "cancelled"):
             # The input is no longer needed once the job has ended.
             await self.runtime.storage.delete(f"inputs/{job.id}")
+
+    async def _fail(self, claim: Claim, code: str, message: str) -> str:
+        """End a leased job as failed (a no-op if the lease was lost meanwhile)."""
+        await queue.fail(
+            self.runtime.db,
+            claim,
+            code=code,
+            message=message,
+            payload_for=self.runtime.notification_payload,
+        )
+        return "failed"
 
     async def _heartbeat(self, running: RunningJob) -> None:
         settings = self.runtime.settings
@@ -204,24 +210,12 @@ class Worker:
         if running.shutting_down:
             await queue.release(runtime.db, claim, count_attempt=False)
             return "requeued"
-        payload_for = runtime.notification_payload
         if result.stop_reason in ("timeout", "stalled"):
-            reason = (
-                "took too long" if result.stop_reason == "timeout" else "stopped making progress"
-            )
-            await queue.fail(
-                runtime.db,
-                claim,
-                code="timeout",
-                message=f"The conversion {reason} and was stopped.",
-                payload_for=payload_for,
-            )
-            return "failed"
+            return await self._fail(claim, "timeout", describe_failure(result))
         if result.returncode != 0 or not output_path.is_file():
             message = describe_failure(result, input_path, output_path, output_path.parent)
             code = "storage_full" if "No space left" in result.stderr_tail else "transcode_failed"
-            await queue.fail(runtime.db, claim, code=code, message=message, payload_for=payload_for)
-            return "failed"
+            return await self._fail(claim, code, message)
         # The output is probed out of process like any upload (a warm child, ~0.01 s), not
         # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
         # coded stream into it unchanged, the input's metadata is carried over, and an
@@ -231,14 +225,9 @@ class Worker:
         try:
             output_info = await probe(output_path, runtime.settings)
         except UnsupportedMedia as exc:
-            await queue.fail(
-                runtime.db,
-                claim,
-                code="transcode_failed",
-                message=f"The output is not playable: {exc.detail}",
-                payload_for=payload_for,
+            return await self._fail(
+                claim, "transcode_failed", f"The output is not playable: {exc.detail}"
             )
-            return "failed"
         extension = output_extension(options)
         key = f"outputs/{job.id}.{extension}"
         size = output_path.stat().st_size
@@ -259,7 +248,7 @@ class Worker:
             output_key=key,
             result=document,
             retention_seconds=runtime.settings.retention_hours * 3600,
-            payload_for=payload_for,
+            payload_for=runtime.notification_payload,
         )
         if done is None:  # cancelled or deleted at the last moment: the output is not wanted
             await runtime.storage.delete(key)
