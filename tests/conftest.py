@@ -21,7 +21,7 @@ import uvicorn
 
 from vidq.config import Settings
 from vidq.db.database import Database
-from vidq.db.migrate import migrate
+from vidq.db.migrate import migrated_database
 from vidq.jobs.accounts import create_owner
 
 from .media_clips import make_clip
@@ -81,12 +81,8 @@ def sqlite_url(tmp_path: Path) -> str:
 @pytest.fixture
 async def db(db_url: str) -> AsyncIterator[Database]:
     """A migrated database on each backend."""
-    await migrate(db_url)
-    database = Database(db_url)
-    try:
+    async with migrated_database(db_url) as database:
         yield database
-    finally:
-        await database.close()
 
 
 def make_settings(tmp_path: Path, database_url: str | None = None, **overrides: Any) -> Settings:
@@ -128,12 +124,8 @@ class LiveServer:
 
 
 async def _make_owner(settings: Settings, name: str) -> str:
-    await migrate(settings.resolved_database_url)
-    database = Database(settings.resolved_database_url)
-    try:
+    async with migrated_database(settings.resolved_database_url) as database:
         _, key = await create_owner(database, name)
-    finally:
-        await database.close()
     return key
 
 

@@ -16,9 +16,10 @@ import httpx
 import pytest
 from sqlalchemy import update
 
-from vidq.db.database import Database
-from vidq.db.models import Job
+from vidq.db.migrate import migrated_database
+from vidq.db.models import Job, table_of
 from vidq.jobs import queue
+from vidq.jobs.accounts import create_owner
 
 from .conftest import free_port
 from .processes import VIDQ, VidqProcess, ffmpeg_alive
@@ -90,11 +91,8 @@ def serve(tmp_path: Path, serve_env: dict[str, str]) -> Iterator[VidqProcess]:
 
 
 async def _job_row(database_url: str, job_id: str) -> Job:
-    database = Database(database_url)
-    try:
+    async with migrated_database(database_url) as database:
         return await queue.get(database, job_id)
-    finally:
-        await database.close()
 
 
 def test_first_start_makes_a_key_and_keys_create_prints_one(serve: VidqProcess, clip: Path) -> None:
@@ -238,27 +236,16 @@ def test_paused_worker_loses_its_lease_and_its_writes(
 
 async def _freeze_between_writes(database_url: str, job_id: str, process: VidqProcess) -> None:
     """SIGSTOP a worker while this test holds the job row's write lock, so the frozen
-    worker cannot be holding it (a frozen lock holder would stall everyone; see README)."""
-    database = Database(database_url)
-    jobs = Job.__table__
-    try:
-        async with database.write() as conn:
-            await conn.execute(
-                update(jobs).where(jobs.c.id == job_id).values(updated_at=jobs.c.updated_at)
-            )
-            process.signal(signal.SIGSTOP)
-    finally:
-        await database.close()
+    worker cannot be holding it: on SQLite a frozen lock holder stalls every process (README)."""
+    jobs = table_of(Job)
+    async with migrated_database(database_url) as database, database.write() as conn:
+        await conn.execute(
+            update(jobs).where(jobs.c.id == job_id).values(updated_at=jobs.c.updated_at)
+        )
+        process.signal(signal.SIGSTOP)
 
 
 async def _new_key(database_url: str) -> str:
-    from vidq.db.migrate import migrate
-    from vidq.jobs.accounts import create_owner
-
-    await migrate(database_url)
-    database = Database(database_url)
-    try:
+    async with migrated_database(database_url) as database:
         _, key = await create_owner(database, "fleet")
-    finally:
-        await database.close()
     return key

@@ -59,19 +59,14 @@ def _setup_logging(settings: Settings) -> None:
 
 async def _ensure_first_key(settings: Settings) -> str | None:
     """On an empty database, make the first owner and key; write it to <data-dir>/api-key."""
-    from vidq.db.database import Database
-    from vidq.db.migrate import migrate
+    from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import create_owner, owner_count
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
+    async with migrated_database(settings.resolved_database_url) as db:
         if await owner_count(db) > 0:
             return None
         _, key = await create_owner(db, "default")
-    finally:
-        await db.close()
     path = settings.data_dir / API_KEY_FILE
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
@@ -161,17 +156,12 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 async def _create_key(settings: Settings, name: str) -> str:
-    from vidq.db.database import Database
-    from vidq.db.migrate import migrate
+    from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import add_key
 
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    await migrate(settings.resolved_database_url)
-    db = Database(settings.resolved_database_url)
-    try:
+    async with migrated_database(settings.resolved_database_url) as db:
         _, key = await add_key(db, name)
-    finally:
-        await db.close()
     return key
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from alembic import command
@@ -11,7 +13,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.pool import NullPool
 
-from vidq.db.database import sync_url
+from vidq.db.database import Database, sync_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any number; every vidq process takes it so that only one migrates at a time.
@@ -53,3 +55,14 @@ def migrate_sync(url: str) -> None:
 async def migrate(url: str) -> None:
     """Async wrapper: migrations use a blocking driver, so run them in a thread."""
     await asyncio.to_thread(migrate_sync, url)
+
+
+@asynccontextmanager
+async def migrated_database(url: str) -> AsyncIterator[Database]:
+    """The database at `url`, brought to the newest schema, closed on exit."""
+    await migrate(url)
+    database = Database(url)
+    try:
+        yield database
+    finally:
+        await database.close()
