@@ -29,7 +29,7 @@ from vidq.jobs.accounts import Account
 from vidq.jobs.options import check_against_input
 from vidq.jobs.signing import signature_valid
 from vidq.jobs.states import FINISHED, JobStatus
-from vidq.jobs.submission import parse_submission
+from vidq.jobs.submission import Submission, parse_submission
 from vidq.jobs.views import job_view
 from vidq.media.probe import probe
 from vidq.runtime import Runtime
@@ -68,9 +68,11 @@ def _etag(document: dict[str, Any]) -> str:
     return f'"{digest[:32]}"'
 
 
-async def _receive(request: Request, runtime: Runtime, key: str) -> tuple[Upload, dict[str, str]]:
-    """Stream the upload into storage; return it and the request's option fields."""
-    form = upload_form(request.headers.get("content-type", ""))
+async def _receive(
+    request: Request, runtime: Runtime, key: str, form: str
+) -> tuple[Upload, dict[str, str], Submission | None]:
+    """Stream the upload into storage; return it, its fields, and those fields checked if
+    they could be checked before the body was read (a raw upload's query)."""
     max_bytes = runtime.settings.max_upload_bytes
     if form == "raw":
         fields: dict[str, str] = {}
@@ -80,13 +82,13 @@ async def _receive(request: Request, runtime: Runtime, key: str) -> tuple[Upload
             fields[name] = value
         filename = fields.pop("filename", None)
         # Fail fast: options in the query can be checked before the body is read.
-        await parse_submission(fields, runtime.settings)
+        submission = await parse_submission(fields, runtime.settings)
         upload = await receive_raw(
             request, runtime.storage, key, filename=filename, max_bytes=max_bytes
         )
-        return upload, fields
+        return upload, fields, submission
     upload = await receive_multipart(request, runtime.storage, key, max_bytes=max_bytes)
-    return upload, upload.fields
+    return upload, upload.fields, None
 
 
 @router.post(
@@ -110,14 +112,14 @@ async def convert(
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
 ) -> Response:
     """Upload a video with its options; the job is queued and its id returned at once (202)."""
-    upload_form(request.headers.get("content-type", ""))
+    form = upload_form(request.headers.get("content-type", ""))
     settings = runtime.settings
     await queue.check_unfinished_limit(runtime.db, account.id, settings.max_unfinished_jobs)
     prior = None
     if idempotency_key is not None:
         prior = await idempotency.reserve(runtime.db, account.id, idempotency_key)
     try:
-        return await _convert(request, account, runtime, idempotency_key, prior)
+        return await _convert(request, form, account, runtime, idempotency_key, prior)
     finally:
         if idempotency_key is not None and prior is None:
             # Unbound only if the job was never queued: then the client may retry the key.
@@ -126,6 +128,7 @@ async def convert(
 
 async def _convert(
     request: Request,
+    form: str,
     account: Account,
     runtime: Runtime,
     idempotency_key: str | None,
@@ -135,7 +138,7 @@ async def _convert(
     job_id = str(uuid.uuid4())
     key = f"inputs/{job_id}"
     try:
-        upload, fields = await _receive(request, runtime, key)
+        upload, fields, checked = await _receive(request, runtime, key, form)
     except VidqError as exc:
         metrics.UPLOADS.labels(outcome=exc.code).inc()
         raise
@@ -155,7 +158,7 @@ async def _convert(
             await idempotency.bind(conn, account.id, idempotency_key, job_id, digest)
 
     try:
-        submission = await parse_submission(fields, settings)
+        submission = checked or await parse_submission(fields, settings)
         async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
             info = await probe(path, settings)
         check_against_input(submission.options, info)
