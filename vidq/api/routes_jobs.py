@@ -1,4 +1,4 @@
-"""Routes of the job lifecycle: convert, follow, list, cancel, delete, download."""
+"""Routes of the job lifecycle: convert, follow, list, cancel, delete (downloads: routes_output)."""
 
 from __future__ import annotations
 
@@ -9,25 +9,22 @@ import json
 import logging
 import time
 import uuid
-from datetime import UTC, datetime
 from typing import Annotated, Any
-from urllib.parse import quote
 
 from fastapi import APIRouter, Header, Query, Request, Response
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse
 from sqlalchemy.ext.asyncio import AsyncConnection
-from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vidq import metrics
-from vidq.api.auth import CurrentAccount, OptionalAccount, RuntimeDep
+from vidq.api.auth import CurrentAccount, RuntimeDep
+from vidq.api.http import etag_matches
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import Upload, receive_multipart, receive_raw, upload_form
 from vidq.db.models import Job
-from vidq.errors import Gone, IdempotencyMismatch, InvalidOption, NotFound, Unauthorized, VidqError
+from vidq.errors import IdempotencyMismatch, InvalidOption, NotFound, VidqError
 from vidq.jobs import idempotency, queue
 from vidq.jobs.accounts import Account
 from vidq.jobs.options import check_against_input
-from vidq.jobs.signing import signature_valid
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.submission import Submission, parse_submission
 from vidq.jobs.views import job_view
@@ -254,7 +251,7 @@ async def get_job(
     document = await render_job(runtime, job, request)
     etag = _etag(document)
     headers = {"ETag": etag, **_retry_after(job)}
-    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
+    if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return JSONResponse(document, headers=headers)
 
@@ -350,162 +347,3 @@ async def list_jobs(
         for job in page
     ]
     return {"jobs": documents, "next_cursor": _encode_cursor(next_seq)}
-
-
-def _authorize_download(
-    job_id: str, account: Account | None, expires: int | None, signature: str | None, secret: str
-) -> str | None:
-    """The owner id to look the job up under (None: any owner, via a valid signature)."""
-    if account is not None:
-        return account.id
-    if expires is None or signature is None:
-        raise Unauthorized()
-    if not signature_valid(secret, job_id, expires, signature):
-        raise Unauthorized("The download link's signature is not valid.")
-    return None
-
-
-async def download_output(
-    job_id: str,
-    request: Request,
-    account: OptionalAccount,
-    runtime: RuntimeDep,
-    expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
-    signature: Annotated[str | None, Query(max_length=100)] = None,
-    if_none_match: Annotated[str | None, Header()] = None,
-) -> Response:
-    """The output file, for the owner's key or the signed `download_url`; Range and HEAD work."""
-    owner_id = _authorize_download(job_id, account, expires, signature, runtime.signing_key)
-    job = await queue.get(runtime.db, job_id, owner_id)
-    if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
-        raise NotFound(f"Job {job_id} has no output (it is {job.status}).")
-    now = datetime.now(UTC)
-    if job.expired or (job.expires_at is not None and job.expires_at <= now):
-        raise Gone(f"The output of job {job_id} has expired.")
-    if (
-        owner_id is None
-        and expires is not None
-        and job.expires_at is not None
-        and expires != int(job.expires_at.timestamp())
-    ):
-        raise Unauthorized("The download link's signature is not valid.")
-    path = runtime.storage.local_path(job.output_key)
-    if path is None:
-        return await _stream_output(request, runtime, job, if_none_match)
-    if not path.is_file():
-        raise Gone(f"The output of job {job_id} is no longer stored.")
-    stat = path.stat()
-    # The same validator FileResponse sends, so a conditional request can be answered here.
-    etag = f'"{hashlib.md5(f"{stat.st_mtime}-{stat.st_size}".encode(), usedforsecurity=False).hexdigest()}"'
-    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
-        return Response(status_code=304, headers={"ETag": etag})
-    return FileResponse(
-        path,
-        media_type=job.result["content_type"],
-        headers={"Content-Disposition": content_disposition(job.result["filename"])},
-    )
-
-
-async def _stream_output(
-    request: Request, runtime: Runtime, job: Job, if_none_match: str | None
-) -> Response:
-    """The output from a store with no local file (a bucket): HEAD, one Range, ETag."""
-    assert job.output_key and job.result
-    size = await runtime.storage.size(job.output_key)
-    if size is None:
-        raise Gone(f"The output of job {job.id} is no longer stored.")
-    # An output is written once under its key, so the job and the size identify its bytes.
-    digest = hashlib.sha256(f"{job.id}-{job.output_key}-{size}".encode()).hexdigest()
-    etag = f'"{digest[:32]}"'
-    if if_none_match and etag in [tag.strip() for tag in if_none_match.split(",")]:
-        return Response(status_code=304, headers={"ETag": etag})
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(job.result["filename"]),
-    }
-    status, start, end = 200, 0, size - 1
-    byte_range = request.headers.get("range")
-    if byte_range and request.headers.get("if-range") in (None, etag):
-        wanted = _single_range(byte_range, size)
-        if wanted is not None:
-            status, (start, end) = 206, wanted
-            headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    headers["Content-Length"] = str(end - start + 1)
-    media_type = job.result["content_type"]
-    if request.method == "HEAD" or size == 0:
-        return Response(status_code=status, headers=headers, media_type=media_type)
-    return StreamingResponse(
-        runtime.storage.read(job.output_key, start, end),
-        status_code=status,
-        headers=headers,
-        media_type=media_type,
-    )
-
-
-def _single_range(header: str, size: int) -> tuple[int, int] | None:
-    """The inclusive byte range a one-range `Range` header asks for; None: the whole file.
-
-    Several ranges, other units and malformed headers are ignored (RFC 9110 14.2), so the
-    answer is the whole file; a range wholly past the end is 416.
-    """
-    unit, _, spec = header.partition("=")
-    first, dash, last = spec.strip().partition("-")
-    if unit.strip().lower() != "bytes" or not dash or not (first or last):
-        return None
-    if not all(part.isascii() and part.isdigit() for part in (first, last) if part):
-        return None
-    if first:
-        start, end = int(first), min(int(last) if last else size - 1, size - 1)
-        if last and int(last) < start:
-            return None
-    else:  # the last N bytes
-        start, end = max(0, size - int(last)), size - 1
-    if start > end:
-        raise StarletteHTTPException(
-            416,
-            f"The range {header!r} is outside the file's {size} bytes.",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    return start, end
-
-
-def content_disposition(filename: str) -> str:
-    """`attachment` with an ASCII `filename` and, when needed, RFC 6266 `filename*`."""
-    safe = "".join(ch for ch in filename if ch.isprintable() and ch not in '/\\"')
-    fallback = safe.encode("ascii", "replace").decode().replace("?", "_") or "download"
-    header = f'attachment; filename="{fallback}"'
-    if fallback != safe:
-        header += f"; filename*=UTF-8''{quote(safe, safe='')}"
-    return header
-
-
-# The output's own media type (video/mp4, audio/mpeg, image/gif, ...), for a part too.
-_OUTPUT_CONTENT = {
-    media_type: {"schema": {"type": "string", "format": "binary"}}
-    for media_type in ("video/*", "audio/*", "image/gif")
-}
-_DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
-    200: {"content": _OUTPUT_CONTENT, "description": "The output file"},
-    206: {"content": _OUTPUT_CONTENT, "description": "Part of the output file (Range)"},
-    304: {"description": "Not modified"},
-    **problem_responses(401, 404, 410, 416),
-}
-router.add_api_route(
-    "/job/{job_id}/output",
-    download_output,
-    methods=["GET"],
-    name="download_output",
-    response_class=FileResponse,
-    responses=_DOWNLOAD_RESPONSES,
-    summary="Download a job's output",
-)
-router.add_api_route(
-    "/job/{job_id}/output",
-    download_output,
-    methods=["HEAD"],
-    name="download_output_head",
-    response_class=FileResponse,
-    responses=_DOWNLOAD_RESPONSES,
-    summary="Size and validators of a job's output",
-)
