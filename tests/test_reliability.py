@@ -25,70 +25,38 @@ def stored_files(live: LiveServer) -> list[Path]:
     return [p for p in root.rglob("*") if p.is_file()]
 
 
+def keyed(client: httpx.Client, content: Path | bytes, key: str, **fields: str) -> httpx.Response:
+    """POST /convert with an Idempotency-Key."""
+    data = content.read_bytes() if isinstance(content, Path) else content
+    return client.post(
+        "/convert",
+        files={"file": ("a.mp4", data)},
+        data=fields,
+        headers={"Idempotency-Key": key},
+    )
+
+
 def test_idempotency_key(live_server: LiveServer, clip: Path, long_clip: Path) -> None:
     with live_server.client() as client:
-        headers = {"Idempotency-Key": "order-42"}
-        with clip.open("rb") as handle:
-            first = client.post(
-                "/convert",
-                files={"file": ("a.mp4", handle)},
-                data={"preset": "mp4-h264"},
-                headers=headers,
-            )
+        first = keyed(client, clip, "order-42", preset="mp4-h264")
         assert first.status_code == 202
-        with clip.open("rb") as handle:
-            again = client.post(
-                "/convert",
-                files={"file": ("a.mp4", handle)},
-                data={"preset": "mp4-h264"},
-                headers=headers,
-            )
+        again = keyed(client, clip, "order-42", preset="mp4-h264")
         assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
-        with clip.open("rb") as handle:
-            other_options = client.post(
-                "/convert",
-                files={"file": ("a.mp4", handle)},
-                data={"preset": "gif"},
-                headers=headers,
-            )
+        other_options = keyed(client, clip, "order-42", preset="gif")
         assert_problem(other_options, 422, "idempotency_key_reused")
-        with long_clip.open("rb") as handle:
-            other_bytes = client.post(
-                "/convert",
-                files={"file": ("a.mp4", handle)},
-                data={"preset": "mp4-h264"},
-                headers=headers,
-            )
+        other_bytes = keyed(client, long_clip, "order-42", preset="mp4-h264")
         assert_problem(other_bytes, 422, "idempotency_key_reused")
         # Another owner's key space is its own.
-        with live_server.client(live_server.new_key("other")) as theirs, clip.open("rb") as handle:
-            mine_elsewhere = theirs.post(
-                "/convert",
-                files={"file": ("a.mp4", handle)},
-                data={"preset": "mp4-h264"},
-                headers=headers,
-            )
-        assert (
-            mine_elsewhere.status_code == 202 and mine_elsewhere.json()["id"] != first.json()["id"]
-        )
+        with live_server.client(live_server.new_key("other")) as theirs:
+            mine_elsewhere = keyed(theirs, clip, "order-42", preset="mp4-h264")
+        assert mine_elsewhere.status_code == 202
+        assert mine_elsewhere.json()["id"] != first.json()["id"]
         # A refused request does not use up its key.
-        bad = client.post(
-            "/convert", files={"file": ("a.mp4", b"not video")}, headers={"Idempotency-Key": "k2"}
-        )
-        assert_problem(bad, 422, "unsupported_media")
-        with clip.open("rb") as handle:
-            retried = client.post(
-                "/convert", files={"file": ("a.mp4", handle)}, headers={"Idempotency-Key": "k2"}
-            )
+        assert_problem(keyed(client, b"not video", "k2"), 422, "unsupported_media")
+        retried = keyed(client, clip, "k2")
         assert retried.status_code == 202
         accepted = {first.json()["id"], mine_elsewhere.json()["id"], retried.json()["id"]}
-        assert_problem(
-            client.post(
-                "/convert", files={"file": ("a.mp4", b"x")}, headers={"Idempotency-Key": "k" * 256}
-            ),
-            422,
-            "invalid_option",
-        )
+        assert_problem(keyed(client, b"x", "k" * 256), 422, "invalid_option")
     # Only the accepted uploads are kept: every stored file belongs to an accepted job.
     owners = {p.name.split(".")[0] for p in stored_files(live_server)}
     assert owners and owners <= accepted
