@@ -1,0 +1,55 @@
+"""Wake-ups across processes of a fleet: PostgreSQL LISTEN/NOTIFY between two runtimes."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from vidq.runtime import Runtime
+
+from .conftest import (
+    NO_POSTGRES,
+    POSTGRES_URL,
+    create_postgres_database,
+    drop_postgres_database,
+    make_settings,
+)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    if not POSTGRES_URL:
+        pytest.skip(NO_POSTGRES)
+    url = create_postgres_database()
+    try:
+        yield url
+    finally:
+        drop_postgres_database(url)
+
+
+async def test_announcements_reach_another_process(tmp_path: Path, postgres_url: str) -> None:
+    api = await Runtime.open(make_settings(tmp_path / "api", database_url=postgres_url))
+    worker = await Runtime.open(make_settings(tmp_path / "worker", database_url=postgres_url))
+    try:
+        worker.start_listening()
+        await asyncio.sleep(0.5)  # let LISTEN take effect
+        worker.wakeup.clear()
+        worker.notify_wakeup.clear()
+
+        await api.announce_queued()
+        await asyncio.wait_for(worker.wakeup.wait(), 5)
+
+        waiting = asyncio.create_task(worker.job_events.wait("job-1", 10))
+        await asyncio.sleep(0.1)
+        started = time.monotonic()
+        await api.announce_finished("job-1")
+        await waiting
+        assert time.monotonic() - started < 5, "the waiter was woken, not timed out"
+        assert worker.notify_wakeup.is_set()
+    finally:
+        await api.close()
+        await worker.close()
