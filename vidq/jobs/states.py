@@ -1,4 +1,17 @@
-"""Job states and the transitions allowed between them."""
+"""Job states and the transitions allowed between them.
+
+Every transition is one conditional UPDATE in `vidq.jobs.queue` (WHERE status = from,
+and for a worker's writes also its lease token), so two actors cannot both win:
+
+    queued  -> running     claim_next
+    queued  -> cancelled   request_cancel
+    running -> completed   complete
+    running -> failed      fail; recover_expired_leases once attempts are used up
+    running -> cancelled   request_cancel
+    running -> queued      release (shutdown); recover_expired_leases (lost worker)
+
+completed, failed and cancelled are final; `remove` deletes a job in any state.
+"""
 
 from __future__ import annotations
 
@@ -15,17 +28,6 @@ class JobStatus(StrEnum):
 
 UNFINISHED = (JobStatus.QUEUED, JobStatus.RUNNING)
 FINISHED = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
-
-# from -> the states it may move to. Every change is a conditional UPDATE on `from`.
-TRANSITIONS: dict[JobStatus, frozenset[JobStatus]] = {
-    JobStatus.QUEUED: frozenset({JobStatus.RUNNING, JobStatus.CANCELLED, JobStatus.FAILED}),
-    JobStatus.RUNNING: frozenset(
-        {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.QUEUED}
-    ),
-    JobStatus.COMPLETED: frozenset(),
-    JobStatus.FAILED: frozenset(),
-    JobStatus.CANCELLED: frozenset(),
-}
 
 EVENT_TYPES = {
     JobStatus.COMPLETED: "job.completed",
