@@ -17,7 +17,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from vidq.db.database import Database
 from vidq.db.models import Job
 from vidq.jobs import queue
-from vidq.jobs.views import job_view
+from vidq.jobs.views import NotificationPayloads
 
 
 @dataclass
@@ -131,9 +131,8 @@ INPUT_INFO = {
 }
 
 
-def job_document(job: Job) -> dict[str, Any]:
-    """The Job document notifications carry, as the service builds it."""
-    return job_view(job, base_url="http://vidq.test", secret="test-signing-key")
+# What the service builds notification bodies with.
+PAYLOADS = NotificationPayloads(secret="test-signing-key", public_url="http://vidq.test")
 
 
 async def finished_job(
@@ -149,7 +148,6 @@ async def finished_job(
     new = queue.NewJob(
         id=job_id,
         owner_id=owner_id,
-        input_key=f"inputs/{job_id}",
         input_filename="holiday.mov",
         input_content_type="video/quicktime",
         input_size_bytes=1000,
@@ -170,11 +168,11 @@ async def finished_job(
             output_key=f"outputs/{job_id}",
             result={"filename": "holiday.mp4", "size_bytes": 10, "content_type": "video/mp4"},
             retention_seconds=3600,
-            payload_for=job_document,
+            payloads=PAYLOADS,
         )
     else:
         ended = await queue.fail(
-            db, claim, code="transcode_failed", message="ffmpeg gave up", payload_for=job_document
+            db, claim, code="transcode_failed", message="ffmpeg gave up", payloads=PAYLOADS
         )
     assert ended is not None
     return ended

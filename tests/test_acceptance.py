@@ -18,7 +18,7 @@ from sqlalchemy import update
 
 from vidq.db.migrate import migrated_database
 from vidq.db.models import Job, table_of
-from vidq.jobs import queue
+from vidq.jobs import reads
 from vidq.jobs.accounts import create_owner
 
 from .conftest import free_port
@@ -92,7 +92,7 @@ def serve(tmp_path: Path, serve_env: dict[str, str]) -> Iterator[VidqProcess]:
 
 async def _job_row(database_url: str, job_id: str) -> Job:
     async with migrated_database(database_url) as database:
-        return await queue.get(database, job_id)
+        return await reads.get(database, job_id)
 
 
 def test_first_start_makes_a_key_and_keys_create_prints_one(serve: VidqProcess, clip: Path) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vidq.runtime import Runtime
+from vidq.jobs.runtime import Runtime
 
 from .conftest import (
     NO_POSTGRES,

@@ -21,7 +21,7 @@ from vidq.db.database import Database
 from vidq.db.models import Notification
 from vidq.errors import InvalidOption
 from vidq.jobs.accounts import create_owner
-from vidq.jobs.submission import parse_submission
+from vidq.jobs.fields import check_fields
 from vidq.notify.email import SmtpServer
 from vidq.notify.notifier import Notifier
 
@@ -190,13 +190,13 @@ async def test_a_bad_smtp_url_stops_the_start(db: Database) -> None:
 async def test_submission_needs_smtp_and_a_valid_address(tmp_path: Path) -> None:
     without_smtp = Settings(data_dir=tmp_path)
     with pytest.raises(InvalidOption) as caught:
-        await parse_submission({"email": "bob@example.org"}, without_smtp)
+        await check_fields({"email": "bob@example.org"}, without_smtp)
     assert caught.value.errors == [
         {"field": "email", "message": "this server has no SMTP server configured"}
     ]
     with_smtp = Settings(data_dir=tmp_path, smtp_url="smtp://127.0.0.1:25")
     with pytest.raises(InvalidOption) as caught:
-        await parse_submission({"email": "not an address"}, with_smtp)
+        await check_fields({"email": "not an address"}, with_smtp)
     assert caught.value.errors[0]["field"] == "email"
-    submission = await parse_submission({"email": "bob@example.org"}, with_smtp)
+    submission = await check_fields({"email": "bob@example.org"}, with_smtp)
     assert submission.email == "bob@example.org"

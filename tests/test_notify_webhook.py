@@ -17,7 +17,6 @@ from vidq import metrics
 from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.models import Notification
-from vidq.jobs import queue
 from vidq.jobs.accounts import Account, create_owner, new_webhook_secret
 from vidq.notify import outbox
 from vidq.notify.notifier import Notifier
@@ -119,7 +118,7 @@ async def test_signed_per_standard_webhooks(
         Webhook(owner.webhook_secret).verify(tampered, request.headers)
 
     # The Job document shows the delivery.
-    shown = await queue.notifications_of(db, [job.id])
+    shown = await outbox.delivery_states(db, [job.id])
     assert shown[job.id] == [
         {
             "job_id": job.id,

@@ -119,7 +119,7 @@ def test_retention_expires_outputs_and_sweeps_orphans(tmp_path: Path, clip: Path
 
 
 async def test_janitor_keeps_what_jobs_own(tmp_path: Path) -> None:
-    from vidq.runtime import Runtime
+    from vidq.jobs.runtime import Runtime
 
     runtime = await Runtime.open(make_settings(tmp_path, orphan_grace_seconds=1))
     try:

@@ -16,6 +16,7 @@ from pydantic import ValidationError
 
 from vidq.config import Settings
 from vidq.storage import LocalStorage, Storage, open_storage
+from vidq.storage.memory import MemoryStorage
 from vidq.storage.s3 import PART_BYTES, S3Storage, _is_full
 
 from .conftest import make_settings, running_server
@@ -58,10 +59,12 @@ def make_s3(endpoint: str, bucket: str = BUCKET, prefix: str = "files") -> S3Sto
     return storage
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", "s3", "memory"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Storage:
     if request.param == "local":
         return LocalStorage(tmp_path / "files")
+    if request.param == "memory":  # the fake that worker tests use keeps the same contract
+        return MemoryStorage()
     return make_s3(request.getfixturevalue("s3"))
 
 

@@ -16,10 +16,7 @@ from vidq.api import routes_jobs, routes_output, routes_service
 from vidq.api.problems import install_problem_handlers
 from vidq.api.schemas import problem_responses
 from vidq.config import Settings
-from vidq.media.probe import close_prober
-from vidq.notify.notifier import Notifier
-from vidq.runtime import Runtime
-from vidq.worker.pool import WorkerPool
+from vidq.service import running_service
 
 log = logging.getLogger("vidq")
 
@@ -38,29 +35,13 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        runtime = await Runtime.open(settings)
-        app.state.runtime = runtime
-        runtime.start_listening()
-        notifier: Notifier | None = None
-        if run_workers:  # made first: a bad VIDQ_SMTP_URL stops the start before anything runs
-            notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
-        pool: WorkerPool | None = None
-        if run_workers and settings.workers > 0:
-            pool = WorkerPool(runtime, settings.workers)
-            await pool.start()
-        app.state.pool = pool
-        if notifier is not None:
-            notifier.start()
-        app.state.notifier = notifier
-        try:
+        async with running_service(
+            settings, workers=settings.workers if run_workers else 0, notify=run_workers
+        ) as service:
+            app.state.runtime = service.runtime
+            app.state.pool = service.pool
+            app.state.notifier = service.notifier
             yield
-        finally:
-            if pool is not None:
-                await pool.stop(settings.shutdown_grace_seconds)
-            if notifier is not None:
-                await notifier.stop()
-            await runtime.close()
-            close_prober()  # the warm spare probe child
 
     app = FastAPI(
         title="vidq",

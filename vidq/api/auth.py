@@ -9,7 +9,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from vidq.errors import Unauthorized
 from vidq.jobs.accounts import Account, account_for_key
-from vidq.runtime import Runtime
+from vidq.jobs.runtime import Runtime
 
 bearer = HTTPBearer(auto_error=False, description="An API key made by `vidq keys create NAME`.")
 

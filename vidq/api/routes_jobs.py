@@ -1,63 +1,39 @@
-"""Routes of the job lifecycle: convert, follow, list, cancel, delete (downloads: routes_output)."""
+"""Routes of the job lifecycle: convert, follow, list, cancel, delete (downloads: routes_output).
+
+Each handler parses the request, makes one call into `vidq.jobs`, and renders the answer.
+"""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import hashlib
 import json
-import logging
-import time
-import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncConnection
 
-from vidq import metrics
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
-from vidq.api.uploads import Upload, receive_multipart, receive_raw, upload_form
-from vidq.db.models import Job
-from vidq.errors import IdempotencyMismatch, InvalidOption, NotFound, VidqError
-from vidq.jobs import idempotency, queue
-from vidq.jobs.accounts import Account
-from vidq.jobs.options import check_against_input
-from vidq.jobs.states import FINISHED, JobStatus
-from vidq.jobs.submission import Submission, parse_submission
-from vidq.jobs.views import job_view
-from vidq.media.probe import probe
-from vidq.runtime import Runtime
+from vidq.api.uploads import receive_multipart, receive_raw, upload_form
+from vidq.errors import InvalidOption
+from vidq.jobs import service
+from vidq.jobs.fields import CheckedFields, check_fields
+from vidq.jobs.runtime import Runtime
+from vidq.jobs.states import JobStatus
+from vidq.jobs.submission import Receiver, StoredInput, submit
 
-log = logging.getLogger("vidq.api")
 router = APIRouter()
 
-WAIT_RECHECK_SECONDS = 1.0
-RETRY_AFTER_QUEUED = 5
-RETRY_AFTER_RUNNING = 2
+RETRY_AFTER_SECONDS = {JobStatus.QUEUED.value: 5, JobStatus.RUNNING.value: 2}
 
 
-async def render_job(runtime: Runtime, job: Job, request: Request) -> dict[str, Any]:
-    """The Job document for an answer to `request`."""
-    position = await queue.queue_position(runtime.db, job)
-    notes = await queue.notifications_of(runtime.db, [job.id])
-    return job_view(
-        job,
-        base_url=runtime.base_url_for(str(request.base_url)),
-        secret=runtime.signing_key,
-        queue_position=position,
-        notifications=notes.get(job.id, []),
-    )
-
-
-def _retry_after(job: Job) -> dict[str, str]:
-    if job.status == JobStatus.QUEUED:
-        return {"Retry-After": str(RETRY_AFTER_QUEUED)}
-    if job.status == JobStatus.RUNNING:
-        return {"Retry-After": str(RETRY_AFTER_RUNNING)}
-    return {}
+def _retry_after(document: dict[str, Any]) -> dict[str, str]:
+    seconds = RETRY_AFTER_SECONDS.get(document["status"])
+    return {} if seconds is None else {"Retry-After": str(seconds)}
 
 
 def _etag(document: dict[str, Any]) -> str:
@@ -65,27 +41,37 @@ def _etag(document: dict[str, Any]) -> str:
     return f'"{digest[:32]}"'
 
 
-async def _receive(
-    request: Request, runtime: Runtime, key: str, form: str
-) -> tuple[Upload, dict[str, str], Submission | None]:
-    """Stream the upload into storage; return it, its fields, and those fields checked if
-    they could be checked before the body was read (a raw upload's query)."""
+def _base_url(runtime: Runtime, request: Request) -> str:
+    return runtime.base_url_for(str(request.base_url))
+
+
+async def _receiver(
+    request: Request, runtime: Runtime, form: str
+) -> tuple[Receiver, CheckedFields | None]:
+    """How to store this request's input, and its fields if they can be checked before
+    the body is read (a raw upload's query: a bad option is refused before any upload)."""
     max_bytes = runtime.settings.max_upload_bytes
-    if form == "raw":
-        fields: dict[str, str] = {}
-        for name, value in request.query_params.multi_items():
-            if name in fields:
-                raise InvalidOption.field(name, "is given more than once")
-            fields[name] = value
-        filename = fields.pop("filename", None)
-        # Fail fast: options in the query can be checked before the body is read.
-        submission = await parse_submission(fields, runtime.settings)
-        upload = await receive_raw(
+    if form == "multipart":
+
+        async def multipart(key: str) -> StoredInput:
+            return await receive_multipart(request, runtime.storage, key, max_bytes=max_bytes)
+
+        return multipart, None
+    fields: dict[str, str] = {}
+    for name, value in request.query_params.multi_items():
+        if name in fields:
+            raise InvalidOption.field(name, "is given more than once")
+        fields[name] = value
+    filename = fields.pop("filename", None)
+    checked = await check_fields(fields, runtime.settings)
+
+    async def raw(key: str) -> StoredInput:
+        stored = await receive_raw(
             request, runtime.storage, key, filename=filename, max_bytes=max_bytes
         )
-        return upload, fields, submission
-    upload = await receive_multipart(request, runtime.storage, key, max_bytes=max_bytes)
-    return upload, upload.fields, None
+        return dataclasses.replace(stored, fields=fields)
+
+    return raw, checked
 
 
 @router.post(
@@ -110,111 +96,17 @@ async def convert(
 ) -> Response:
     """Upload a video with its options; the job is queued and its id returned at once (202)."""
     form = upload_form(request.headers.get("content-type", ""))
-    settings = runtime.settings
-    await queue.check_unfinished_limit(runtime.db, account.id, settings.max_unfinished_jobs)
-    prior = None
-    if idempotency_key is not None:
-        prior = await idempotency.reserve(runtime.db, account.id, idempotency_key)
-    try:
-        return await _convert(request, form, account, runtime, idempotency_key, prior)
-    finally:
-        if idempotency_key is not None and prior is None:
-            # Unbound only if the job was never queued: then the client may retry the key.
-            await idempotency.release(runtime.db, account.id, idempotency_key)
-
-
-async def _convert(
-    request: Request,
-    form: str,
-    account: Account,
-    runtime: Runtime,
-    idempotency_key: str | None,
-    prior: idempotency.PriorRequest | None,
-) -> Response:
-    settings = runtime.settings
-    job_id = str(uuid.uuid4())
-    key = f"inputs/{job_id}"
-    try:
-        upload, fields, checked = await _receive(request, runtime, key, form)
-    except VidqError as exc:
-        metrics.UPLOADS.labels(outcome=exc.code).inc()
-        raise
-    digest = idempotency.request_hash(fields, upload.sha256)
-    if prior is not None:
-        try:
-            replay = await _replay(runtime, request, account, idempotency_key or "", prior, digest)
-        except BaseException:
-            await runtime.storage.delete(key)
-            raise
-        if replay is not None:
-            await runtime.storage.delete(key)
-            return replay
-
-    async def bind_key(conn: AsyncConnection) -> None:
-        if idempotency_key is not None:
-            await idempotency.bind(conn, account.id, idempotency_key, job_id, digest)
-
-    try:
-        submission = checked or await parse_submission(fields, settings)
-        async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
-            info = await probe(path, settings)
-        check_against_input(submission.options, info)
-        job = await queue.submit(
-            runtime.db,
-            queue.NewJob(
-                id=job_id,
-                owner_id=account.id,
-                input_key=key,
-                input_filename=upload.filename,
-                input_content_type=upload.content_type,
-                input_size_bytes=upload.size_bytes,
-                input_sha256=upload.sha256,
-                input_info=info.to_json(),
-                options=submission.options.model_dump(),
-                metadata=submission.metadata,
-                webhook_url=submission.webhook_url,
-                email=submission.email,
-            ),
-            max_unfinished=settings.max_unfinished_jobs,
-            on_insert=bind_key,
-        )
-    except BaseException as exc:
-        await runtime.storage.delete(key)
-        metrics.UPLOADS.labels(outcome=getattr(exc, "code", "error")).inc()
-        raise
-    metrics.UPLOADS.labels(outcome="accepted").inc()
-    metrics.UPLOAD_BYTES.inc(upload.size_bytes)
-    await runtime.announce_queued()
-    document = await render_job(runtime, job, request)
+    receive, checked = await _receiver(request, runtime, form)
+    submitted = await submit(
+        runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
+    )
+    document = await service.submitted_document(
+        runtime, submitted, base_url=_base_url(runtime, request)
+    )
     return JSONResponse(
         document,
-        status_code=202,
-        headers={"Location": f"/job/{job.id}", **_retry_after(job)},
-    )
-
-
-async def _replay(
-    runtime: Runtime,
-    request: Request,
-    account: Account,
-    idempotency_key: str,
-    prior: idempotency.PriorRequest,
-    digest: str,
-) -> Response | None:
-    """The first job again for a repeated request; None if that job is gone (start afresh)."""
-    if prior.request_hash != digest:
-        raise IdempotencyMismatch(
-            "This Idempotency-Key was used with a different file or options in the last 24 hours."
-        )
-    try:
-        job = await queue.get(runtime.db, prior.job_id, account.id)
-    except NotFound:
-        await idempotency.forget(runtime.db, account.id, idempotency_key)
-        await idempotency.reserve(runtime.db, account.id, idempotency_key)
-        return None
-    document = await render_job(runtime, job, request)
-    return JSONResponse(
-        document, status_code=200, headers={"Location": f"/job/{job.id}", **_retry_after(job)}
+        status_code=200 if submitted.replayed else 202,
+        headers={"Location": f"/job/{document['id']}", **_retry_after(document)},
     )
 
 
@@ -240,17 +132,15 @@ async def get_job(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The job's current state. With `?wait=N`, held until it finishes or N seconds pass."""
-    job = await queue.get(runtime.db, job_id, account.id)
-    if wait is not None:
-        deadline = time.monotonic() + wait
-        while job.status not in FINISHED and (left := deadline - time.monotonic()) > 0:
-            # Woken at once by this process's workers or (PostgreSQL) by LISTEN; the
-            # periodic re-read covers a fleet on SQLite.
-            await runtime.job_events.wait(job_id, min(left, WAIT_RECHECK_SECONDS))
-            job = await queue.get(runtime.db, job_id, account.id)
-    document = await render_job(runtime, job, request)
+    base_url = _base_url(runtime, request)
+    if wait is None:
+        document = await service.document(runtime, job_id, account.id, base_url=base_url)
+    else:
+        document = await service.wait_for_end(
+            runtime, job_id, account.id, seconds=wait, base_url=base_url
+        )
     etag = _etag(document)
-    headers = {"ETag": etag, **_retry_after(job)}
+    headers = {"ETag": etag, **_retry_after(document)}
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
     return JSONResponse(document, headers=headers)
@@ -264,16 +154,8 @@ async def get_job(
 )
 async def delete_job(job_id: str, account: CurrentAccount, runtime: RuntimeDep) -> Response:
     """Remove a job: a queued one leaves the queue, a running one is stopped, files go too."""
-    job = await queue.remove(runtime.db, job_id, account.id)
-    await remove_job_files(runtime, job)
+    await service.delete(runtime, job_id, account.id)
     return Response(status_code=204)
-
-
-async def remove_job_files(runtime: Runtime, job: Job) -> None:
-    """Delete a job's input and output blobs, if any."""
-    await runtime.storage.delete(f"inputs/{job.id}")
-    if job.output_key:
-        await runtime.storage.delete(job.output_key)
 
 
 @router.post(
@@ -286,12 +168,10 @@ async def cancel_job(
     job_id: str, request: Request, account: CurrentAccount, runtime: RuntimeDep
 ) -> Response:
     """Stop a queued or running job, keeping its record (status `cancelled`)."""
-    job = await queue.request_cancel(
-        runtime.db, job_id, account.id, payload_for=runtime.notification_payload
+    document = await service.cancel(
+        runtime, job_id, account.id, base_url=_base_url(runtime, request)
     )
-    await runtime.storage.delete(f"inputs/{job.id}")
-    await runtime.announce_finished(job.id)
-    return JSONResponse(await render_job(runtime, job, request))
+    return JSONResponse(document)
 
 
 def _decode_cursor(cursor: str | None) -> int | None:
@@ -327,23 +207,12 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Your jobs, newest first, a page at a time."""
-    page, next_seq = await queue.list_jobs(
-        runtime.db,
+    documents, next_seq = await service.list_documents(
+        runtime,
         account.id,
         statuses=[s.value for s in status or []],
         limit=limit,
         before_seq=_decode_cursor(cursor),
+        base_url=_base_url(runtime, request),
     )
-    notes = await queue.notifications_of(runtime.db, [j.id for j in page])
-    base_url = runtime.base_url_for(str(request.base_url))
-    documents = [
-        job_view(
-            job,
-            base_url=base_url,
-            secret=runtime.signing_key,
-            queue_position=await queue.queue_position(runtime.db, job),
-            notifications=notes.get(job.id, []),
-        )
-        for job in page
-    ]
     return {"jobs": documents, "next_cursor": _encode_cursor(next_seq)}

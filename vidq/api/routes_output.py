@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -12,28 +11,12 @@ from fastapi.responses import FileResponse, StreamingResponse
 from vidq.api.auth import OptionalAccount, RuntimeDep
 from vidq.api.http import content_disposition, etag_matches, single_range
 from vidq.api.schemas import problem_responses
-from vidq.db.models import Job
-from vidq.errors import Gone, NotFound, Unauthorized
-from vidq.jobs import queue
-from vidq.jobs.accounts import Account
-from vidq.jobs.signing import signature_valid
-from vidq.jobs.states import JobStatus
-from vidq.runtime import Runtime
+from vidq.errors import Gone
+from vidq.jobs import service
+from vidq.jobs.runtime import Runtime
+from vidq.jobs.service import StoredOutput
 
 router = APIRouter()
-
-
-def _authorize_download(
-    job_id: str, account: Account | None, expires: int | None, signature: str | None, secret: str
-) -> str | None:
-    """The owner id to look the job up under (None: any owner, via a valid signature)."""
-    if account is not None:
-        return account.id
-    if expires is None or signature is None:
-        raise Unauthorized()
-    if not signature_valid(secret, job_id, expires, signature):
-        raise Unauthorized("The download link's signature is not valid.")
-    return None
 
 
 async def download_output(
@@ -46,23 +29,16 @@ async def download_output(
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The output file, for the owner's key or the signed `download_url`; Range and HEAD work."""
-    owner_id = _authorize_download(job_id, account, expires, signature, runtime.signing_key)
-    job = await queue.get(runtime.db, job_id, owner_id)
-    if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
-        raise NotFound(f"Job {job_id} has no output (it is {job.status}).")
-    now = datetime.now(UTC)
-    if job.expired or (job.expires_at is not None and job.expires_at <= now):
-        raise Gone(f"The output of job {job_id} has expired.")
-    if (
-        owner_id is None
-        and expires is not None
-        and job.expires_at is not None
-        and expires != int(job.expires_at.timestamp())
-    ):
-        raise Unauthorized("The download link's signature is not valid.")
-    path = runtime.storage.local_path(job.output_key)
+    output = await service.find_output(
+        runtime,
+        job_id,
+        None if account is None else account.id,
+        expires=expires,
+        signature=signature,
+    )
+    path = runtime.storage.local_path(output.key)
     if path is None:
-        return await _stream_output(request, runtime, job, if_none_match)
+        return await _stream_output(request, runtime, output, if_none_match)
     if not path.is_file():
         raise Gone(f"The output of job {job_id} is no longer stored.")
     stat = path.stat()
@@ -72,28 +48,27 @@ async def download_output(
         return Response(status_code=304, headers={"ETag": etag})
     return FileResponse(
         path,
-        media_type=job.result["content_type"],
-        headers={"Content-Disposition": content_disposition(job.result["filename"])},
+        media_type=output.content_type,
+        headers={"Content-Disposition": content_disposition(output.filename)},
     )
 
 
 async def _stream_output(
-    request: Request, runtime: Runtime, job: Job, if_none_match: str | None
+    request: Request, runtime: Runtime, output: StoredOutput, if_none_match: str | None
 ) -> Response:
     """The output from a store with no local file (a bucket): HEAD, one Range, ETag."""
-    assert job.output_key and job.result
-    size = await runtime.storage.size(job.output_key)
+    size = await runtime.storage.size(output.key)
     if size is None:
-        raise Gone(f"The output of job {job.id} is no longer stored.")
+        raise Gone(f"The output of job {output.job_id} is no longer stored.")
     # An output is written once under its key, so the job and the size identify its bytes.
-    digest = hashlib.sha256(f"{job.id}-{job.output_key}-{size}".encode()).hexdigest()
+    digest = hashlib.sha256(f"{output.job_id}-{output.key}-{size}".encode()).hexdigest()
     etag = f'"{digest[:32]}"'
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
     headers = {
         "ETag": etag,
         "Accept-Ranges": "bytes",
-        "Content-Disposition": content_disposition(job.result["filename"]),
+        "Content-Disposition": content_disposition(output.filename),
     }
     status, start, end = 200, 0, size - 1
     byte_range = request.headers.get("range")
@@ -103,11 +78,11 @@ async def _stream_output(
             status, (start, end) = 206, wanted
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
     headers["Content-Length"] = str(end - start + 1)
-    media_type = job.result["content_type"]
+    media_type = output.content_type
     if request.method == "HEAD" or size == 0:
         return Response(status_code=status, headers=headers, media_type=media_type)
     return StreamingResponse(
-        runtime.storage.read(job.output_key, start, end),
+        runtime.storage.read(output.key, start, end),
         status_code=status,
         headers=headers,
         media_type=media_type,

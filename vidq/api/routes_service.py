@@ -7,12 +7,11 @@ from typing import Any
 from fastapi import APIRouter, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy import func, select
 
 from vidq import metrics
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
-from vidq.db.models import Job, table_of
+from vidq.jobs import service
 from vidq.jobs.options import PRESETS
 from vidq.jobs.states import JobStatus
 
@@ -78,14 +77,8 @@ async def readyz(runtime: RuntimeDep) -> Response:
 )
 async def get_metrics(account: CurrentAccount, runtime: RuntimeDep) -> Response:
     """Jobs by status, queue depth, processing time, uploads and notification deliveries."""
-    table = table_of(Job)
-    async with runtime.db.read() as conn:
-        counts: dict[str, int] = dict(
-            (
-                await conn.execute(select(table.c.status, func.count()).group_by(table.c.status))
-            ).all()
-        )
-    for status in JobStatus:
-        metrics.JOBS_BY_STATUS.labels(status=status.value).set(counts.get(status.value, 0))
-    metrics.QUEUE_DEPTH.set(counts.get(JobStatus.QUEUED.value, 0))
+    counts = await service.job_counts(runtime)
+    for status, count in counts.items():
+        metrics.JOBS_BY_STATUS.labels(status=status.value).set(count)
+    metrics.QUEUE_DEPTH.set(counts[JobStatus.QUEUED])
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

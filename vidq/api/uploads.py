@@ -11,13 +11,13 @@ import hashlib
 import mimetypes
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from vidq.errors import BadRequest, UnsupportedContentType, UploadTooLarge
+from vidq.jobs.submission import StoredInput
 from vidq.storage import BlobWriter, Storage
 
 WRITE_BUFFER_BYTES = 1024 * 1024
@@ -25,18 +25,6 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
 RAW_TYPES = ("video/", "audio/")
 DEFAULT_FILENAME = "upload"
-
-
-@dataclass
-class Upload:
-    """A stored upload and the form fields that came with it."""
-
-    key: str
-    filename: str
-    content_type: str
-    size_bytes: int
-    sha256: str
-    fields: dict[str, str] = field(default_factory=dict)
 
 
 def upload_form(content_type: str) -> str:
@@ -125,7 +113,7 @@ def check_declared_length(request: Request, max_bytes: int) -> None:
 
 async def receive_raw(
     request: Request, storage: Storage, key: str, *, filename: str | None, max_bytes: int
-) -> Upload:
+) -> StoredInput:
     """Store a raw request body as the blob `key`."""
     check_declared_length(request, max_bytes)
     async with _stored(storage, key, max_bytes) as blob:
@@ -135,8 +123,7 @@ async def receive_raw(
         if blob.size == 0:
             raise BadRequest("The request body is empty: send the video as the body.")
     name = clean_filename(filename)
-    return Upload(
-        key=key,
+    return StoredInput(
         filename=name,
         content_type=guess_content_type(request.headers.get("content-type"), name),
         size_bytes=blob.size,
@@ -237,7 +224,7 @@ class _MultipartReceiver:
 
 async def receive_multipart(
     request: Request, storage: Storage, key: str, *, max_bytes: int
-) -> Upload:
+) -> StoredInput:
     """Store the `file` part of a multipart body as the blob `key`; return its fields too."""
     check_declared_length(request, max_bytes)
     _, params = parse_options_header(request.headers.get("content-type", ""))
@@ -261,8 +248,7 @@ async def receive_multipart(
         if blob.size == 0:
             raise BadRequest("The `file` part is empty.")
     name = clean_filename(receiver.filename)
-    return Upload(
-        key=key,
+    return StoredInput(
         filename=name,
         content_type=guess_content_type(receiver.file_content_type, name),
         size_bytes=blob.size,

@@ -80,10 +80,6 @@ def _serve_http(settings: Settings, *, run_workers: bool) -> None:
 
     from vidq.api.app import create_app
 
-    if settings.webhook_allow_private:
-        log.warning(
-            "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
-        )
     app = create_app(settings, run_workers=run_workers)
     config = uvicorn.Config(
         app,
@@ -120,33 +116,16 @@ def cmd_api(args: argparse.Namespace) -> None:
 
 
 async def _run_workers(settings: Settings) -> None:
-    from vidq.media.probe import close_prober
-    from vidq.notify.notifier import Notifier
-    from vidq.runtime import Runtime
-    from vidq.worker.pool import WorkerPool
+    from vidq.service import running_service
 
-    if settings.webhook_allow_private:
-        log.warning(
-            "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
-        )
-    runtime = await Runtime.open(settings)
-    runtime.start_listening()
-    pool = WorkerPool(runtime, max(1, settings.workers))
-    notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await pool.start()
-    notifier.start()
-    log.info("vidq worker running %d conversion slot(s)", len(pool.workers))
-    try:
+    async with running_service(settings, workers=max(1, settings.workers), notify=True) as service:
+        assert service.pool is not None
+        log.info("vidq worker running %d conversion slot(s)", len(service.pool.workers))
         await stop.wait()
-    finally:
-        await pool.stop(settings.shutdown_grace_seconds)
-        await notifier.stop()
-        await runtime.close()
-        close_prober()  # the warm spare probe child
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

@@ -96,7 +96,6 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
-    input_key: Mapped[str | None] = mapped_column(String(300))
     input_filename: Mapped[str] = mapped_column(String(300))
     input_content_type: Mapped[str] = mapped_column(String(200))
     input_size_bytes: Mapped[int] = mapped_column(BigInteger)

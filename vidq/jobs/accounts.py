@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from sqlalchemy import func, insert, select
 from sqlalchemy.exc import IntegrityError
 
+from vidq.clock import utcnow
 from vidq.db.database import Database
 from vidq.db.models import ApiKey, Owner, table_of
 from vidq.errors import Conflict
-from vidq.jobs.queue import utcnow
 
 owners = table_of(Owner)
 api_keys = table_of(ApiKey)

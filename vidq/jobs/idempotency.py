@@ -18,10 +18,10 @@ from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vidq.clock import utcnow
 from vidq.db.database import Database
 from vidq.db.models import IdempotencyKey, table_of
 from vidq.errors import Conflict
-from vidq.jobs.queue import utcnow
 
 keys = table_of(IdempotencyKey)
 KEY_LIFETIME = timedelta(hours=24)
@@ -76,7 +76,7 @@ async def bind(conn: AsyncConnection, owner_id: str, key: str, job_id: str, dige
     )
 
 
-async def release(db: Database, owner_id: str, key: str) -> None:
+async def cancel_reservation(db: Database, owner_id: str, key: str) -> None:
     """Give up a reservation whose request failed, so the client may retry with the key."""
     async with db.write() as conn:
         await conn.execute(

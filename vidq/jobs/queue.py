@@ -2,7 +2,8 @@
 
 The job row is the queue: `submit` inserts it, `claim_next` leases the oldest queued
 row to a worker, `heartbeat` renews the lease while recording progress, and `complete`,
-`fail`, `release` and `request_cancel` end or return it. A worker's writes match the
+`fail`, `requeue` and `request_cancel` end or return it. A job that ends writes its
+notifications (`notify.outbox`) in the same transaction. Reads live in `reads`. A worker's writes match the
 job id *and* its lease token, so a worker that lost its lease cannot touch the job's
 next life; a cancel racing a finish cannot both win.
 """
@@ -10,26 +11,25 @@ next life; a cancel racing a finish cannot both win.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vidq.clock import utcnow
 from vidq.db.claim import claim_oldest_queued
 from vidq.db.database import Database
-from vidq.db.models import Job, Notification, table_of
-from vidq.errors import Conflict, NotFound, TooManyJobs
-from vidq.jobs.states import EVENT_TYPES, UNFINISHED, JobStatus
+from vidq.db.models import Job, table_of
+from vidq.errors import Conflict, NotFound
+from vidq.jobs.reads import count_unfinished, too_many_jobs
+from vidq.jobs.states import UNFINISHED, JobStatus
+from vidq.jobs.views import NotificationPayloads
+from vidq.notify import outbox
 
 jobs = table_of(Job)
-notifications = table_of(Notification)
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,6 @@ class NewJob:
 
     id: str
     owner_id: str
-    input_key: str
     input_filename: str
     input_content_type: str
     input_size_bytes: int
@@ -58,19 +57,6 @@ class Claim:
     lease_token: str
 
 
-async def count_unfinished(conn: AsyncConnection, owner_id: str) -> int:
-    """How many queued or running jobs an owner has."""
-    stmt = select(func.count()).where(jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED))
-    return int((await conn.execute(stmt)).scalar_one())
-
-
-async def check_unfinished_limit(db: Database, owner_id: str, limit: int) -> None:
-    """Raise TooManyJobs if the owner is at the limit (checked before an upload starts)."""
-    async with db.read() as conn:
-        if await count_unfinished(conn, owner_id) >= limit:
-            raise TooManyJobs(f"You already have {limit} unfinished jobs; wait for some to finish.")
-
-
 async def submit(
     db: Database,
     new: NewJob,
@@ -87,16 +73,13 @@ async def submit(
                 text("SELECT pg_advisory_xact_lock(hashtext(:owner))"), {"owner": new.owner_id}
             )
         if await count_unfinished(conn, new.owner_id) >= max_unfinished:
-            raise TooManyJobs(
-                f"You already have {max_unfinished} unfinished jobs; wait for some to finish."
-            )
+            raise too_many_jobs(max_unfinished)
         values = {
             "id": new.id,
             "owner_id": new.owner_id,
             "status": JobStatus.QUEUED.value,
             "created_at": now,
             "updated_at": now,
-            "input_key": new.input_key,
             "input_filename": new.input_filename,
             "input_content_type": new.input_content_type,
             "input_size_bytes": new.input_size_bytes,
@@ -117,64 +100,6 @@ async def submit(
         if on_insert is not None:
             await on_insert(conn)
     return Job.from_row(row)
-
-
-async def get(db: Database, job_id: str, owner_id: str | None = None) -> Job:
-    """A job by id, seen by its owner (or by the service when owner_id is None)."""
-    stmt = select(jobs).where(jobs.c.id == job_id)
-    if owner_id is not None:
-        stmt = stmt.where(jobs.c.owner_id == owner_id)
-    async with db.read() as conn:
-        row = (await conn.execute(stmt)).mappings().first()
-    if row is None:
-        raise NotFound(f"No job {job_id}.")
-    return Job.from_row(row)
-
-
-async def queue_position(db: Database, job: Job) -> int | None:
-    """1 for the next job to start, while queued; else None."""
-    if job.status != JobStatus.QUEUED:
-        return None
-    stmt = select(func.count()).where(jobs.c.status == "queued", jobs.c.seq <= job.seq)
-    async with db.read() as conn:
-        ahead_and_self = int((await conn.execute(stmt)).scalar_one())
-    # 0 means a worker took the job since `job` was read: it was next in line.
-    return max(1, ahead_and_self)
-
-
-async def notifications_of(db: Database, job_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
-    """The outbox rows of some jobs, by job id."""
-    if not job_ids:
-        return {}
-    stmt = select(
-        notifications.c.job_id,
-        notifications.c.channel,
-        notifications.c.status,
-        notifications.c.attempts,
-        notifications.c.last_error,
-    ).where(notifications.c.job_id.in_(list(job_ids)))
-    found: dict[str, list[dict[str, Any]]] = {}
-    async with db.read() as conn:
-        for row in (await conn.execute(stmt)).mappings():
-            found.setdefault(row["job_id"], []).append(dict(row))
-    return found
-
-
-async def list_jobs(
-    db: Database, owner_id: str, *, statuses: Sequence[str], limit: int, before_seq: int | None
-) -> tuple[list[Job], int | None]:
-    """An owner's jobs, newest first; returns the page and the seq to continue before."""
-    stmt = select(jobs).where(jobs.c.owner_id == owner_id)
-    if statuses:
-        stmt = stmt.where(jobs.c.status.in_(list(statuses)))
-    if before_seq is not None:
-        stmt = stmt.where(jobs.c.seq < before_seq)
-    stmt = stmt.order_by(jobs.c.seq.desc()).limit(limit + 1)
-    async with db.read() as conn:
-        rows = [Job.from_row(r) for r in (await conn.execute(stmt)).mappings()]
-    more = len(rows) > limit
-    page = rows[:limit]
-    return page, (page[-1].seq if more and page else None)
 
 
 async def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
@@ -222,43 +147,12 @@ async def heartbeat(
     return result.rowcount == 1
 
 
-async def _enqueue_notifications(
-    conn: AsyncConnection, job: Job, status: JobStatus, payload: dict[str, Any], now: datetime
-) -> None:
-    """Outbox rows for the channels the job asked for, in the caller's transaction."""
-    targets = [("webhook", job.webhook_url), ("email", job.email)]
-    event_type = EVENT_TYPES[status]
-    for channel, target in targets:
-        if not target:
-            continue
-        await conn.execute(
-            insert(notifications).values(
-                id=f"msg_{uuid.uuid4().hex}",
-                job_id=job.id,
-                owner_id=job.owner_id,
-                channel=channel,
-                target=target,
-                event_type=event_type,
-                payload={"type": event_type, "timestamp": payload["finished_at"], "data": payload},
-                status="pending",
-                attempts=0,
-                next_attempt_at=now,
-                created_at=now,
-                updated_at=now,
-            )
-        )
-
-
-# Builds the Job document that notifications about a job carry.
-PayloadBuilder = Callable[[Job], dict[str, Any]]
-
-
-async def _finish(
+async def _end_job(
     conn: AsyncConnection,
     condition: Any,
     values: dict[str, Any],
     status: JobStatus,
-    payload_for: PayloadBuilder,
+    payloads: NotificationPayloads,
     now: datetime,
 ) -> Job | None:
     """End a job (conditionally) and write its notifications in the same transaction."""
@@ -280,7 +174,14 @@ async def _finish(
         return None
     job = Job.from_row(row)
     if job.webhook_url or job.email:
-        await _enqueue_notifications(conn, job, status, payload_for(job), now)
+        await outbox.enqueue(
+            conn,
+            job_id=job.id,
+            owner_id=job.owner_id,
+            targets=[("webhook", job.webhook_url), ("email", job.email)],
+            event=payloads.event(job),
+            now=now,
+        )
     return job
 
 
@@ -291,7 +192,7 @@ async def complete(
     output_key: str,
     result: dict[str, Any],
     retention_seconds: float,
-    payload_for: PayloadBuilder,
+    payloads: NotificationPayloads,
 ) -> Job | None:
     """Mark a leased job completed with its output. None: the lease was lost."""
     now = utcnow()
@@ -300,23 +201,22 @@ async def complete(
         "result": result,
         "progress_percent": 100.0,
         "expires_at": now + timedelta(seconds=retention_seconds),
-        "input_key": None,
     }
     async with db.write() as conn:
-        return await _finish(conn, _leased(claim), values, JobStatus.COMPLETED, payload_for, now)
+        return await _end_job(conn, _leased(claim), values, JobStatus.COMPLETED, payloads, now)
 
 
 async def fail(
-    db: Database, claim: Claim, *, code: str, message: str, payload_for: PayloadBuilder
+    db: Database, claim: Claim, *, code: str, message: str, payloads: NotificationPayloads
 ) -> Job | None:
     """Mark a leased job failed. None: the lease was lost."""
     now = utcnow()
-    values = {"error_code": code, "error_message": message, "input_key": None}
+    values = {"error_code": code, "error_message": message}
     async with db.write() as conn:
-        return await _finish(conn, _leased(claim), values, JobStatus.FAILED, payload_for, now)
+        return await _end_job(conn, _leased(claim), values, JobStatus.FAILED, payloads, now)
 
 
-async def release(db: Database, claim: Claim, *, count_attempt: bool) -> bool:
+async def requeue(db: Database, claim: Claim, *, count_attempt: bool) -> bool:
     """Put a leased job back in its place in the queue (shutdown, lost worker)."""
     values: dict[str, Any] = {
         "status": JobStatus.QUEUED.value,
@@ -334,7 +234,7 @@ async def release(db: Database, claim: Claim, *, count_attempt: bool) -> bool:
 
 
 async def request_cancel(
-    db: Database, job_id: str, owner_id: str, *, payload_for: PayloadBuilder
+    db: Database, job_id: str, owner_id: str, *, payloads: NotificationPayloads
 ) -> Job:
     """Cancel a queued or running job, keeping its record. A worker sees it and stops."""
     now = utcnow()
@@ -342,12 +242,12 @@ async def request_cancel(
         jobs.c.id == job_id, jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED)
     )
     async with db.write() as conn:
-        job = await _finish(
+        job = await _end_job(
             conn,
             condition,
-            {"error_code": None, "input_key": None},
+            {"error_code": None},
             JobStatus.CANCELLED,
-            payload_for,
+            payloads,
             now,
         )
         if job is not None:
@@ -385,7 +285,7 @@ async def recover_expired_leases(
     db: Database,
     *,
     max_attempts: int,
-    payload_for: PayloadBuilder,
+    payloads: NotificationPayloads,
     worker_prefix: str | None = None,
 ) -> list[str]:
     """Return running jobs whose lease ran out (or whose worker is known dead) to the queue.
@@ -402,25 +302,26 @@ async def recover_expired_leases(
         rows = (
             await conn.execute(
                 select(jobs.c.id, jobs.c.lease_token, jobs.c.attempts).where(
-                    jobs.c.status == "running", stale
+                    jobs.c.status == JobStatus.RUNNING.value, stale
                 )
             )
         ).all()
         for job_id, token, attempts in rows:
             leased = and_(
-                jobs.c.id == job_id, jobs.c.lease_token == token, jobs.c.status == "running"
+                jobs.c.id == job_id,
+                jobs.c.lease_token == token,
+                jobs.c.status == JobStatus.RUNNING.value,
             )
             if attempts >= max_attempts:
-                await _finish(
+                await _end_job(
                     conn,
                     leased,
                     {
                         "error_code": "worker_lost",
                         "error_message": f"The conversion was interrupted {attempts} times.",
-                        "input_key": None,
                     },
                     JobStatus.FAILED,
-                    payload_for,
+                    payloads,
                     now,
                 )
             else:
@@ -428,7 +329,7 @@ async def recover_expired_leases(
                     update(jobs)
                     .where(leased)
                     .values(
-                        status="queued",
+                        status=JobStatus.QUEUED.value,
                         lease_token=None,
                         lease_expires_at=None,
                         worker_id=None,

@@ -1,19 +1,20 @@
-"""Retention: which outputs have expired and which stored files no job owns any more."""
+"""Retention: which outputs have expired and which stored blobs a job still needs."""
 
 from __future__ import annotations
 
 from sqlalchemy import and_, select, update
 
+from vidq.clock import utcnow
 from vidq.db.database import Database
 from vidq.db.models import Job, table_of
-from vidq.jobs.queue import utcnow
+from vidq.jobs.blobs import BlobOwner
 from vidq.jobs.states import UNFINISHED, JobStatus
 
 jobs = table_of(Job)
 
 
-async def expire_outputs(db: Database) -> list[str]:
-    """Mark completed jobs past `expires_at` as expired; return their output keys to delete."""
+async def expire_outputs(db: Database) -> list[tuple[str, str | None]]:
+    """Mark completed jobs past `expires_at` as expired; return (job id, main output key) of each."""
     now = utcnow()
     due = and_(
         jobs.c.status == JobStatus.COMPLETED.value,
@@ -26,23 +27,23 @@ async def expire_outputs(db: Database) -> list[str]:
                 update(jobs)
                 .where(due)
                 .values(expired=True, updated_at=now)
-                .returning(jobs.c.output_key)
+                .returning(jobs.c.id, jobs.c.output_key)
             )
         ).all()
-    return [key for (key,) in rows if key]
+    return [(job_id, key) for job_id, key in rows]
 
 
-async def owned_keys(db: Database) -> set[str]:
-    """Every stored key a job still needs: inputs of unfinished jobs, unexpired outputs."""
+async def owned_blobs(db: Database) -> set[BlobOwner]:
+    """Every (job, kind) whose blobs are still needed: inputs of unfinished jobs, unexpired outputs."""
     async with db.read() as conn:
         inputs = (await conn.execute(select(jobs.c.id).where(jobs.c.status.in_(UNFINISHED)))).all()
         outputs = (
             await conn.execute(
-                select(jobs.c.output_key).where(
-                    jobs.c.status == JobStatus.COMPLETED.value,
-                    jobs.c.expired.is_(False),
-                    jobs.c.output_key.is_not(None),
+                select(jobs.c.id).where(
+                    jobs.c.status == JobStatus.COMPLETED.value, jobs.c.expired.is_(False)
                 )
             )
         ).all()
-    return {f"inputs/{job_id}" for (job_id,) in inputs} | {key for (key,) in outputs}
+    return {BlobOwner(job_id, "input") for (job_id,) in inputs} | {
+        BlobOwner(job_id, "output") for (job_id,) in outputs
+    }

@@ -1,20 +1,20 @@
-"""The Job as clients see it (API.md "The Job"), built from its row."""
+"""The Job as clients see it (API.md "The Job"), built from its row: in answers and in notifications."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
+from vidq.clock import rfc3339
+from vidq.db.database import Database
 from vidq.db.models import Job
+from vidq.jobs.reads import queue_position
 from vidq.jobs.signing import download_signature
+from vidq.jobs.states import EVENT_TYPES, JobStatus
 from vidq.media.probe import MediaInfo
-
-
-def rfc3339(moment: datetime | None) -> str | None:
-    """`2026-11-26T20:16:35Z`, or None."""
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+from vidq.notify import outbox
 
 
 def download_url(job: Job, *, base_url: str, secret: str) -> str | None:
@@ -59,7 +59,7 @@ def job_view(
     if job.started_at and job.finished_at:
         processing_seconds = round((job.finished_at - job.started_at).total_seconds(), 3)
     result = None
-    if job.status == "completed" and job.result is not None:
+    if job.status == JobStatus.COMPLETED and job.result is not None:
         result = {
             "download_url": download_url(job, base_url=base_url, secret=secret),
             "expires_at": rfc3339(job.expires_at),
@@ -69,15 +69,15 @@ def job_view(
     if job.error_code:
         error = {"code": job.error_code, "message": job.error_message or ""}
     progress = job.progress_percent
-    if job.status == "completed":
+    if job.status == JobStatus.COMPLETED:
         progress = 100.0
-    elif job.status == "queued":
+    elif job.status == JobStatus.QUEUED:
         progress = 0.0
     return {
         "id": job.id,
         "status": job.status,
         "progress_percent": None if progress is None else round(progress, 1),
-        "queue_position": queue_position if job.status == "queued" else None,
+        "queue_position": queue_position if job.status == JobStatus.QUEUED else None,
         "created_at": rfc3339(job.created_at),
         "started_at": rfc3339(job.started_at),
         "finished_at": rfc3339(job.finished_at),
@@ -97,3 +97,47 @@ def job_view(
         },
         "metadata": job.job_metadata,
     }
+
+
+async def render_jobs(
+    db: Database, page: Sequence[Job], *, base_url: str, secret: str
+) -> list[dict[str, Any]]:
+    """The Job documents of some jobs, with their queue places and notification states."""
+    notes = await outbox.delivery_states(db, [job.id for job in page])
+    return [
+        job_view(
+            job,
+            base_url=base_url,
+            secret=secret,
+            queue_position=await queue_position(db, job),
+            notifications=notes.get(job.id, []),
+        )
+        for job in page
+    ]
+
+
+async def render_job(db: Database, job: Job, *, base_url: str, secret: str) -> dict[str, Any]:
+    """The Job document of one job, with its queue place and notification states."""
+    (document,) = await render_jobs(db, [job], base_url=base_url, secret=secret)
+    return document
+
+
+@dataclass(frozen=True)
+class NotificationPayloads:
+    """Builds the body every notification of a job's end carries (API.md "Notifications").
+
+    Made once per process with the signing key and the public URL, since a notification
+    is read outside any request and its download link must work from anywhere.
+    """
+
+    secret: str
+    public_url: str
+
+    def event(self, job: Job) -> dict[str, Any]:
+        """`{"type": "job.completed" | …, "timestamp", "data": Job}` for a job that ended."""
+        data = job_view(job, base_url=self.public_url, secret=self.secret)
+        return {
+            "type": EVENT_TYPES[JobStatus(job.status)],
+            "timestamp": data["finished_at"],
+            "data": data,
+        }

@@ -17,9 +17,9 @@ import logging
 from datetime import datetime
 
 from vidq import metrics
+from vidq.clock import utcnow
 from vidq.config import Settings
 from vidq.db.database import Database
-from vidq.jobs.queue import utcnow
 from vidq.notify import outbox
 from vidq.notify.email import EmailSender, SmtpServer
 from vidq.notify.outbox import LeasedNotification

@@ -1,4 +1,9 @@
-"""The notification outbox's queries: lease due rows, record each attempt's outcome.
+"""The notification outbox, all of it: rows written when a job ends, leased, and settled.
+
+`enqueue` writes a job's rows in the same transaction as its status change (so a job
+never ends without its notifications, nor notifies without ending); `delivery_states`
+reads them back for the Job document; the notifier leases due rows and records each
+attempt's outcome.
 
 A row is due when it is `pending`, its `next_attempt_at` has come, and no live lease
 holds it. Leasing a row counts the attempt (so an attempt cut short by a crash still
@@ -10,21 +15,72 @@ taken at, so a notifier whose lease ran out cannot overwrite a newer attempt.
 from __future__ import annotations
 
 import random
+import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from vidq.clock import utcnow
 from vidq.db.database import Database
 from vidq.db.models import Notification, Owner, table_of
-from vidq.jobs.queue import utcnow
 
 notifications = table_of(Notification)
 owners = table_of(Owner)
 
 JITTER_FRACTION = 0.05
+
+
+async def enqueue(
+    conn: AsyncConnection,
+    *,
+    job_id: str,
+    owner_id: str,
+    targets: Sequence[tuple[str, str | None]],
+    event: dict[str, Any],
+    now: datetime,
+) -> None:
+    """One pending row per `(channel, target)` with a target, carrying `event` as its body."""
+    for channel, target in targets:
+        if not target:
+            continue
+        await conn.execute(
+            insert(notifications).values(
+                id=f"msg_{uuid.uuid4().hex}",
+                job_id=job_id,
+                owner_id=owner_id,
+                channel=channel,
+                target=target,
+                event_type=event["type"],
+                payload=event,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                created_at=now,
+                updated_at=now,
+            )
+        )
+
+
+async def delivery_states(db: Database, job_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Each job's rows (channel, status, attempts, last error), by job id."""
+    if not job_ids:
+        return {}
+    stmt = select(
+        notifications.c.job_id,
+        notifications.c.channel,
+        notifications.c.status,
+        notifications.c.attempts,
+        notifications.c.last_error,
+    ).where(notifications.c.job_id.in_(list(job_ids)))
+    found: dict[str, list[dict[str, Any]]] = {}
+    async with db.read() as conn:
+        for row in (await conn.execute(stmt)).mappings():
+            found.setdefault(row["job_id"], []).append(dict(row))
+    return found
 
 
 @dataclass(frozen=True)

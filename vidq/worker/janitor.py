@@ -9,13 +9,10 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from vidq.jobs import idempotency, retention
-from vidq.runtime import Runtime
+from vidq.jobs import blobs, idempotency, retention
+from vidq.jobs.runtime import Runtime
 
 log = logging.getLogger("vidq.janitor")
-
-# Blob prefixes the janitor owns. `.partial` holds uploads in progress (local storage).
-SWEPT_PREFIXES = ("inputs", "outputs", ".partial")
 
 
 class Janitor:
@@ -48,16 +45,20 @@ class Janitor:
         """One pass; returns how many things of each kind it removed."""
         runtime, settings = self.runtime, self.runtime.settings
         expired = await retention.expire_outputs(runtime.db)
-        for key in expired:
-            await runtime.storage.delete(key)
-        owned = await retention.owned_keys(runtime.db)
+        for job_id, main_key in expired:
+            await blobs.delete_outputs(runtime.storage, job_id, main_key)
+        owned = await retention.owned_blobs(runtime.db)
         cutoff = time.time() - settings.orphan_grace_seconds
         orphans = 0
-        for prefix in SWEPT_PREFIXES:
-            async for key, modified in runtime.storage.keys(prefix):
-                if key not in owned and modified < cutoff:
-                    await runtime.storage.delete(key)
-                    orphans += 1
+        for prefix in blobs.SWEPT_PREFIXES:
+            stale = [
+                key
+                async for key, modified in runtime.storage.keys(prefix)
+                if modified < cutoff and blobs.owner_of(key) not in owned
+            ]
+            for key in stale:
+                await runtime.storage.delete(key)
+                orphans += 1
         scratch = self._sweep_scratch(cutoff)
         keys = await idempotency.sweep(
             runtime.db, stale_reservation_seconds=settings.orphan_grace_seconds

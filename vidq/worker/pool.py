@@ -12,7 +12,7 @@ import uuid
 from pathlib import Path
 
 from vidq.jobs import queue
-from vidq.runtime import Runtime
+from vidq.jobs.runtime import Runtime
 from vidq.worker.janitor import Janitor
 from vidq.worker.worker import Worker
 
@@ -44,7 +44,8 @@ class NodeLock:
                 f"another vidq process with workers is using the data directory {data_dir}"
             ) from exc
 
-    def release(self) -> None:
+    def unlock(self) -> None:
+        """Let the next process on this node take the data directory."""
         os.close(self._fd)
 
 
@@ -73,7 +74,7 @@ class WorkerPool:
         recovered = await queue.recover_expired_leases(
             self.runtime.db,
             max_attempts=self.runtime.settings.max_attempts,
-            payload_for=self.runtime.notification_payload,
+            payloads=self.runtime.payloads,
             worker_prefix=self.prefix,
         )
         if recovered:
@@ -93,7 +94,7 @@ class WorkerPool:
                 recovered = await queue.recover_expired_leases(
                     self.runtime.db,
                     max_attempts=settings.max_attempts,
-                    payload_for=self.runtime.notification_payload,
+                    payloads=self.runtime.payloads,
                 )
             except Exception:
                 log.exception("recovering expired leases failed")
@@ -126,4 +127,4 @@ class WorkerPool:
         for task in [*self.tasks, *([self._reaper] if self._reaper else [])]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
-        self.node.release()
+        self.node.unlock()

@@ -13,21 +13,47 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
 from vidq import metrics
+from vidq.config import Settings
+from vidq.db.database import Database
 from vidq.errors import UnsupportedMedia
-from vidq.jobs import queue
+from vidq.jobs import blobs, queue
 from vidq.jobs.options import ResolvedOptions, output_content_type, output_extension
 from vidq.jobs.queue import Claim
+from vidq.jobs.views import NotificationPayloads
 from vidq.media.command import build_command, expected_output_seconds, job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.probe import MediaInfo, probe
-from vidq.runtime import Runtime
+from vidq.storage import Storage
 
 log = logging.getLogger("vidq.worker")
 
 OUTPUT_STEM_MAX = 200
+
+
+class WorkerHost(Protocol):
+    """What a worker needs from its process (a `Runtime` is one; a test may build its own)."""
+
+    settings: Settings
+    db: Database
+    storage: Storage
+    payloads: NotificationPayloads
+    wakeup: asyncio.Event
+
+    async def announce_finished(self, job_id: str) -> None: ...
+
+
+class Outcome(StrEnum):
+    """How one claimed job ended for this worker."""
+
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"  # cancelled, deleted or re-leased while it ran: not ours to end
+    REQUEUED = "requeued"  # handed back to the queue at shutdown
 
 
 def output_filename(input_filename: str, extension: str) -> str:
@@ -50,7 +76,7 @@ class RunningJob:
 class Worker:
     """One conversion slot: claims and runs jobs one at a time until told to stop."""
 
-    def __init__(self, runtime: Runtime, worker_id: str) -> None:
+    def __init__(self, runtime: WorkerHost, worker_id: str) -> None:
         self.runtime = runtime
         self.worker_id = worker_id
         self.current: RunningJob | None = None
@@ -93,7 +119,7 @@ class Worker:
             self.current.shutting_down = shutting_down
             self.current.stop.set()
 
-    async def process(self, claim: Claim) -> None:
+    async def process(self, claim: Claim) -> Outcome:
         """Run one claimed job to its end, whatever happens."""
         job = claim.job
         running = RunningJob(claim)
@@ -103,12 +129,11 @@ class Worker:
         started = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat(running), name=f"heartbeat-{job.id}")
         metrics.CONVERSIONS_RUNNING.inc()
-        outcome = "error"
+        outcome = Outcome.FAILED
         try:
             outcome = await self._convert(running, scratch)
         except Exception as exc:
             log.exception("job %s: unexpected error", job.id)
-            outcome = "failed"
             if not running.lost:
                 message = f"Internal error while converting ({type(exc).__name__})."
                 outcome = await self._fail(claim, "transcode_failed", message)
@@ -119,24 +144,23 @@ class Worker:
             shutil.rmtree(scratch, ignore_errors=True)
             self.scratch = None
             metrics.CONVERSIONS_RUNNING.dec()
-            metrics.PROCESSING_SECONDS.labels(status=outcome).observe(time.monotonic() - started)
+            metrics.PROCESSING_SECONDS.labels(status=outcome.value).observe(
+                time.monotonic() - started
+            )
             self.current = None
-        if outcome in ("completed", "failed"):
+        if outcome in (Outcome.COMPLETED, Outcome.FAILED):
             await self.runtime.announce_finished(job.id)
-        if outcome in ("completed", "failed", "cancelled"):
+        if outcome != Outcome.REQUEUED:
             # The input is no longer needed once the job has ended.
-            await self.runtime.storage.delete(f"inputs/{job.id}")
+            await blobs.delete_input(self.runtime.storage, job.id)
+        return outcome
 
-    async def _fail(self, claim: Claim, code: str, message: str) -> str:
+    async def _fail(self, claim: Claim, code: str, message: str) -> Outcome:
         """End a leased job as failed (a no-op if the lease was lost meanwhile)."""
         await queue.fail(
-            self.runtime.db,
-            claim,
-            code=code,
-            message=message,
-            payload_for=self.runtime.notification_payload,
+            self.runtime.db, claim, code=code, message=message, payloads=self.runtime.payloads
         )
-        return "failed"
+        return Outcome.FAILED
 
     async def _heartbeat(self, running: RunningJob) -> None:
         settings = self.runtime.settings
@@ -163,7 +187,7 @@ class Worker:
                 running.stop.set()
                 return
 
-    async def _convert(self, running: RunningJob, scratch: Path) -> str:
+    async def _convert(self, running: RunningJob, scratch: Path) -> Outcome:
         runtime, settings = self.runtime, self.runtime.settings
         claim = running.claim
         job = claim.job
@@ -178,7 +202,7 @@ class Worker:
             if expected:
                 running.progress_percent = max(0.0, min(99.9, 100.0 * done_seconds / expected))
 
-        async with runtime.storage.local_copy(f"inputs/{job.id}", scratch) as input_path:
+        async with runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path:
             argv = build_command(
                 settings.ffmpeg_binary(), input_path, output_path, options, info, settings
             )
@@ -193,23 +217,24 @@ class Worker:
                 max_output_bytes=max_output,
                 cwd=scratch,
             )
-        return await self._finish(running, result, output_path, input_path, options)
+        return await self._conclude(running, result, output_path, input_path, options)
 
-    async def _finish(
+    async def _conclude(
         self,
         running: RunningJob,
         result: FFmpegResult,
         output_path: Path,
         input_path: Path,
         options: ResolvedOptions,
-    ) -> str:
+    ) -> Outcome:
+        """Judge ffmpeg's run and end the job accordingly: stored and completed, or failed."""
         runtime, claim = self.runtime, running.claim
         job = claim.job
         if running.lost:
-            return "cancelled"
+            return Outcome.CANCELLED
         if running.shutting_down:
-            await queue.release(runtime.db, claim, count_attempt=False)
-            return "requeued"
+            await queue.requeue(runtime.db, claim, count_attempt=False)
+            return Outcome.REQUEUED
         if result.stop_reason in ("timeout", "stalled"):
             return await self._fail(claim, "timeout", describe_failure(result))
         if result.returncode != 0 or not output_path.is_file():
@@ -229,7 +254,7 @@ class Worker:
                 claim, "transcode_failed", f"The output is not playable: {exc.detail}"
             )
         extension = output_extension(options)
-        key = f"outputs/{job.id}.{extension}"
+        key = blobs.output_key(job.id, extension)
         size = output_path.stat().st_size
         await runtime.storage.put_file(key, output_path)
         document = {
@@ -248,9 +273,9 @@ class Worker:
             output_key=key,
             result=document,
             retention_seconds=runtime.settings.retention_hours * 3600,
-            payload_for=runtime.notification_payload,
+            payloads=runtime.payloads,
         )
         if done is None:  # cancelled or deleted at the last moment: the output is not wanted
-            await runtime.storage.delete(key)
-            return "cancelled"
-        return "completed"
+            await blobs.delete_outputs(runtime.storage, job.id, key)
+            return Outcome.CANCELLED
+        return Outcome.COMPLETED

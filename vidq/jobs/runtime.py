@@ -1,4 +1,7 @@
-"""What a running vidq process holds: settings, database, storage and the signing secret."""
+"""What a running vidq process holds for its job operations: settings, database, storage,
+the signing secret, the notification payload builder, and the wake-ups between them.
+
+`vidq.service.running_service` opens it and starts the loops that use it."""
 
 from __future__ import annotations
 
@@ -7,7 +10,6 @@ import contextlib
 import logging
 import secrets
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
@@ -16,9 +18,9 @@ from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.listen import FINISHED_CHANNEL, QUEUED_CHANNEL, listen_forever, notify
 from vidq.db.migrate import migrate
-from vidq.db.models import Job, ServerSetting, table_of
+from vidq.db.models import ServerSetting, table_of
 from vidq.jobs.events import JobEvents
-from vidq.jobs.views import job_view
+from vidq.jobs.views import NotificationPayloads
 from vidq.storage import Storage, open_storage
 
 log = logging.getLogger("vidq")
@@ -44,6 +46,13 @@ async def shared_secret(db: Database, name: str) -> str:
         )
 
 
+def public_url(settings: Settings) -> str:
+    """Base URL for links made outside a request (notifications)."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return f"http://{settings.host}:{settings.port}"
+
+
 @dataclass
 class Runtime:
     """The shared pieces of one process, opened once at start and closed at exit."""
@@ -52,6 +61,8 @@ class Runtime:
     db: Database
     storage: Storage
     signing_key: str
+    # Builds what notifications of a job's end carry (made once: key and public URL).
+    payloads: NotificationPayloads
     # Set when a job is queued, so in-process workers start at once instead of polling.
     wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Set when notifications are written, so the notifier delivers them without waiting to poll.
@@ -74,7 +85,13 @@ class Runtime:
             s3_region=settings.s3_region,
         )
         signing_key = settings.secret_key or await shared_secret(db, SIGNING_KEY_SETTING)
-        return cls(settings=settings, db=db, storage=storage, signing_key=signing_key)
+        return cls(
+            settings=settings,
+            db=db,
+            storage=storage,
+            signing_key=signing_key,
+            payloads=NotificationPayloads(signing_key, public_url(settings)),
+        )
 
     async def close(self) -> None:
         if self._listener is not None:
@@ -112,13 +129,6 @@ class Runtime:
             async with self.db.write() as conn:
                 await notify(conn, FINISHED_CHANNEL, job_id)
 
-    @property
-    def public_url(self) -> str:
-        """Base URL for links made outside a request (notifications)."""
-        if self.settings.public_url:
-            return self.settings.public_url.rstrip("/")
-        return f"http://{self.settings.host}:{self.settings.port}"
-
     def base_url_for(self, request_base_url: str) -> str:
         """Base URL for links in an answer: VIDQ_PUBLIC_URL, else the request's own."""
         return (
@@ -126,7 +136,3 @@ class Runtime:
             if self.settings.public_url
             else request_base_url.rstrip("/")
         )
-
-    def notification_payload(self, job: Job) -> dict[str, Any]:
-        """The Job document sent in notifications about `job`."""
-        return job_view(job, base_url=self.public_url, secret=self.signing_key)

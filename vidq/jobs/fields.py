@@ -1,0 +1,90 @@
+"""A /convert request's fields, checked: conversion options, notification targets, metadata."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from email_validator import EmailNotValidError, validate_email
+
+from vidq.config import Settings
+from vidq.errors import InvalidOption
+from vidq.jobs.options import ResolvedOptions, resolve_options
+from vidq.notify.targets import check_webhook_url
+
+MAX_METADATA_BYTES = 4096
+MAX_URL_CHARS = 2048
+NON_OPTION_FIELDS = ("webhook_url", "email", "metadata")
+
+
+@dataclass(frozen=True)
+class CheckedFields:
+    """What a client asked for besides the file."""
+
+    options: ResolvedOptions
+    webhook_url: str | None
+    email: str | None
+    metadata: dict[str, Any]
+
+
+def _metadata(raw: str | None) -> dict[str, Any]:
+    if raw is None or raw == "":
+        return {}
+    if len(raw.encode()) > MAX_METADATA_BYTES:
+        raise InvalidOption.field("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
+    try:
+        value = json.loads(raw)
+    except ValueError as exc:
+        raise InvalidOption.field("metadata", "must be a JSON object") from exc
+    if not isinstance(value, dict):
+        raise InvalidOption.field("metadata", "must be a JSON object")
+    return value
+
+
+def _email(raw: str | None, settings: Settings) -> str | None:
+    if raw is None or raw == "":
+        return None
+    if not settings.smtp_url:
+        raise InvalidOption.field("email", "this server has no SMTP server configured")
+    try:
+        return validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError as exc:
+        raise InvalidOption.field("email", f"is not a valid address: {exc}") from exc
+
+
+async def check_fields(fields: Mapping[str, str], settings: Settings) -> CheckedFields:
+    """Check every field of a /convert request; InvalidOption lists all that are wrong."""
+    errors: list[dict[str, str]] = []
+    option_fields = {k: v for k, v in fields.items() if k not in NON_OPTION_FIELDS}
+    options: ResolvedOptions | None = None
+    try:
+        options = resolve_options(option_fields)
+    except InvalidOption as exc:
+        errors.extend(exc.errors)
+    webhook_url = email = None
+    metadata: dict[str, Any] = {}
+    try:
+        raw_url = fields.get("webhook_url") or None
+        if raw_url is not None:
+            if len(raw_url) > MAX_URL_CHARS:
+                raise InvalidOption.field(
+                    "webhook_url", f"must be at most {MAX_URL_CHARS} characters"
+                )
+            webhook_url = await check_webhook_url(
+                raw_url, allow_private=settings.webhook_allow_private
+            )
+    except InvalidOption as exc:
+        errors.extend(exc.errors)
+    try:
+        email = _email(fields.get("email"), settings)
+    except InvalidOption as exc:
+        errors.extend(exc.errors)
+    try:
+        metadata = _metadata(fields.get("metadata"))
+    except InvalidOption as exc:
+        errors.extend(exc.errors)
+    if errors or options is None:
+        raise InvalidOption(errors=errors)
+    return CheckedFields(options=options, webhook_url=webhook_url, email=email, metadata=metadata)

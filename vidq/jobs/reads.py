@@ -1,0 +1,85 @@
+"""Reading jobs: one by id, an owner's page, queue places and counts. No writes here."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from vidq.db.database import Database
+from vidq.db.models import Job, table_of
+from vidq.errors import NotFound, TooManyJobs
+from vidq.jobs.states import UNFINISHED, JobStatus
+
+jobs = table_of(Job)
+
+
+async def get(db: Database, job_id: str, owner_id: str | None = None) -> Job:
+    """A job by id, seen by its owner (or by the service when owner_id is None)."""
+    stmt = select(jobs).where(jobs.c.id == job_id)
+    if owner_id is not None:
+        stmt = stmt.where(jobs.c.owner_id == owner_id)
+    async with db.read() as conn:
+        row = (await conn.execute(stmt)).mappings().first()
+    if row is None:
+        raise NotFound(f"No job {job_id}.")
+    return Job.from_row(row)
+
+
+async def queue_position(db: Database, job: Job) -> int | None:
+    """1 for the next job to start, while queued; else None."""
+    if job.status != JobStatus.QUEUED:
+        return None
+    stmt = select(func.count()).where(
+        jobs.c.status == JobStatus.QUEUED.value, jobs.c.seq <= job.seq
+    )
+    async with db.read() as conn:
+        ahead_and_self = int((await conn.execute(stmt)).scalar_one())
+    # 0 means a worker took the job since `job` was read: it was next in line.
+    return max(1, ahead_and_self)
+
+
+async def list_jobs(
+    db: Database, owner_id: str, *, statuses: Sequence[str], limit: int, before_seq: int | None
+) -> tuple[list[Job], int | None]:
+    """An owner's jobs, newest first; returns the page and the seq to continue before."""
+    stmt = select(jobs).where(jobs.c.owner_id == owner_id)
+    if statuses:
+        stmt = stmt.where(jobs.c.status.in_(list(statuses)))
+    if before_seq is not None:
+        stmt = stmt.where(jobs.c.seq < before_seq)
+    stmt = stmt.order_by(jobs.c.seq.desc()).limit(limit + 1)
+    async with db.read() as conn:
+        rows = [Job.from_row(r) for r in (await conn.execute(stmt)).mappings()]
+    more = len(rows) > limit
+    page = rows[:limit]
+    return page, (page[-1].seq if more and page else None)
+
+
+async def count_unfinished(conn: AsyncConnection, owner_id: str) -> int:
+    """How many queued or running jobs an owner has."""
+    stmt = select(func.count()).where(jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED))
+    return int((await conn.execute(stmt)).scalar_one())
+
+
+def too_many_jobs(limit: int) -> TooManyJobs:
+    """The error for an owner at the limit of unfinished jobs."""
+    return TooManyJobs(f"You already have {limit} unfinished jobs; wait for some to finish.")
+
+
+async def check_unfinished_limit(db: Database, owner_id: str, limit: int) -> None:
+    """Raise TooManyJobs if the owner is at the limit (checked before an upload starts)."""
+    async with db.read() as conn:
+        if await count_unfinished(conn, owner_id) >= limit:
+            raise too_many_jobs(limit)
+
+
+async def counts_by_status(db: Database) -> dict[JobStatus, int]:
+    """How many jobs are in each state, across all owners (every state present)."""
+    async with db.read() as conn:
+        rows = (
+            await conn.execute(select(jobs.c.status, func.count()).group_by(jobs.c.status))
+        ).all()
+    found = {str(status): int(count) for status, count in rows}
+    return {status: found.get(status.value, 0) for status in JobStatus}

@@ -1,0 +1,134 @@
+"""What a client can do with jobs it already has: follow, list, cancel, delete, download.
+
+Each function takes the process's `Runtime` and the owner asking, and returns what the
+route renders: Job documents (API.md "The Job") or a stored output. Routes keep HTTP.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from vidq.clock import utcnow
+from vidq.errors import Gone, NotFound, Unauthorized
+from vidq.jobs import blobs, queue, reads
+from vidq.jobs.runtime import Runtime
+from vidq.jobs.signing import signature_valid
+from vidq.jobs.states import FINISHED, JobStatus
+from vidq.jobs.submission import Submitted
+from vidq.jobs.views import render_job, render_jobs
+
+# A waiting request re-reads its job this often even if no event woke it (a fleet on SQLite).
+WAIT_RECHECK_SECONDS = 1.0
+
+
+async def document(
+    runtime: Runtime, job_id: str, owner_id: str, *, base_url: str
+) -> dict[str, Any]:
+    """The Job document of one of the owner's jobs."""
+    job = await reads.get(runtime.db, job_id, owner_id)
+    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+
+
+async def submitted_document(
+    runtime: Runtime, submitted: Submitted, *, base_url: str
+) -> dict[str, Any]:
+    """The Job document of a job just submitted (or replayed)."""
+    return await render_job(
+        runtime.db, submitted.job, base_url=base_url, secret=runtime.signing_key
+    )
+
+
+async def wait_for_end(
+    runtime: Runtime, job_id: str, owner_id: str, *, seconds: float, base_url: str
+) -> dict[str, Any]:
+    """The Job document once the job has finished, or after `seconds`, whichever is first."""
+    job = await reads.get(runtime.db, job_id, owner_id)
+    deadline = time.monotonic() + seconds
+    while job.status not in FINISHED and (left := deadline - time.monotonic()) > 0:
+        # Woken at once by this process's workers or (PostgreSQL) by LISTEN; the
+        # periodic re-read covers a fleet on SQLite.
+        await runtime.job_events.wait(job_id, min(left, WAIT_RECHECK_SECONDS))
+        job = await reads.get(runtime.db, job_id, owner_id)
+    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+
+
+async def list_documents(
+    runtime: Runtime,
+    owner_id: str,
+    *,
+    statuses: Sequence[str],
+    limit: int,
+    before_seq: int | None,
+    base_url: str,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """A page of the owner's Job documents, newest first, and the seq to continue before."""
+    page, next_seq = await reads.list_jobs(
+        runtime.db, owner_id, statuses=statuses, limit=limit, before_seq=before_seq
+    )
+    documents = await render_jobs(runtime.db, page, base_url=base_url, secret=runtime.signing_key)
+    return documents, next_seq
+
+
+async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str) -> dict[str, Any]:
+    """Stop a queued or running job, keeping its record; its input goes."""
+    job = await queue.request_cancel(runtime.db, job_id, owner_id, payloads=runtime.payloads)
+    await blobs.delete_input(runtime.storage, job.id)
+    await runtime.announce_finished(job.id)
+    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+
+
+async def delete(runtime: Runtime, job_id: str, owner_id: str) -> None:
+    """Remove a job in any state, with every blob it owns."""
+    job = await queue.remove(runtime.db, job_id, owner_id)
+    await blobs.delete_all(runtime.storage, job.id, job.output_key)
+
+
+@dataclass(frozen=True)
+class StoredOutput:
+    """A completed job's main output, where it is stored and how it is served."""
+
+    job_id: str
+    key: str
+    filename: str
+    content_type: str
+
+
+async def find_output(
+    runtime: Runtime,
+    job_id: str,
+    owner_id: str | None,
+    *,
+    expires: int | None = None,
+    signature: str | None = None,
+) -> StoredOutput:
+    """The output of a completed job, for its owner (`owner_id`) or a signed link."""
+    if owner_id is None:
+        if expires is None or signature is None:
+            raise Unauthorized()
+        if not signature_valid(runtime.signing_key, job_id, expires, signature):
+            raise Unauthorized("The download link's signature is not valid.")
+    job = await reads.get(runtime.db, job_id, owner_id)
+    if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
+        raise NotFound(f"Job {job_id} has no output (it is {job.status}).")
+    if job.expired or (job.expires_at is not None and job.expires_at <= utcnow()):
+        raise Gone(f"The output of job {job_id} has expired.")
+    if (
+        owner_id is None
+        and job.expires_at is not None
+        and expires != int(job.expires_at.timestamp())
+    ):
+        raise Unauthorized("The download link's signature is not valid.")
+    return StoredOutput(
+        job_id=job.id,
+        key=job.output_key,
+        filename=job.result["filename"],
+        content_type=job.result["content_type"],
+    )
+
+
+async def job_counts(runtime: Runtime) -> dict[JobStatus, int]:
+    """How many jobs are in each state, across all owners (for metrics)."""
+    return await reads.counts_by_status(runtime.db)

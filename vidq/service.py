@@ -1,0 +1,60 @@
+"""One lifecycle for every vidq process: open what it needs, start its loops, stop them in order.
+
+`vidq serve` runs the API with workers, `vidq api` the API alone, `vidq worker` the workers
+alone; each enters `running_service` and leaves it at shutdown. Loops stop in the reverse
+order of their start: workers first (their jobs finish or go back to the queue), then the
+notifier, then the database, then the warm probe child.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+
+from vidq.config import Settings
+from vidq.jobs.runtime import Runtime
+from vidq.media.probe import close_prober
+from vidq.notify.notifier import Notifier
+from vidq.worker.pool import WorkerPool
+
+log = logging.getLogger("vidq")
+
+
+@dataclass(frozen=True)
+class Service:
+    """What a running process runs: its runtime, and its workers and notifier if it has them."""
+
+    runtime: Runtime
+    pool: WorkerPool | None
+    notifier: Notifier | None
+
+
+@asynccontextmanager
+async def running_service(
+    settings: Settings, *, workers: int, notify: bool
+) -> AsyncIterator[Service]:
+    """Open the runtime; run `workers` conversion workers, and the notifier if `notify`."""
+    if settings.webhook_allow_private:
+        log.warning(
+            "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
+        )
+    async with AsyncExitStack() as stack:
+        stack.callback(close_prober)  # the warm spare probe child
+        runtime = await Runtime.open(settings)
+        stack.push_async_callback(runtime.close)
+        runtime.start_listening()
+        pool: WorkerPool | None = None
+        notifier: Notifier | None = None
+        if notify:
+            # Made before any loop starts: a bad VIDQ_SMTP_URL stops the start cleanly.
+            notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
+            stack.push_async_callback(notifier.stop)
+        if workers > 0:
+            pool = WorkerPool(runtime, workers)
+            await pool.start()
+            stack.push_async_callback(pool.stop, settings.shutdown_grace_seconds)
+        if notifier is not None:
+            notifier.start()
+        yield Service(runtime=runtime, pool=pool, notifier=notifier)
