@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -30,8 +31,10 @@ async def _runtime(db: Database, tmp_path: Path) -> Runtime:
     )
 
 
-async def _queued_job(runtime: Runtime, clip: Path, *, store_input: bool = True) -> str:
-    owner, _ = await create_owner(runtime.db, "alice")
+async def _queued_job(
+    runtime: Runtime, clip: Path, *, store_input: bool = True, owner_name: str = "alice"
+) -> str:
+    owner, _ = await create_owner(runtime.db, owner_name)
     job_id = str(uuid.uuid4())
     if store_input:
         writer = runtime.storage.writer(blobs.input_key(job_id))
@@ -92,3 +95,41 @@ async def test_worker_fails_a_job_whose_input_is_missing(
     job = await reads.get(db, job_id)
     assert job.status == "failed" and job.error_code == "transcode_failed"
     assert "FileNotFoundError" in (job.error_message or "")
+
+
+class FlakyStorage(MemoryStorage):
+    """The storage fake, failing its next `failures` deletes (a store that errors at the boundary)."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def delete(self, key: str) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise OSError(28, "No space left on device")
+        await super().delete(key)
+
+
+async def test_a_worker_survives_errors_in_its_loop(
+    db: Database, tmp_path: Path, clip: Path
+) -> None:
+    runtime = await _runtime(db, tmp_path)
+    runtime.storage = FlakyStorage(failures=1)
+    first = await _queued_job(runtime, clip)
+    second = await _queued_job(runtime, clip, owner_name="bob")
+    worker = Worker(runtime, "w/1")
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(600):
+            jobs = [await reads.get(db, job_id) for job_id in (first, second)]
+            if all(job.status == "completed" for job in jobs):
+                break
+            assert not task.done(), "the worker's loop ended"
+            await asyncio.sleep(0.05)
+        assert [job.status for job in jobs] == ["completed", "completed"]
+        assert not task.done()
+    finally:
+        worker.stopping.set()
+        await asyncio.wait_for(task, 10)
+    assert isinstance(runtime.storage, FlakyStorage) and runtime.storage.failures == 0

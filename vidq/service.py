@@ -30,6 +30,20 @@ class Service:
     pool: WorkerPool | None
     notifier: Notifier | None
 
+    async def unready_reason(self) -> str | None:
+        """Why this process cannot do its work now, or None when it can."""
+        try:
+            await self.runtime.db.ping()
+        except Exception as exc:
+            return f"the database does not answer ({type(exc).__name__})"
+        try:
+            await self.runtime.storage.ping()
+        except Exception as exc:
+            return f"the storage does not answer ({type(exc).__name__})"
+        if self.pool is not None and self.pool.alive() == 0:
+            return "no conversion worker is running"
+        return None
+
 
 @asynccontextmanager
 async def running_service(

@@ -38,9 +38,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         async with running_service(
             settings, workers=settings.workers if run_workers else 0, notify=run_workers
         ) as service:
+            app.state.service = service
             app.state.runtime = service.runtime
-            app.state.pool = service.pool
-            app.state.notifier = service.notifier
             yield
 
     app = FastAPI(

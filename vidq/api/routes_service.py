@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -14,6 +14,7 @@ from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
 from vidq.jobs import service
 from vidq.jobs.options import PRESETS
 from vidq.jobs.states import JobStatus
+from vidq.service import Service
 
 router = APIRouter()
 
@@ -51,18 +52,20 @@ async def healthz() -> dict[str, str]:
 @router.get(
     "/readyz",
     response_model=Health,
-    responses={503: {"model": Health, "description": "The database or storage does not answer"}},
+    responses={
+        503: {
+            "model": Health,
+            "description": "The database or storage does not answer, or no worker runs",
+        }
+    },
     summary="Readiness",
 )
-async def readyz(runtime: RuntimeDep) -> Response:
-    """200 when the database and storage answer, else 503."""
-    try:
-        await runtime.db.ping()
-        await runtime.storage.ping()
-    except Exception as exc:  # any failure means not ready
-        return JSONResponse(
-            {"status": "unavailable", "detail": type(exc).__name__}, status_code=503
-        )
+async def readyz(request: Request) -> Response:
+    """200 when the database and storage answer (and, where workers should run, one does); else 503."""
+    service: Service = request.app.state.service
+    reason = await service.unready_reason()
+    if reason is not None:
+        return JSONResponse({"status": "unavailable", "detail": reason}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

@@ -110,6 +110,7 @@ class AccountModel(BaseModel):
 
 class Health(BaseModel):
     status: str
+    detail: str | None = None
 
 
 class Problem(BaseModel):

@@ -19,6 +19,8 @@ from vidq.worker.worker import Worker
 log = logging.getLogger("vidq.worker")
 
 STOP_MARGIN_SECONDS = 3.0
+# How often the pool looks for a worker task that died, to start it again.
+SUPERVISE_SECONDS = 1.0
 
 
 class NodeLock:
@@ -61,6 +63,7 @@ class WorkerPool:
         self.workers = [Worker(runtime, f"{instance}/{n}") for n in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
         self._reaper: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
         self.janitor = Janitor(runtime, lambda: [w.scratch for w in self.workers if w.scratch])
 
     async def start(self) -> None:
@@ -84,7 +87,30 @@ class WorkerPool:
             asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)
         ]
         self._reaper = asyncio.create_task(self._reap(), name="lease-reaper")
+        self._supervisor = asyncio.create_task(self._supervise(), name="worker-supervisor")
         self.janitor.start()
+
+    def alive(self) -> int:
+        """How many worker tasks are running."""
+        return sum(1 for task in self.tasks if not task.done())
+
+    async def _supervise(self) -> None:
+        """Start again any worker whose task ended though it was not told to stop."""
+        while True:
+            await asyncio.sleep(SUPERVISE_SECONDS)
+            for n, task in enumerate(self.tasks):
+                worker = self.workers[n]
+                if not task.done() or worker.stopping.is_set():
+                    continue
+                error = None if task.cancelled() else task.exception()
+                log.error(
+                    "worker %s ended unexpectedly (%r); starting it again",
+                    worker.worker_id,
+                    error,
+                    exc_info=error,
+                )
+                self.workers[n] = Worker(self.runtime, worker.worker_id)
+                self.tasks[n] = asyncio.create_task(self.workers[n].run(), name=f"worker-{n}")
 
     async def _reap(self) -> None:
         settings = self.runtime.settings
@@ -109,8 +135,9 @@ class WorkerPool:
         for worker in self.workers:
             worker.stopping.set()
         await self.janitor.stop()
-        if self._reaper:
-            self._reaper.cancel()
+        for loop_task in (self._reaper, self._supervisor):
+            if loop_task is not None:
+                loop_task.cancel()
         pending = [t for t in self.tasks if not t.done()]
         if pending:
             _, pending_set = await asyncio.wait(pending, timeout=grace_seconds)
@@ -124,7 +151,8 @@ class WorkerPool:
                 _, still = await asyncio.wait(pending_set, timeout=STOP_MARGIN_SECONDS)
                 for task in still:
                     task.cancel()
-        for task in [*self.tasks, *([self._reaper] if self._reaper else [])]:
+        loops = [t for t in (self._reaper, self._supervisor) if t is not None]
+        for task in [*self.tasks, *loops]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self.node.unlock()

@@ -33,6 +33,8 @@ from vidq.storage import Storage
 log = logging.getLogger("vidq.worker")
 
 OUTPUT_STEM_MAX = 200
+# The longest pause between tries while the worker's loop keeps failing.
+MAX_BACKOFF_SECONDS = 30.0
 
 
 class WorkerHost(Protocol):
@@ -84,21 +86,36 @@ class Worker:
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Claim and process jobs until `stopping` is set."""
+        """Claim and process jobs until `stopping` is set. No error ends the loop: a failing
+        database, store or prober is logged and retried with a growing pause."""
         settings = self.runtime.settings
+        failures = 0
         while not self.stopping.is_set():
             try:
                 claim = await queue.claim_next(
                     self.runtime.db, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
                 )
+                if claim is None:
+                    await self._idle(settings.poll_seconds)
+                else:
+                    await self.process(claim)
+                failures = 0
             except Exception:
-                log.exception("claiming a job failed; retrying")
-                await self._idle(settings.poll_seconds)
-                continue
-            if claim is None:
-                await self._idle(settings.poll_seconds)
-                continue
-            await self.process(claim)
+                failures += 1
+                pause = min(MAX_BACKOFF_SECONDS, settings.poll_seconds * 2 ** min(failures, 16))
+                log.exception(
+                    "worker %s: error in its loop (%d in a row); going on in %.1f s",
+                    self.worker_id,
+                    failures,
+                    pause,
+                )
+                await self._pause(pause)
+
+    async def _pause(self, seconds: float) -> None:
+        """Sleep `seconds`, or less if told to stop (new jobs do not cut it short)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self.stopping.wait()
 
     async def _idle(self, seconds: float) -> None:
         wakeup = self.runtime.wakeup
