@@ -24,6 +24,7 @@ from vidq.db.database import Database
 from vidq.db.migrate import migrated_database
 from vidq.jobs.accounts import create_owner
 
+from .helpers import api_client
 from .media_clips import make_clip
 
 # Read before the autouse fixture below clears VIDQ_* from the environment.
@@ -116,8 +117,7 @@ class LiveServer:
     app: Any
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        return api_client(self.url, key or self.key, **kwargs)
 
     def new_key(self, name: str) -> str:
         return asyncio.run(_make_owner(self.settings, name))
