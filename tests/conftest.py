@@ -24,6 +24,7 @@ from vidq.db.database import Database
 from vidq.db.migrate import migrated_database
 from vidq.jobs.accounts import create_owner
 
+from .helpers import api_client
 from .media_clips import make_clip
 
 # Read before the autouse fixture below clears VIDQ_* from the environment.
@@ -58,12 +59,9 @@ def drop_postgres_database(url: str) -> None:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL for each backend: SQLite always, PostgreSQL when VIDQ_TEST_POSTGRES_URL is set."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'test.db'}"
-        return
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database, dropped afterwards; skips when VIDQ_TEST_POSTGRES_URL is not set."""
     if not POSTGRES_URL:
         pytest.skip(NO_POSTGRES)
     url = create_postgres_database()
@@ -71,6 +69,15 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         drop_postgres_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A database URL for each backend: SQLite always, PostgreSQL as `postgres_url`."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'test.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 @pytest.fixture
@@ -116,8 +123,7 @@ class LiveServer:
     app: Any
 
     def client(self, key: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {key or self.key}"}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=30, **kwargs)
+        return api_client(self.url, key or self.key, **kwargs)
 
     def new_key(self, name: str) -> str:
         return asyncio.run(_make_owner(self.settings, name))

@@ -22,23 +22,10 @@ from vidq.jobs import reads
 from vidq.jobs.accounts import create_owner
 
 from .conftest import free_port
+from .helpers import api_client, submit_job, wait_for
 from .processes import VIDQ, VidqProcess, ffmpeg_alive
 
 pytestmark = pytest.mark.slow
-
-
-def submit(url: str, key: str, path: Path, **fields: str) -> dict[str, Any]:
-    with path.open("rb") as handle:
-        response = httpx.post(
-            url + "/convert",
-            headers={"Authorization": f"Bearer {key}"},
-            files={"file": (path.name, handle, "video/mp4")},
-            data=fields,
-            timeout=30,
-        )
-    assert response.status_code == 202, response.text
-    job: dict[str, Any] = response.json()
-    return job
 
 
 def get_job(url: str, key: str, job_id: str, wait: float | None = None) -> dict[str, Any]:
@@ -59,13 +46,6 @@ def wait_finished(url: str, key: str, job_id: str, timeout: float = 120) -> dict
         assert time.monotonic() < deadline, f"job {job_id} did not end in {timeout} s"
         job = get_job(url, key, job_id, wait=60)
     return job
-
-
-def wait_for(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -101,7 +81,8 @@ def test_first_start_makes_a_key_and_keys_create_prints_one(serve: VidqProcess, 
     key = key_file.read_text().strip()
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     assert key in serve.log() and len(key) >= 43
-    job = submit(serve.url, key, clip)
+    with api_client(serve.url, key) as client:
+        job = submit_job(client, clip)
     assert get_job(serve.url, key, job["id"], wait=30)["status"] == "completed"
 
     created = subprocess.run(
@@ -141,8 +122,9 @@ def test_kill_9_mid_conversion_loses_nothing(
 ) -> None:
     serve.start()
     key = (serve.data_dir / "api-key").read_text().strip()
-    running = submit(serve.url, key, long_clip, preset="webm-vp9")
-    waiting = submit(serve.url, key, clip)
+    with api_client(serve.url, key) as client:
+        running = submit_job(client, long_clip, preset="webm-vp9")
+        waiting = submit_job(client, clip)
     wait_for(
         lambda: (
             get_job(serve.url, key, running["id"])["status"] == "running" and serve.ffmpeg_pids()
@@ -171,7 +153,8 @@ def test_sigterm_requeues_and_exits_in_time(
     try:
         serve.start()
         key = (serve.data_dir / "api-key").read_text().strip()
-        job = submit(serve.url, key, long_clip, preset="webm-vp9")
+        with api_client(serve.url, key) as client:
+            job = submit_job(client, long_clip, preset="webm-vp9")
         wait_for(
             lambda: (
                 get_job(serve.url, key, job["id"])["status"] == "running" and serve.ffmpeg_pids()
@@ -212,7 +195,8 @@ def test_paused_worker_loses_its_lease_and_its_writes(
         key = asyncio.run(_new_key(database_url))
         api.start()
         first.start(wait=False)
-        job = submit(api.url, key, long_clip, preset="webm-vp9", end="6")
+        with api_client(api.url, key) as client:
+            job = submit_job(client, long_clip, preset="webm-vp9", end="6")
         wait_for(lambda: bool(first.ffmpeg_pids()), 20, "the first worker to start ffmpeg")
         stale_ffmpeg = first.ffmpeg_pids()
         asyncio.run(_freeze_between_writes(database_url, job["id"], first))

@@ -5,41 +5,13 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import psutil
 import pytest
 
 from .conftest import LiveServer, make_settings, running_server
-
-PROBLEM = "application/problem+json"
-
-
-def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
-    """The answer is an RFC 9457 problem with this status and code."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"].startswith(PROBLEM)
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status and body["code"] == code
-    assert body["type"].endswith(code) and body["title"] and body["detail"]
-    return body
-
-
-def submit(client: httpx.Client, path: Path, **fields: str) -> httpx.Response:
-    with path.open("rb") as handle:
-        return client.post(
-            "/convert", files={"file": (path.name, handle, "video/mp4")}, data=fields
-        )
-
-
-def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job: dict[str, Any] = client.get(f"/job/{job_id}", params={"wait": 5}).json()
-        if job["status"] in ("completed", "failed", "cancelled"):
-            return job
-    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+from .helpers import assert_problem, post_convert, submit_job, wait_done
 
 
 def ffmpeg_children() -> list[psutil.Process]:
@@ -56,7 +28,7 @@ def ffmpeg_children() -> list[psutil.Process]:
 
 def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> None:
     with live_server.client() as client:
-        response = submit(client, clip, preset="mp4-h264", metadata='{"order": 7}')
+        response = post_convert(client, clip, preset="mp4-h264", metadata='{"order": 7}')
         assert response.status_code == 202, response.text
         job = response.json()
         assert response.headers["location"] == f"/job/{job['id']}"
@@ -148,7 +120,7 @@ def test_authentication(live_server: LiveServer) -> None:
 def test_owners_see_only_their_own_jobs(live_server: LiveServer, clip: Path) -> None:
     other_key = live_server.new_key("someone-else")
     with live_server.client() as mine, live_server.client(other_key) as theirs:
-        job = submit(mine, clip).json()
+        job = submit_job(mine, clip)
         wait_done(mine, job["id"])
         for method, path in (
             ("GET", f"/job/{job['id']}"),
@@ -164,7 +136,7 @@ def test_owners_see_only_their_own_jobs(live_server: LiveServer, clip: Path) -> 
 
 def test_get_job_etag_and_wait(live_server: LiveServer, clip: Path) -> None:
     with live_server.client() as client:
-        job = submit(client, clip).json()
+        job = submit_job(client, clip)
         done = wait_done(client, job["id"])
         first = client.get(f"/job/{job['id']}")
         assert first.json() == done and "retry-after" not in first.headers
@@ -241,7 +213,7 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
                 "unsupported_content_type",
             )
         # 422 invalid_option: listed field by field; fails before the body is stored.
-        bad = submit(client, clip, width="5", crf="99", preset="nope", colour="red")
+        bad = post_convert(client, clip, width="5", crf="99", preset="nope", colour="red")
         problem = assert_problem(bad, 422, "invalid_option")
         assert {e["field"] for e in problem["errors"]} >= {"width", "preset", "colour"}
         for field, value in (
@@ -252,7 +224,9 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
             ("fps", "500"),
             ("start", "-1"),
         ):
-            problem = assert_problem(submit(client, clip, **{field: value}), 422, "invalid_option")
+            problem = assert_problem(
+                post_convert(client, clip, **{field: value}), 422, "invalid_option"
+            )
             assert problem["errors"][0]["field"] == field
         raw = client.post(
             "/convert",
@@ -262,12 +236,12 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
         )
         assert assert_problem(raw, 422, "invalid_option")["errors"][0]["field"] == "height"
         # An option that only fails against the probed input.
-        beyond = assert_problem(submit(client, clip, start="30"), 422, "invalid_option")
+        beyond = assert_problem(post_convert(client, clip, start="30"), 422, "invalid_option")
         assert beyond["errors"][0]["field"] == "start"
         # 422 unsupported_media: not a video; nothing kept.
         noise = tmp_path / "noise.mp4"
         noise.write_bytes(bytes(range(256)) * 100)
-        assert_problem(submit(client, noise), 422, "unsupported_media")
+        assert_problem(post_convert(client, noise), 422, "unsupported_media")
         # Framework errors are problems too.
         assert_problem(client.get("/no/such/path"), 404, "not_found")
         assert_problem(client.put("/convert"), 405, "method_not_allowed")
@@ -281,12 +255,12 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
 def test_too_many_jobs_and_fifo_queue(tmp_path: Path, clip: Path) -> None:
     settings = make_settings(tmp_path, workers=0, max_unfinished_jobs=3)
     with running_server(settings) as live, live.client() as client:
-        ids = [submit(client, clip).json()["id"] for _ in range(3)]
+        ids = [submit_job(client, clip)["id"] for _ in range(3)]
         positions = [client.get(f"/job/{i}").json()["queue_position"] for i in ids]
         assert positions == [1, 2, 3]
         queued = client.get(f"/job/{ids[0]}")
         assert queued.headers["retry-after"]
-        refused = submit(client, clip)
+        refused = post_convert(client, clip)
         assert_problem(refused, 429, "too_many_jobs")
         assert int(refused.headers["retry-after"]) > 0
         # Cancelling a queued job keeps its record and frees a place.
@@ -294,7 +268,7 @@ def test_too_many_jobs_and_fifo_queue(tmp_path: Path, clip: Path) -> None:
         assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
         assert_problem(client.post(f"/job/{ids[0]}/cancel"), 409, "conflict")
         assert [client.get(f"/job/{i}").json()["queue_position"] for i in ids[1:]] == [1, 2]
-        assert submit(client, clip).status_code == 202
+        assert post_convert(client, clip).status_code == 202
         # Deleting a queued job removes it from the queue.
         assert client.delete(f"/job/{ids[1]}").status_code == 204
         assert client.get(f"/job/{ids[2]}").json()["queue_position"] == 1
@@ -312,7 +286,7 @@ def test_too_many_jobs_and_fifo_queue(tmp_path: Path, clip: Path) -> None:
 def test_cancel_and_delete_stop_running_ffmpeg(live_server: LiveServer, long_clip: Path) -> None:
     with live_server.client() as client:
         for action in ("cancel", "delete"):
-            job = submit(client, long_clip, preset="webm-vp9").json()
+            job = submit_job(client, long_clip, preset="webm-vp9")
             deadline = time.monotonic() + 20
             while (
                 client.get(f"/job/{job['id']}").json()["status"] != "running"
@@ -344,7 +318,7 @@ def test_cancel_and_delete_stop_running_ffmpeg(live_server: LiveServer, long_cli
 def test_signed_urls(tmp_path: Path, clip: Path) -> None:
     settings = make_settings(tmp_path, retention_hours=3 / 3600)  # outputs expire after 3 s
     with running_server(settings) as live, live.client() as client:
-        job = submit(client, clip).json()
+        job = submit_job(client, clip)
         done = wait_done(client, job["id"])
         url = done["result"]["download_url"]
         assert httpx.get(url).status_code == 200

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import LiveServer, make_settings, running_server
-from .test_api import submit, wait_done
+from .helpers import submit_job, wait_done
 
 
 @pytest.fixture
@@ -35,7 +35,7 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
     """
     with running_server(make_settings(tmp_path)) as live, live.client() as client:
         kept, doomed = (
-            wait_done(client, submit(client, clip, preset=preset).json()["id"])
+            wait_done(client, submit_job(client, clip, preset=preset)["id"])
             for preset in ("gif", "mp4-h264")
         )
         assert kept["status"] == doomed["status"] == "completed"

@@ -32,6 +32,7 @@ from vidq.media.command import build_command
 from vidq.media.probe import MediaInfo, VideoInfo
 
 from .conftest import LiveServer, make_settings, running_server
+from .helpers import assert_problem, wait_done
 from .hostile_media import (
     Tripwire,
     avi_with_playlist,
@@ -44,7 +45,6 @@ from .hostile_media import (
     xbin_playlist,
 )
 from .media_clips import FFMPEG, make_clip, make_random_bytes, make_truncated, make_y4m_bomb
-from .test_api import assert_problem, wait_done
 
 UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 STORED_NAME = re.compile(rf"(inputs/{UUID}|outputs/{UUID}\.[a-z0-9]+)")

@@ -4,31 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from vidq.jobs.runtime import Runtime
 
-from .conftest import (
-    NO_POSTGRES,
-    POSTGRES_URL,
-    create_postgres_database,
-    drop_postgres_database,
-    make_settings,
-)
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    if not POSTGRES_URL:
-        pytest.skip(NO_POSTGRES)
-    url = create_postgres_database()
-    try:
-        yield url
-    finally:
-        drop_postgres_database(url)
+from .conftest import make_settings
 
 
 async def test_announcements_reach_another_process(tmp_path: Path, postgres_url: str) -> None:

@@ -22,7 +22,8 @@ import httpx
 from standardwebhooks.webhooks import Webhook
 
 from .conftest import free_port
-from .notify_receivers import Reply, WebhookReceiver, wait_for
+from .helpers import wait_for
+from .notify_receivers import Reply, WebhookReceiver
 
 
 @contextmanager

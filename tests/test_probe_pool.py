@@ -6,7 +6,7 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -17,6 +17,7 @@ from vidq.errors import UnsupportedMedia
 from vidq.media import probe as probe_module
 from vidq.media.probe import WarmProber, probe
 
+from .helpers import wait_for
 from .media_clips import make_clip
 
 MIB = 1024**2
@@ -52,13 +53,6 @@ def probe_children() -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return found
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.01)
 
 
 def spare_pids() -> list[int]:

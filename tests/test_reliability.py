@@ -17,7 +17,7 @@ import pytest
 from vidq.worker.janitor import Janitor
 
 from .conftest import LiveServer, make_settings, running_server
-from .test_api import assert_problem, submit, wait_done
+from .helpers import assert_problem, post_convert, submit_job, wait_done
 
 
 def stored_files(live: LiveServer) -> list[Path]:
@@ -94,7 +94,7 @@ def test_retention_expires_outputs_and_sweeps_orphans(tmp_path: Path, clip: Path
         tmp_path, retention_hours=2 / 3600, janitor_seconds=0.5, orphan_grace_seconds=1
     )
     with running_server(settings) as live, live.client() as client:
-        job = submit(client, clip).json()
+        job = submit_job(client, clip)
         done = wait_done(client, job["id"])
         files = live.settings.data_dir / "files"
         assert not list((files / "inputs").glob("*")), "the input goes when its job ends"
@@ -163,7 +163,7 @@ def test_full_disk_while_uploading_is_507_and_leaves_nothing(tmp_path: Path, cli
             assert_problem(refused, 507, "storage_full")
             assert [p for p in small.rglob("*") if p.is_file()] == []
             # Once there is room again, uploads work.
-            assert submit(client, clip).status_code == 202
+            assert post_convert(client, clip).status_code == 202
 
 
 def test_full_disk_while_converting_fails_storage_full(tmp_path: Path, long_clip: Path) -> None:
@@ -175,7 +175,7 @@ def test_full_disk_while_converting_fails_storage_full(tmp_path: Path, long_clip
         )
         with running_server(settings) as live, live.client() as client:
             # Lossless H.264 of 20 s of test pattern is far larger than the room left.
-            job = submit(client, long_clip, crf="0").json()
+            job = submit_job(client, long_clip, crf="0")
             done = wait_done(client, job["id"])
             assert done["status"] == "failed", done
             assert done["error"]["code"] == "storage_full", done["error"]
@@ -184,7 +184,7 @@ def test_full_disk_while_converting_fails_storage_full(tmp_path: Path, long_clip
 
 def test_lossless_h264(live_server: LiveServer, clip: Path) -> None:
     with live_server.client() as client:
-        done = wait_done(client, submit(client, clip, crf="0").json()["id"])
+        done = wait_done(client, submit_job(client, clip, crf="0")["id"])
         assert done["status"] == "completed", done
         assert done["result"]["video"]["codec"] == "h264"
 
@@ -192,14 +192,14 @@ def test_lossless_h264(live_server: LiveServer, clip: Path) -> None:
 def test_conversion_past_its_time_limit_fails_with_timeout(tmp_path: Path, long_clip: Path) -> None:
     settings = make_settings(tmp_path, job_timeout_min_seconds=0.5, job_timeout_factor=0.01)
     with running_server(settings) as live, live.client() as client:
-        job = submit(client, long_clip, preset="webm-vp9").json()
+        job = submit_job(client, long_clip, preset="webm-vp9")
         done = wait_done(client, job["id"])
         assert done["status"] == "failed" and done["error"]["code"] == "timeout", done
 
 
 def test_wait_answers_as_soon_as_the_job_ends(live_server: LiveServer, clip: Path) -> None:
     with live_server.client() as client:
-        job = submit(client, clip).json()
+        job = submit_job(client, clip)
         asked = time.monotonic()
         done = client.get(f"/job/{job['id']}", params={"wait": 30}).json()
         assert done["status"] == "completed"

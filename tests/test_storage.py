@@ -20,7 +20,7 @@ from vidq.storage.memory import MemoryStorage
 from vidq.storage.s3 import PART_BYTES, S3Storage, _is_full
 
 from .conftest import make_settings, running_server
-from .test_api import assert_problem, submit, wait_done
+from .helpers import assert_problem, post_convert, wait_done
 
 BUCKET = "vidq-contract"
 
@@ -217,7 +217,7 @@ def test_convert_download_delete_on_s3(s3: str, tmp_path: Path, clip: Path) -> N
         return sorted(item["Key"] for item in listed.get("Contents", []))
 
     with running_server(settings) as live, live.client() as client:
-        response = submit(client, clip, preset="mp4-h264")
+        response = post_convert(client, clip, preset="mp4-h264")
         assert response.status_code == 202, response.text
         job_id = response.json()["id"]
         done = wait_done(client, job_id)

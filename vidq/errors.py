@@ -1,19 +1,33 @@
 """The one exception tree of vidq. Each leaf names what went wrong and maps to one HTTP answer.
 
-VidqError
-├── BadRequest            400 bad_request
-├── Unauthorized          401 unauthorized
-├── NotFound              404 not_found
-├── Conflict              409 conflict
-├── Gone                  410 gone
-├── UploadTooLarge        413 too_large
-├── UnsupportedContentType 415 unsupported_content_type
-├── InvalidOption         422 invalid_option
-├── IdempotencyMismatch   422 idempotency_key_reused
-├── UnsupportedMedia      422 unsupported_media
-├── TooManyJobs           429 too_many_jobs
-├── StorageFull           507 storage_full
-└── ServiceUnavailable    503 unavailable
+VidqError                          500 internal_error (the base; never raised itself)
+├── BadRequest                     400 bad_request
+├── Unauthorized                   401 unauthorized               + WWW-Authenticate: Bearer
+├── NotFound                       404 not_found
+├── Conflict                       409 conflict
+├── Gone                           410 gone
+├── UploadTooLarge                 413 too_large
+├── UnsupportedContentType         415 unsupported_content_type
+├── RangeNotSatisfiable            416 range_not_satisfiable      + Content-Range: bytes */<size>
+├── InvalidOption                  422 invalid_option             + `errors` in the body
+├── IdempotencyMismatch            422 idempotency_key_reused
+├── UnsupportedMedia               422 unsupported_media
+├── TooManyJobs                    429 too_many_jobs              + Retry-After
+├── StorageFull                    507 storage_full
+├── ServiceUnavailable             503 unavailable
+└── WebhookTargetError             422 webhook_target_error       (a branch; not an HTTP answer)
+    ├── TargetRefused              422 webhook_target_refused
+    └── TargetUnresolved           422 webhook_target_unresolved
+
+The problem+json handler (vidq/api/problems.py) turns any of them into its answer: the
+leaf's status, code and title, `headers()` as headers and `members()` in the body. The
+code of a framework error (a Starlette HTTPException) comes from the leaf for its status.
+
+WebhookTargetError is raised while a webhook URL is checked, and is never answered as
+such: at submission it becomes `422 invalid_option` on the field `webhook_url`
+(vidq.notify.targets.check_webhook_url); at delivery it is a failed attempt, final for
+TargetRefused and retried for TargetUnresolved. Its status and codes only say what it
+would answer if one ever reached the HTTP layer unconverted: the webhook URL is unusable.
 """
 
 from __future__ import annotations
@@ -33,6 +47,22 @@ class VidqError(Exception):
         self.extra = extra
         super().__init__(self.detail)
 
+    def headers(self) -> dict[str, str]:
+        """HTTP headers the answer carries besides the problem body."""
+        return {}
+
+    def members(self) -> dict[str, Any]:
+        """Members the problem body carries besides type, title, status, detail and code."""
+        return dict(self.extra)
+
+
+def leaves(root: type[VidqError] = VidqError) -> list[type[VidqError]]:
+    """Every error class under `root` that has no subclass of its own, in declaration order."""
+    found: list[type[VidqError]] = []
+    for sub in root.__subclasses__():
+        found.extend(leaves(sub) or [sub])
+    return found
+
 
 class BadRequest(VidqError):
     """The request is malformed."""
@@ -44,6 +74,9 @@ class Unauthorized(VidqError):
     """A valid API key is needed: send `Authorization: Bearer <api-key>`."""
 
     status, code, title = 401, "unauthorized", "Unauthorized"
+
+    def headers(self) -> dict[str, str]:
+        return {"WWW-Authenticate": "Bearer"}
 
 
 class NotFound(VidqError):
@@ -76,6 +109,19 @@ class UnsupportedContentType(VidqError):
     status, code, title = 415, "unsupported_content_type", "Unsupported content type"
 
 
+class RangeNotSatisfiable(VidqError):
+    """The requested byte range lies outside the file."""
+
+    status, code, title = 416, "range_not_satisfiable", "Range not satisfiable"
+
+    def __init__(self, detail: str | None = None, *, size: int) -> None:
+        self.size = size
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Content-Range": f"bytes */{self.size}"}
+
+
 class InvalidOption(VidqError):
     """An option is invalid."""
 
@@ -93,6 +139,9 @@ class InvalidOption(VidqError):
     def field(cls, field: str, message: str) -> InvalidOption:
         """One invalid field."""
         return cls(errors=[{"field": field, "message": message}])
+
+    def members(self) -> dict[str, Any]:
+        return {**self.extra, "errors": self.errors}
 
 
 class IdempotencyMismatch(VidqError):
@@ -112,6 +161,13 @@ class TooManyJobs(VidqError):
 
     status, code, title = 429, "too_many_jobs", "Too many jobs"
 
+    def __init__(self, detail: str | None = None, *, retry_after: int = 30) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
 
 class StorageFull(VidqError):
     """Storage cannot take the upload."""
@@ -123,3 +179,21 @@ class ServiceUnavailable(VidqError):
     """The service cannot answer right now."""
 
     status, code, title = 503, "unavailable", "Service unavailable"
+
+
+class WebhookTargetError(VidqError):
+    """The webhook URL cannot be delivered to (see the module docstring: not an HTTP answer)."""
+
+    status, code, title = 422, "webhook_target_error", "Unusable webhook URL"
+
+
+class TargetRefused(WebhookTargetError):
+    """The webhook URL may never be delivered to (scheme, address); retrying cannot help."""
+
+    code, title = "webhook_target_refused", "Webhook URL refused"
+
+
+class TargetUnresolved(WebhookTargetError):
+    """The webhook URL's host did not resolve now; it may later."""
+
+    code, title = "webhook_target_unresolved", "Webhook host unresolved"

@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""The HTTP face: app factory, routes, request/response schemas, problem+json errors, auth."""

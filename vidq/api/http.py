@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from vidq.errors import RangeNotSatisfiable
 
 
 def etag_matches(if_none_match: str | None, etag: str) -> bool:
@@ -33,10 +33,8 @@ def single_range(header: str, size: int) -> tuple[int, int] | None:
     else:  # the last N bytes
         start, end = max(0, size - int(last)), size - 1
     if start > end:
-        raise StarletteHTTPException(
-            416,
-            f"The range {header!r} is outside the file's {size} bytes.",
-            headers={"Content-Range": f"bytes */{size}"},
+        raise RangeNotSatisfiable(
+            f"The range {header!r} is outside the file's {size} bytes.", size=size
         )
     return start, end
 

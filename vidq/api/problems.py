@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from http import HTTPStatus
 from typing import Any
 
@@ -12,28 +13,33 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from vidq.errors import InvalidOption, TooManyJobs, Unauthorized, VidqError
+from vidq.errors import InvalidOption, VidqError, leaves
 
 log = logging.getLogger("vidq.api")
 
 PROBLEM_TYPE_BASE = "https://vidq.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
 
-_CODES_BY_STATUS = {
-    400: "bad_request",
-    401: "unauthorized",
-    404: "not_found",
+# Framework answers no leaf of the error tree stands for, and the one code a framework
+# answer takes where several leaves share its status (a 422 is a validation error).
+_FRAMEWORK_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
-    409: "conflict",
-    410: "gone",
-    413: "too_large",
-    415: "unsupported_content_type",
-    416: "range_not_satisfiable",
-    422: "invalid_option",
-    429: "too_many_jobs",
-    503: "unavailable",
+    422: InvalidOption.code,
 }
+
+
+def _codes_by_status() -> dict[int, str]:
+    """The code of a framework HTTPException's answer, by status: the error tree's leaf
+    for that status, or `_FRAMEWORK_CODES`."""
+    codes: defaultdict[int, set[str]] = defaultdict(set)
+    for leaf in leaves():
+        codes[leaf.status].add(leaf.code)
+    derived = {status: found.pop() for status, found in codes.items() if len(found) == 1}
+    return {**derived, **_FRAMEWORK_CODES}
+
+
+_CODES_BY_STATUS = _codes_by_status()
 
 
 def problem(
@@ -59,17 +65,11 @@ def problem(
 
 async def _vidq_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VidqError)
-    headers: dict[str, str] = {}
-    extra: dict[str, Any] = dict(exc.extra)
-    if isinstance(exc, Unauthorized):
-        headers["WWW-Authenticate"] = "Bearer"
-    if isinstance(exc, TooManyJobs):
-        headers["Retry-After"] = str(extra.pop("retry_after", 30))
-    if isinstance(exc, InvalidOption):
-        extra["errors"] = exc.errors
     if exc.status >= 500:
         log.error("%s: %s", exc.code, exc.detail)
-    return problem(exc.status, exc.code, exc.detail, title=exc.title, headers=headers, **extra)
+    return problem(
+        exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers(), **exc.members()
+    )
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:

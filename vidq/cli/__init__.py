@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""The `vidq` command: serve, api, worker, keys, and the client verbs."""

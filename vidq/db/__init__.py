@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""Tables, migrations, and the few queries that need a dialect of their own."""

@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""The domain: job states and their transitions, options and presets, submit/claim/cancel/finish."""

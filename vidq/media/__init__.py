@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""Probing inputs, building the ffmpeg command from options, reading ffmpeg's progress."""

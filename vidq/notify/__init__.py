@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""Notifications when a job ends: webhook targets, signing and delivery, email, back-off."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import httpx
 
-from vidq.errors import InvalidOption
+from vidq.errors import InvalidOption, TargetRefused, TargetUnresolved
 
 RESOLVE_TIMEOUT_SECONDS = 10.0
 SCHEMES = ("http", "https")
@@ -26,14 +26,6 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 # NAT64 (RFC 6052): a gateway turns these into the IPv4 address in their last 32 bits.
 NAT64_PREFIX = ipaddress.IPv6Network("64:ff9b::/96")
-
-
-class TargetRefused(Exception):
-    """The webhook URL may never be delivered to (scheme, address); retrying cannot help."""
-
-
-class TargetUnresolved(Exception):
-    """The webhook URL's host did not resolve now; it may later."""
 
 
 @dataclass(frozen=True)

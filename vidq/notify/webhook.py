@@ -23,8 +23,9 @@ from typing import Any
 import httpx
 
 from vidq import __version__
+from vidq.errors import TargetRefused, TargetUnresolved
 from vidq.notify.outcome import AttemptOutcome, describe
-from vidq.notify.targets import TargetRefused, TargetUnresolved, resolve_webhook_target
+from vidq.notify.targets import resolve_webhook_target
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = f"vidq/{__version__} (webhooks)"

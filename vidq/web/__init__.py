@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""The page at `/`: upload, live progress, cancel, download."""

@@ -1,1 +1,1 @@
-"""vidq: a self-hosted video conversion service."""
+"""The loop: claim, heartbeat, run, watch for cancel, finish, recover."""

@@ -1,0 +1,69 @@
+"""Helpers the test modules share: talking to the API, checking problems, waiting."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+PROBLEM = "application/problem+json"
+ENDED = ("completed", "failed", "cancelled")
+
+
+def api_client(url: str, key: str, **kwargs: Any) -> httpx.Client:
+    """A client for the API at `url` that sends `key` as its bearer token."""
+    headers = {"Authorization": f"Bearer {key}"}
+    return httpx.Client(base_url=url, headers=headers, timeout=30, **kwargs)
+
+
+def assert_problem(response: httpx.Response, status: int, code: str) -> dict[str, Any]:
+    """The answer is an RFC 9457 problem with this status and code."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM)
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status and body["code"] == code
+    assert body["type"].endswith(code) and body["title"] and body["detail"]
+    return body
+
+
+def post_convert(client: httpx.Client, path: Path, **fields: str) -> httpx.Response:
+    """POST /convert with `path` as the multipart `file` part and `fields` as options.
+
+    The answer as it comes, success or problem; `submit_job` when only a queued job will do.
+    """
+    with path.open("rb") as handle:
+        return client.post(
+            "/convert", files={"file": (path.name, handle, "video/mp4")}, data=fields
+        )
+
+
+def submit_job(client: httpx.Client, path: Path, **fields: str) -> dict[str, Any]:
+    """The Job that POST /convert queued (it must answer 202 Accepted)."""
+    response = post_convert(client, path, **fields)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The Job once it has ended (completed, failed or cancelled), polled with ?wait."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job: dict[str, Any] = client.get(f"/job/{job_id}", params={"wait": 5}).json()
+        if job["status"] in ENDED:
+            return job
+    raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def wait_for(
+    predicate: Callable[[], object], timeout: float = 10.0, what: str = "the condition"
+) -> None:
+    """Block until `predicate()` is true; AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(0.02)
