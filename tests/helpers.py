@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 PROBLEM = "application/problem+json"
 ENDED = ("completed", "failed", "cancelled")
@@ -67,3 +68,15 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.02)
+
+
+def ffmpeg_children() -> list[psutil.Process]:
+    """ffmpeg processes started by this test process (the server runs in it)."""
+    found = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if "ffmpeg" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found

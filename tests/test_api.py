@@ -7,23 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import psutil
 import pytest
 
 from .conftest import LiveServer, make_settings, running_server
-from .helpers import assert_problem, post_convert, submit_job, wait_done
-
-
-def ffmpeg_children() -> list[psutil.Process]:
-    """ffmpeg processes started by this test process (the server runs in it)."""
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if "ffmpeg" in child.name() and child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+from .helpers import assert_problem, ffmpeg_children, post_convert, submit_job, wait_done
 
 
 def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> None:

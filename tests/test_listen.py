@@ -30,6 +30,13 @@ async def test_announcements_reach_another_process(tmp_path: Path, postgres_url:
         await waiting
         assert time.monotonic() - started < 5, "the waiter was woken, not timed out"
         assert worker.notify_wakeup.is_set()
+
+        # A cancel or delete in one process stops the job where it runs, in another.
+        stopped = asyncio.Event()
+        with worker.job_events.on_stop("job-2", stopped.set):
+            await api.announce_stop("job-1")  # another job: not this one's stopper
+            await api.announce_stop("job-2")
+            await asyncio.wait_for(stopped.wait(), 5)
     finally:
         await api.close()
         await worker.close()

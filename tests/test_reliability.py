@@ -17,7 +17,14 @@ import pytest
 from vidq.worker.janitor import Janitor
 
 from .conftest import LiveServer, make_settings, running_server
-from .helpers import assert_problem, post_convert, submit_job, wait_done
+from .helpers import (
+    assert_problem,
+    ffmpeg_children,
+    post_convert,
+    submit_job,
+    wait_done,
+    wait_for,
+)
 
 
 def stored_files(live: LiveServer) -> list[Path]:
@@ -236,3 +243,28 @@ async def test_sqlite_under_concurrent_uploads_and_polls(
     statuses = [r.status_code for r in responses]
     assert statuses.count(202) == 20 and statuses.count(200) == 200, sorted(set(statuses))
     assert not any("locked" in r.text for r in responses)
+
+
+def test_cancel_and_delete_stop_ffmpeg_without_waiting_for_a_heartbeat(
+    tmp_path: Path, long_clip: Path
+) -> None:
+    # Heartbeats far apart: ffmpeg must stop because the cancel told its worker, not
+    # because the worker's next heartbeat found the job gone.
+    settings = make_settings(tmp_path, heartbeat_seconds=60, lease_seconds=300)
+    with running_server(settings) as live, live.client() as client:
+        for action in ("cancel", "delete"):
+            # Upscaled to 1080p, VP9 takes half a minute here: far longer than the wait below.
+            job = submit_job(client, long_clip, preset="webm-vp9", width="1920", upscale="true")
+            wait_for(
+                lambda job=job: (
+                    client.get(f"/job/{job['id']}").json()["status"] == "running"
+                    and bool(ffmpeg_children())
+                ),
+                timeout=20,
+                what="the job to start",
+            )
+            if action == "cancel":
+                assert client.post(f"/job/{job['id']}/cancel").status_code == 200
+            else:
+                assert client.delete(f"/job/{job['id']}").status_code == 204
+            wait_for(lambda: not ffmpeg_children(), timeout=5, what=f"ffmpeg to stop ({action})")

@@ -15,6 +15,8 @@ log = logging.getLogger("vidq.db")
 
 QUEUED_CHANNEL = "vidq_job_queued"
 FINISHED_CHANNEL = "vidq_job_finished"
+STOP_CHANNEL = "vidq_job_stop"  # a job was cancelled or deleted: its worker stops ffmpeg now
+CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, STOP_CHANNEL)
 RECONNECT_SECONDS = 2.0
 
 
@@ -37,7 +39,7 @@ async def listen_forever(url: str, on_notify: Callable[[str, str], None]) -> Non
             async with await psycopg.AsyncConnection.connect(
                 _conninfo(url), autocommit=True
             ) as conn:
-                for channel in (QUEUED_CHANNEL, FINISHED_CHANNEL):
+                for channel in CHANNELS:
                     await conn.execute(f"LISTEN {channel}")
                 # Anything announced while we were not listening: treat as a wake-up.
                 on_notify(QUEUED_CHANNEL, "")

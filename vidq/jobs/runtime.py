@@ -16,7 +16,13 @@ from sqlalchemy.exc import IntegrityError
 
 from vidq.config import Settings
 from vidq.db.database import Database
-from vidq.db.listen import FINISHED_CHANNEL, QUEUED_CHANNEL, listen_forever, notify
+from vidq.db.listen import (
+    FINISHED_CHANNEL,
+    QUEUED_CHANNEL,
+    STOP_CHANNEL,
+    listen_forever,
+    notify,
+)
 from vidq.db.migrate import migrate
 from vidq.db.models import ServerSetting, table_of
 from vidq.jobs.events import JobEvents
@@ -113,6 +119,8 @@ class Runtime:
         elif channel == FINISHED_CHANNEL:
             self.job_events.finished(payload)
             self.notify_wakeup.set()
+        elif channel == STOP_CHANNEL:
+            self.job_events.stop(payload)
 
     async def announce_queued(self) -> None:
         """A job was queued: wake this process's workers, and the fleet's."""
@@ -120,6 +128,14 @@ class Runtime:
         if self.db.is_postgres:
             async with self.db.write() as conn:
                 await notify(conn, QUEUED_CHANNEL)
+
+    async def announce_stop(self, job_id: str) -> None:
+        """A running job was cancelled or deleted: its worker, here or in the fleet, stops now
+        instead of at its next heartbeat."""
+        self.job_events.stop(job_id)
+        if self.db.is_postgres:
+            async with self.db.write() as conn:
+                await notify(conn, STOP_CHANNEL, job_id)
 
     async def announce_finished(self, job_id: str) -> None:
         """A job ended: wake its waiters and the notifier, here and across the fleet."""

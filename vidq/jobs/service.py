@@ -75,6 +75,7 @@ async def list_documents(
 async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str) -> dict[str, Any]:
     """Stop a queued or running job, keeping its record; its input goes."""
     job = await queue.request_cancel(runtime.db, job_id, owner_id, payloads=runtime.payloads)
+    await runtime.announce_stop(job.id)
     await blobs.delete_input(runtime.storage, job.id)
     await runtime.announce_finished(job.id)
     return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
@@ -83,6 +84,8 @@ async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str)
 async def delete(runtime: Runtime, job_id: str, owner_id: str) -> None:
     """Remove a job in any state, with every blob it owns."""
     job = await queue.remove(runtime.db, job_id, owner_id)
+    if job.status not in FINISHED:
+        await runtime.announce_stop(job.id)
     await blobs.delete_all(runtime.storage, job.id, job.output_key)
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 from vidq.config import Settings
 
 STDERR_TAIL_BYTES = 4096
-TERM_GRACE_SECONDS = 1.0
 FFMPEG_NICENESS = 10
 
 # Quiet the encoder libraries that log to stderr on their own (SVT-AV1 prints its banner
@@ -210,7 +209,9 @@ async def run_ffmpeg(
                 stop_reason = "stalled"
             if stop_reason is not None:
                 break
-        await kill_process_group(process, grace_seconds=TERM_GRACE_SECONDS)
+        # A stopped run's output is never used (cancelled, failed, or redone after a restart),
+        # so ffmpeg is owed no time to finish it: the whole group is killed at once.
+        await kill_process_group(process)
         stderr_tail = await stderr_task
         await progress_task  # raises what on_progress raised, if anything
     finally:

@@ -22,6 +22,7 @@ from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.errors import UnsupportedMedia
 from vidq.jobs import blobs, queue
+from vidq.jobs.events import JobEvents
 from vidq.jobs.options import ResolvedOptions, output_content_type, output_extension
 from vidq.jobs.queue import Claim
 from vidq.jobs.views import NotificationPayloads
@@ -45,6 +46,7 @@ class WorkerHost(Protocol):
     storage: Storage
     payloads: NotificationPayloads
     wakeup: asyncio.Event
+    job_events: JobEvents
 
     async def announce_finished(self, job_id: str) -> None: ...
 
@@ -73,6 +75,11 @@ class RunningJob:
     progress_percent: float = 0.0
     lost: bool = False  # cancelled, deleted or re-leased: make no more writes
     shutting_down: bool = False  # stopped for shutdown: back to the queue
+
+    def abandon(self) -> None:
+        """The job is no longer ours (cancelled, deleted, re-leased): stop ffmpeg now."""
+        self.lost = True
+        self.stop.set()
 
 
 class Worker:
@@ -148,7 +155,10 @@ class Worker:
         metrics.CONVERSIONS_RUNNING.inc()
         outcome = Outcome.FAILED
         try:
-            outcome = await self._convert(running, scratch)
+            # A cancel or delete in this process (or, on PostgreSQL, anywhere in the fleet)
+            # stops ffmpeg at once; the heartbeat would notice too, but only at its next beat.
+            with self.runtime.job_events.on_stop(job.id, running.abandon):
+                outcome = await self._convert(running, scratch)
         except Exception as exc:
             log.exception("job %s: unexpected error", job.id)
             if not running.lost:
@@ -200,8 +210,7 @@ class Worker:
                     "job %s: no longer ours (cancelled, deleted or re-leased); stopping",
                     running.claim.job.id,
                 )
-                running.lost = True
-                running.stop.set()
+                running.abandon()
                 return
 
     async def _convert(self, running: RunningJob, scratch: Path) -> Outcome:
