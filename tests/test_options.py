@@ -6,17 +6,21 @@ import pytest
 
 from vidq.errors import InvalidOption
 from vidq.jobs.options import (
-    AUDIO_CODECS,
     DEFAULT_PRESET,
-    FORMATS,
     OPTION_FIELDS,
     PRESETS,
-    VIDEO_CODECS,
     ResolvedOptions,
     check_against_input,
     output_content_type,
     output_extension,
     resolve_options,
+)
+from vidq.media.formats import (
+    AUDIO_CODECS,
+    FORMATS,
+    VIDEO_CODECS,
+    format_content_type,
+    format_extension,
 )
 from vidq.media.probe import AudioInfo, MediaInfo, VideoInfo
 
@@ -327,6 +331,7 @@ def test_the_constants_match_the_api() -> None:
 def test_output_names(fmt: str, extension: str, content_type: str) -> None:
     options = resolve_options({"format": fmt})
     assert (output_extension(options), output_content_type(options)) == (extension, content_type)
+    assert (format_extension(fmt), format_content_type(fmt)) == (extension, content_type)
 
 
 def test_input_checks_pass_for_a_normal_input() -> None:

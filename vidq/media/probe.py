@@ -33,31 +33,9 @@ from typing import Any
 from vidq.config import Settings
 from vidq.errors import UnsupportedMedia
 from vidq.media.ffmpeg import _QUIET_LIBRARIES_ENV, _child_setup, read_tail
+from vidq.media.formats import ALLOWED_DEMUXERS
 
 logger = logging.getLogger(__name__)
-
-# Demuxers (by ffmpeg short name) of real media containers. Left out on purpose: anything
-# that opens other files or URLs (hls, dash, concat, image2, ...), generators (lavfi),
-# text formats (tty, subtitles), headerless raw streams, and rarer professional formats
-# (mxf, ...) whose demuxers are a larger attack surface than their users justify here.
-ALLOWED_DEMUXERS: frozenset[str] = frozenset(
-    {
-        "mov",  # also mp4, m4a, 3gp, 3g2, mj2 (one demuxer)
-        "matroska",  # also webm
-        "avi",
-        "flv",
-        "mpegts",
-        "mpeg",  # MPEG program stream (.mpg, .vob)
-        "ogg",
-        "asf",  # wmv, wma
-        "wav",
-        "aiff",
-        "mp3",
-        "aac",
-        "flac",
-        "gif",
-    }
-)
 
 _CHILD_SCRIPT = Path(__file__).with_name("_probe_child.py")
 _CHILD_OUTPUT_LIMIT_BYTES = 65536
