@@ -26,7 +26,8 @@ from vidq.media.command import (
     output_size,
 )
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
-from vidq.media.probe import MediaInfo, VideoInfo, close_prober, probe
+from vidq.media.info import MediaInfo, VideoInfo
+from vidq.media.probe import close_prober, probe
 
 from .media_clips import (
     FFMPEG,

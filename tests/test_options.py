@@ -22,7 +22,7 @@ from vidq.media.formats import (
     format_content_type,
     format_extension,
 )
-from vidq.media.probe import AudioInfo, MediaInfo, VideoInfo
+from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
 
 def errors_of(raw: dict[str, str]) -> dict[str, str]:

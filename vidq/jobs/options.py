@@ -61,7 +61,7 @@ from vidq.media.formats import (
     format_content_type,
     format_extension,
 )
-from vidq.media.probe import MediaInfo
+from vidq.media.info import MediaInfo
 
 OPTION_FIELDS: tuple[str, ...] = (
     "preset",

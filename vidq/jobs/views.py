@@ -9,7 +9,7 @@ from urllib.parse import urlencode
 
 from vidq.db.models import Job
 from vidq.jobs.signing import download_signature
-from vidq.media.probe import MediaInfo
+from vidq.media.info import MediaInfo
 
 
 def rfc3339(moment: datetime | None) -> str | None:

@@ -23,7 +23,7 @@ from vidq.media.formats import (
     MUXER_ARGS,
     VIDEO_ENCODER_ARGS,
 )
-from vidq.media.probe import AudioInfo, MediaInfo, VideoInfo
+from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
 _APPLE_FORMATS = ("mp4", "mov")
 

@@ -22,7 +22,8 @@ from vidq.jobs.options import ResolvedOptions, output_content_type, output_exten
 from vidq.jobs.queue import Claim
 from vidq.media.command import build_command, expected_output_seconds, job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
-from vidq.media.probe import MediaInfo, probe
+from vidq.media.info import MediaInfo
+from vidq.media.probe import probe
 from vidq.runtime import Runtime
 
 log = logging.getLogger("vidq.worker")
