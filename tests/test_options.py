@@ -226,6 +226,12 @@ def test_every_field_has_a_validator() -> None:
     }
 
 
+def test_the_option_fields_are_the_resolved_fields_and_each_is_parsed() -> None:
+    assert tuple(ResolvedOptions.model_fields) == OPTION_FIELDS
+    # Each is a known option (an empty value counts as not given).
+    assert resolve_options(dict.fromkeys(OPTION_FIELDS, "")) == resolve_options({})
+
+
 def test_unknown_option() -> None:
     errors = errors_of({"colour": "red"})
     assert "unknown option" in errors["colour"]

@@ -63,22 +63,6 @@ from vidq.media.formats import (
 )
 from vidq.media.info import MediaInfo
 
-OPTION_FIELDS: tuple[str, ...] = (
-    "preset",
-    "format",
-    "video_codec",
-    "audio_codec",
-    "width",
-    "height",
-    "upscale",
-    "crf",
-    "video_bitrate",
-    "audio_bitrate",
-    "fps",
-    "start",
-    "end",
-)
-
 
 class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     """Every conversion option with its final value; None where it does not apply."""
@@ -96,6 +80,10 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     fps: float | None
     start: float | None
     end: float | None
+
+
+# The options a client may send: one for each field of ResolvedOptions, in its order.
+OPTION_FIELDS: tuple[str, ...] = tuple(ResolvedOptions.model_fields)
 
 
 @dataclass(frozen=True)
@@ -324,6 +312,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "start": _parse_seconds,
     "end": _parse_seconds,
 }
+assert tuple(_PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"
 
 
 def _parse_raw(raw: Mapping[str, str], errors: _Errors) -> dict[str, Any]:
