@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vidq.jobs.options import OPTION_FIELDS, PRESETS
-from vidq.media.formats import AUDIO_CODECS, FORMATS, VIDEO_CODECS
+from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, PRESETS, VIDEO_CODECS
 
 
 class VideoStream(BaseModel):

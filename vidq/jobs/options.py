@@ -33,7 +33,6 @@ import pydantic
 from vidq.errors import InvalidOption
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
-    AUDIO_CODECS,
     AUDIO_ENCODERS,
     CODEC_LABELS,
     COPYABLE_AUDIO,
@@ -44,7 +43,6 @@ from vidq.media.formats import (
     FORMAT_AUDIO_CODECS,
     FORMAT_DEFAULT_CODECS,
     FORMAT_VIDEO_CODECS,
-    FORMATS,
     GIF_CODEC,
     GIF_DEFAULT_FPS,
     GIF_MAX_FPS,
@@ -56,11 +54,16 @@ from vidq.media.formats import (
     MIN_HEIGHT,
     MIN_VIDEO_BITRATE,
     MIN_WIDTH,
-    VIDEO_CODECS,
     VIDEO_ENCODERS,
     format_content_type,
     format_extension,
 )
+
+# Re-exported: the choices a request may name, which the API's schema lists (api imports
+# nothing from media).
+from vidq.media.formats import AUDIO_CODECS as AUDIO_CODECS
+from vidq.media.formats import FORMATS as FORMATS
+from vidq.media.formats import VIDEO_CODECS as VIDEO_CODECS
 from vidq.media.info import MediaInfo
 
 
