@@ -29,7 +29,7 @@ import pytest
 from vidq.config import Settings
 from vidq.jobs.options import resolve_options
 from vidq.media.command import build_command
-from vidq.media.probe import MediaInfo, VideoInfo
+from vidq.media.info import MediaInfo, VideoInfo
 
 from .conftest import LiveServer, make_settings, running_server
 from .helpers import assert_problem, wait_done

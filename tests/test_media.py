@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import av
 import psutil
 import pytest
 
+import vidq.media
 from vidq.config import Settings
 from vidq.errors import UnsupportedMedia
 from vidq.jobs.options import PRESETS, ResolvedOptions, output_extension, resolve_options
@@ -23,7 +26,8 @@ from vidq.media.command import (
     output_size,
 )
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
-from vidq.media.probe import MediaInfo, VideoInfo, close_prober, probe
+from vidq.media.info import MediaInfo, VideoInfo
+from vidq.media.probe import close_prober, probe
 
 from .media_clips import (
     FFMPEG,
@@ -317,6 +321,29 @@ def test_timeouts_follow_the_duration(tmp_path: Path) -> None:
     assert job_timeout_seconds(unknown, settings) == 600
     assert expected_output_seconds(resolve_options({"end": "99"}), short) == 5.0
     assert expected_output_seconds(resolve_options({}), unknown) is None
+
+
+def test_the_command_reads_plain_fields(tmp_path: Path) -> None:
+    """build_command takes any object with the option fields, not only ResolvedOptions."""
+    options = resolve_options({"preset": "webm-vp9", "height": "360", "end": "4"})
+    plain = SimpleNamespace(**options.model_dump())
+    info = MediaInfo("mp4", "mov,mp4,m4a,3gp,3g2,mj2", 10.0, _video(1920, 1080), None)
+    settings = Settings(data_dir=tmp_path)
+    argv = build_command("ffmpeg", tmp_path / "in", tmp_path / "out", options, info, settings)
+    assert build_command("ffmpeg", tmp_path / "in", tmp_path / "out", plain, info, settings) == argv
+
+
+def test_media_does_not_import_jobs() -> None:
+    """media knows formats, jobs knows requests: jobs imports media, never the other way."""
+    for path in Path(vidq.media.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                names = [f"{node.module}.{alias.name}" for alias in node.names]
+            else:
+                continue
+            assert not any(name.startswith("vidq.jobs") for name in names), path.name
 
 
 # -- probing ------------------------------------------------------------------------------------

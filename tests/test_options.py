@@ -6,19 +6,23 @@ import pytest
 
 from vidq.errors import InvalidOption
 from vidq.jobs.options import (
-    AUDIO_CODECS,
     DEFAULT_PRESET,
-    FORMATS,
     OPTION_FIELDS,
     PRESETS,
-    VIDEO_CODECS,
     ResolvedOptions,
     check_against_input,
     output_content_type,
     output_extension,
     resolve_options,
 )
-from vidq.media.probe import AudioInfo, MediaInfo, VideoInfo
+from vidq.media.formats import (
+    AUDIO_CODECS,
+    FORMATS,
+    VIDEO_CODECS,
+    format_content_type,
+    format_extension,
+)
+from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
 
 def errors_of(raw: dict[str, str]) -> dict[str, str]:
@@ -222,6 +226,12 @@ def test_every_field_has_a_validator() -> None:
     }
 
 
+def test_the_option_fields_are_the_resolved_fields_and_each_is_parsed() -> None:
+    assert tuple(ResolvedOptions.model_fields) == OPTION_FIELDS
+    # Each is a known option (an empty value counts as not given).
+    assert resolve_options(dict.fromkeys(OPTION_FIELDS, "")) == resolve_options({})
+
+
 def test_unknown_option() -> None:
     errors = errors_of({"colour": "red"})
     assert "unknown option" in errors["colour"]
@@ -327,6 +337,7 @@ def test_the_constants_match_the_api() -> None:
 def test_output_names(fmt: str, extension: str, content_type: str) -> None:
     options = resolve_options({"format": fmt})
     assert (output_extension(options), output_content_type(options)) == (extension, content_type)
+    assert (format_extension(fmt), format_content_type(fmt)) == (extension, content_type)
 
 
 def test_input_checks_pass_for_a_normal_input() -> None:

@@ -4,7 +4,9 @@ A client sends options as strings (form fields or query parameters). `resolve_op
 turns them, together with a preset's defaults, into one `ResolvedOptions` where every
 option has its final value (None where it does not apply), or raises `InvalidOption`
 listing every bad field at once. `check_against_input` then checks the few options that
-can only be judged once the input has been probed.
+can only be judged once the input has been probed. What formats and codecs exist, what
+each format holds and the limits on each value are facts about media, kept in
+`vidq.media.formats`; this module owns the request: its options, presets and rules.
 
 Resolution rules, in order:
 
@@ -24,120 +26,45 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pydantic
 
 from vidq.errors import InvalidOption
-
-if TYPE_CHECKING:
-    from vidq.media.probe import MediaInfo
-
-FORMATS = ("mp4", "webm", "mkv", "mov", "gif", "mp3", "m4a")
-VIDEO_CODECS = ("h264", "h265", "vp9", "av1", "copy", "none")
-AUDIO_CODECS = ("aac", "opus", "mp3", "copy", "none")
-
-# The gif format's video codec. It is implied by format=gif; clients need not name it,
-# but a resolved job's options say `"video_codec": "gif"` and may be sent back as is.
-GIF_CODEC = "gif"
-
-OPTION_FIELDS: tuple[str, ...] = (
-    "preset",
-    "format",
-    "video_codec",
-    "audio_codec",
-    "width",
-    "height",
-    "upscale",
-    "crf",
-    "video_bitrate",
-    "audio_bitrate",
-    "fps",
-    "start",
-    "end",
+from vidq.media.formats import (
+    AUDIO_BITRATE_RANGES,
+    AUDIO_ENCODERS,
+    CODEC_LABELS,
+    COPYABLE_AUDIO,
+    COPYABLE_VIDEO,
+    CRF_RANGES,
+    DEFAULT_AUDIO_BITRATE,
+    DEFAULT_CRF,
+    FORMAT_AUDIO_CODECS,
+    FORMAT_DEFAULT_CODECS,
+    FORMAT_VIDEO_CODECS,
+    GIF_CODEC,
+    GIF_DEFAULT_FPS,
+    GIF_MAX_FPS,
+    MAX_FPS,
+    MAX_HEIGHT,
+    MAX_VIDEO_BITRATE,
+    MAX_WIDTH,
+    MIN_FPS,
+    MIN_HEIGHT,
+    MIN_VIDEO_BITRATE,
+    MIN_WIDTH,
+    VIDEO_ENCODERS,
+    format_content_type,
+    format_extension,
 )
 
-MIN_WIDTH, MAX_WIDTH = 16, 7680
-MIN_HEIGHT, MAX_HEIGHT = 16, 4320
-MIN_FPS, MAX_FPS = 1.0, 120.0
-MIN_VIDEO_BITRATE, MAX_VIDEO_BITRATE = 16_000, 200_000_000
-GIF_DEFAULT_FPS, GIF_MAX_FPS = 10.0, 50.0
-
-# Codecs that re-encode video / audio (as opposed to "copy" and "none").
-VIDEO_ENCODERS = ("h264", "h265", "vp9", "av1", GIF_CODEC)
-AUDIO_ENCODERS = ("aac", "opus", "mp3")
-
-CRF_RANGES: dict[str, tuple[int, int]] = {
-    "h264": (0, 51),
-    "h265": (0, 51),
-    "vp9": (0, 63),
-    "av1": (0, 63),
-}
-DEFAULT_CRF: dict[str, int] = {"h264": 23, "h265": 28, "vp9": 32, "av1": 35}
-
-AUDIO_BITRATE_RANGES: dict[str, tuple[int, int]] = {
-    "aac": (16_000, 512_000),
-    "opus": (6_000, 512_000),
-    "mp3": (32_000, 320_000),
-}
-DEFAULT_AUDIO_BITRATE: dict[str, str] = {"aac": "128k", "opus": "96k", "mp3": "192k"}
-
-# What each output format can hold, and what it uses when nothing else is said.
-FORMAT_VIDEO_CODECS: dict[str, tuple[str, ...]] = {
-    "mp4": ("h264", "h265", "vp9", "av1", "copy", "none"),
-    "mov": ("h264", "h265", "copy", "none"),
-    "mkv": ("h264", "h265", "vp9", "av1", "copy", "none"),
-    "webm": ("vp9", "av1", "copy", "none"),
-    "gif": (GIF_CODEC,),
-    "mp3": ("none",),
-    "m4a": ("none",),
-}
-FORMAT_AUDIO_CODECS: dict[str, tuple[str, ...]] = {
-    "mp4": ("aac", "opus", "mp3", "copy", "none"),
-    "mov": ("aac", "mp3", "copy", "none"),
-    "mkv": ("aac", "opus", "mp3", "copy", "none"),
-    "webm": ("opus", "copy", "none"),
-    "gif": ("none",),
-    "mp3": ("mp3", "copy"),
-    "m4a": ("aac", "copy"),
-}
-FORMAT_DEFAULT_CODECS: dict[str, tuple[str, str]] = {
-    "mp4": ("h264", "aac"),
-    "mov": ("h264", "aac"),
-    "mkv": ("h264", "aac"),
-    "webm": ("vp9", "opus"),
-    "gif": (GIF_CODEC, "none"),
-    "mp3": ("none", "mp3"),
-    "m4a": ("none", "aac"),
-}
-
-# Input codecs (as probed) that `copy` may put in each format; None: anything.
-COPYABLE_VIDEO: dict[str, frozenset[str] | None] = {
-    "mp4": frozenset({"h264", "hevc", "av1", "vp9", "mpeg4"}),
-    "mov": frozenset({"h264", "hevc", "mpeg4", "mjpeg", "prores"}),
-    "mkv": None,
-    "webm": frozenset({"vp8", "vp9", "av1"}),
-}
-COPYABLE_AUDIO: dict[str, frozenset[str] | None] = {
-    "mp4": frozenset({"aac", "mp3", "opus", "flac", "alac", "ac3", "eac3"}),
-    "mov": frozenset({"aac", "mp3", "alac", "ac3", "pcm_s16le", "pcm_s24le"}),
-    "mkv": None,
-    "webm": frozenset({"opus", "vorbis"}),
-    "mp3": frozenset({"mp3"}),
-    "m4a": frozenset({"aac", "alac"}),
-}
-
-_EXTENSIONS = {f: f for f in FORMATS}
-_CONTENT_TYPES = {
-    "mp4": "video/mp4",
-    "webm": "video/webm",
-    "mkv": "video/x-matroska",
-    "mov": "video/quicktime",
-    "gif": "image/gif",
-    "mp3": "audio/mpeg",
-    "m4a": "audio/mp4",
-}
-_CODEC_LABELS = {"h265": "H.265", "h264": "H.264", "vp9": "VP9", "av1": "AV1"}
+# Re-exported: the choices a request may name, which the API's schema lists (api imports
+# nothing from media).
+from vidq.media.formats import AUDIO_CODECS as AUDIO_CODECS
+from vidq.media.formats import FORMATS as FORMATS
+from vidq.media.formats import VIDEO_CODECS as VIDEO_CODECS
+from vidq.media.info import MediaInfo
 
 
 class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
@@ -156,6 +83,10 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     fps: float | None
     start: float | None
     end: float | None
+
+
+# The options a client may send: one for each field of ResolvedOptions, in its order.
+OPTION_FIELDS: tuple[str, ...] = tuple(ResolvedOptions.model_fields)
 
 
 @dataclass(frozen=True)
@@ -384,6 +315,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "start": _parse_seconds,
     "end": _parse_seconds,
 }
+assert tuple(_PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"
 
 
 def _parse_raw(raw: Mapping[str, str], errors: _Errors) -> dict[str, Any]:
@@ -558,7 +490,7 @@ def _resolve_crf(
             return None
         low, high = CRF_RANGES[video_codec]
         if not low <= crf <= high:
-            label = _CODEC_LABELS[video_codec]
+            label = CODEC_LABELS[video_codec]
             errors.add("crf", f"must be between {low} and {high} for {label}; got {crf}")
             return None
         return crf
@@ -637,9 +569,9 @@ def _check_copy(
 
 def output_extension(options: ResolvedOptions) -> str:
     """The output file's extension, without the dot: "mp4", "webm", "mp3", ..."""
-    return _EXTENSIONS[options.format]
+    return format_extension(options.format)
 
 
 def output_content_type(options: ResolvedOptions) -> str:
     """The output file's media type: "video/mp4", "audio/mpeg", "image/gif", ..."""
-    return _CONTENT_TYPES[options.format]
+    return format_content_type(options.format)

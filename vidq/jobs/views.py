@@ -13,7 +13,7 @@ from vidq.db.models import Job
 from vidq.jobs.reads import queue_position
 from vidq.jobs.signing import download_signature
 from vidq.jobs.states import EVENT_TYPES, JobStatus
-from vidq.media.probe import MediaInfo
+from vidq.media.info import MediaInfo
 from vidq.notify import outbox
 
 

@@ -4,34 +4,27 @@ Only values that passed `resolve_options` (or came from the probe) reach the arg
 as its own argument: nothing is ever parsed by a shell. The input is opened with the
 `file` protocol only and the demuxer the probe found, so ffmpeg reads the file the way
 it was checked. Sizes are computed here, in Python, from the probed (displayed) size.
+The options are read through the `EncodeSettings` protocol; the encoder and muxer
+arguments come from `vidq.media.formats`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Protocol
 
 from vidq.config import Settings
-from vidq.jobs.options import GIF_CODEC, MAX_HEIGHT, MAX_WIDTH, ResolvedOptions
-from vidq.media.probe import ALLOWED_DEMUXERS, AudioInfo, MediaInfo, VideoInfo
+from vidq.media.formats import (
+    ALLOWED_DEMUXERS,
+    AUDIO_ENCODER_NAMES,
+    GIF_CODEC,
+    MAX_HEIGHT,
+    MAX_WIDTH,
+    MUXER_ARGS,
+    VIDEO_ENCODER_ARGS,
+)
+from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
-_MUXERS = {
-    "mp4": ["-f", "mp4", "-movflags", "+faststart"],
-    "mov": ["-f", "mov", "-movflags", "+faststart"],
-    "m4a": ["-f", "ipod", "-movflags", "+faststart"],
-    "mkv": ["-f", "matroska"],
-    "webm": ["-f", "webm"],
-    "gif": ["-f", "gif", "-loop", "0"],
-    "mp3": ["-f", "mp3"],
-}
-
-# Encoder settings: quick enough for a shared server, good enough for people.
-_VIDEO_ENCODERS = {
-    "h264": ["-c:v", "libx264", "-preset", "fast", "-profile:v", "high"],
-    "h265": ["-c:v", "libx265", "-preset", "fast", "-x265-params", "log-level=error"],
-    "vp9": ["-c:v", "libvpx-vp9", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1"],
-    "av1": ["-c:v", "libsvtav1", "-preset", "8"],
-}
-_AUDIO_ENCODERS = {"aac": "aac", "opus": "libopus", "mp3": "libmp3lame"}
 _APPLE_FORMATS = ("mp4", "mov")
 
 # The GIF palette is made per frame (stats_mode=single, new=1), so nothing waits for the
@@ -42,11 +35,40 @@ _GIF_PALETTE = (
 )
 
 
+class EncodeSettings(Protocol):
+    """The options a conversion asks for, as the command reads them (`ResolvedOptions` fits)."""
+
+    @property
+    def format(self) -> str: ...
+    @property
+    def video_codec(self) -> str: ...
+    @property
+    def audio_codec(self) -> str: ...
+    @property
+    def width(self) -> int | None: ...
+    @property
+    def height(self) -> int | None: ...
+    @property
+    def upscale(self) -> bool: ...
+    @property
+    def crf(self) -> int | None: ...
+    @property
+    def video_bitrate(self) -> str | None: ...
+    @property
+    def audio_bitrate(self) -> str | None: ...
+    @property
+    def fps(self) -> float | None: ...
+    @property
+    def start(self) -> float | None: ...
+    @property
+    def end(self) -> float | None: ...
+
+
 def build_command(
     ffmpeg: str,
     input_path: Path,
     output_path: Path,
-    options: ResolvedOptions,
+    options: EncodeSettings,
     info: MediaInfo,
     settings: Settings,
 ) -> list[str]:
@@ -88,11 +110,11 @@ def build_command(
         argv += ["-an"]
     if options.end is not None:
         argv += ["-t", _seconds(options.end - (options.start or 0.0))]
-    argv += [*threads, *_MUXERS[options.format], "file:" + str(output_path.absolute())]
+    argv += [*threads, *MUXER_ARGS[options.format], "file:" + str(output_path.absolute())]
     return argv
 
 
-def _video_args(options: ResolvedOptions, video: VideoInfo) -> list[str]:
+def _video_args(options: EncodeSettings, video: VideoInfo) -> list[str]:
     if options.video_codec == "copy":
         apple_hevc = video.codec == "hevc" and options.format in _APPLE_FORMATS
         return ["-c:v", "copy", *(["-tag:v", "hvc1"] if apple_hevc else [])]
@@ -103,7 +125,8 @@ def _video_args(options: ResolvedOptions, video: VideoInfo) -> list[str]:
         return ["-vf", ",".join(filters), "-c:v", "gif"]
     # 8-bit 4:2:0 whatever the input (10-bit, 4:4:4...): the format every player decodes.
     filters += [f"scale={width}:{height}:flags=bicubic", "setsar=1", "format=yuv420p"]
-    args = ["-vf", ",".join(filters), *_VIDEO_ENCODERS[options.video_codec], "-pix_fmt", "yuv420p"]
+    encoder = VIDEO_ENCODER_ARGS[options.video_codec]
+    args = ["-vf", ",".join(filters), *encoder, "-pix_fmt", "yuv420p"]
     if options.video_bitrate is not None:
         args += ["-b:v", options.video_bitrate]
     elif options.crf is not None:
@@ -118,10 +141,10 @@ def _video_args(options: ResolvedOptions, video: VideoInfo) -> list[str]:
     return args
 
 
-def _audio_args(options: ResolvedOptions, audio: AudioInfo) -> list[str]:
+def _audio_args(options: EncodeSettings, audio: AudioInfo) -> list[str]:
     if options.audio_codec == "copy":
         return ["-c:a", "copy"]
-    args = ["-c:a", _AUDIO_ENCODERS[options.audio_codec]]
+    args = ["-c:a", AUDIO_ENCODER_NAMES[options.audio_codec]]
     if options.audio_bitrate is not None:
         args += ["-b:a", options.audio_bitrate]
     if options.audio_codec in ("opus", "mp3") and audio.channels > 2:
@@ -129,7 +152,7 @@ def _audio_args(options: ResolvedOptions, audio: AudioInfo) -> list[str]:
     return args
 
 
-def output_size(video: VideoInfo, options: ResolvedOptions) -> tuple[int, int]:
+def output_size(video: VideoInfo, options: EncodeSettings) -> tuple[int, int]:
     """The output's width and height: fitted to the options, aspect kept, even, no upscale."""
     src_width, src_height = video.width, video.height
     if options.width and options.height:  # fit inside the box
@@ -163,7 +186,7 @@ def _seconds(value: float) -> str:
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 
-def expected_output_seconds(options: ResolvedOptions, info: MediaInfo) -> float | None:
+def expected_output_seconds(options: EncodeSettings, info: MediaInfo) -> float | None:
     """How long the output will be, for progress percent; None if the input's length is unknown."""
     end = options.end
     if info.duration_seconds is not None:

@@ -1,37 +1,28 @@
-"""Running ffmpeg (and the prober) as supervised child processes.
+"""Running ffmpeg as a supervised child process, and telling users how a run failed.
 
-Every media child runs in its own session and process group, dies with its parent
-(PR_SET_PDEATHSIG), and is held to resource limits: address space, size of any file it
-writes, no core dumps, lower CPU priority. `run_ffmpeg` reads ffmpeg's `-progress pipe:1`
-report, keeps the tail of its stderr, and stops the whole group on request, on a time
-limit, when progress stalls, or when its own task is cancelled, always reaping it.
+ffmpeg runs in its own session and process group, set up by `vidq.media.child_limits`
+(death signal, address-space and file-size limits, no core dumps, lower CPU priority).
+`run_ffmpeg` reads ffmpeg's `-progress pipe:1` report, keeps the tail of its stderr, and
+stops the whole group on request, on a time limit, when progress stalls, or when its own
+task is cancelled, always reaping it. `describe_failure` words the outcome for users.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import re
-import resource
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from vidq.config import Settings
+from vidq.media.child_limits import child_env, limited_child_setup
 
 STDERR_TAIL_BYTES = 4096
 FFMPEG_NICENESS = 10
-
-# Quiet the encoder libraries that log to stderr on their own (SVT-AV1 prints its banner
-# whatever ffmpeg's -loglevel says); only their errors are worth keeping.
-_QUIET_LIBRARIES_ENV = {"SVT_LOG": "1"}
-
-_PR_SET_PDEATHSIG = 1
-# Loaded once in the parent: the child, between fork and exec, must not load libraries.
-_LIBC = ctypes.CDLL(None, use_errno=True)
 
 
 @dataclass
@@ -41,32 +32,6 @@ class FFmpegResult:
     returncode: int | None
     stderr_tail: str
     stop_reason: str | None  # None (ran to its end), "stopped", "timeout" or "stalled"
-
-
-def _child_setup(
-    memory_bytes: int, max_file_bytes: int, niceness: int, parent_pid: int
-) -> Callable[[], None]:
-    """The function the child runs between fork and exec: death signal, limits, priority."""
-
-    def capped(limit: int, wanted: int) -> tuple[int, int]:
-        _, hard = resource.getrlimit(limit)
-        value = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
-        return value, value
-
-    as_limit = capped(resource.RLIMIT_AS, memory_bytes)
-    fsize_limit = capped(resource.RLIMIT_FSIZE, max_file_bytes)
-
-    def setup() -> None:
-        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent_pid:  # the parent died before the death signal was armed
-            os._exit(1)
-        resource.setrlimit(resource.RLIMIT_AS, as_limit)
-        resource.setrlimit(resource.RLIMIT_FSIZE, fsize_limit)
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if niceness:
-            os.nice(niceness)
-
-    return setup
 
 
 async def spawn_limited(
@@ -84,9 +49,9 @@ async def spawn_limited(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
-        env={**os.environ, **_QUIET_LIBRARIES_ENV},
+        env=child_env(),
         start_new_session=True,
-        preexec_fn=_child_setup(memory_bytes, max_file_bytes, niceness, os.getpid()),
+        preexec_fn=limited_child_setup(memory_bytes, max_file_bytes, niceness, os.getpid()),
     )
 
 

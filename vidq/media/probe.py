@@ -3,8 +3,8 @@
 The file is opened by PyAV in a child process (`_probe_child.py`) under the same limits
 as ffmpeg, with a time limit, the `file` protocol only and a whitelist of real media
 containers, and one frame of each chosen stream is decoded to prove it decodes. A crash
-or hang there costs the upload an `UnsupportedMedia`, never the server. The limits of
-`Settings` on dimensions and duration are then applied here.
+or hang there costs the upload an `UnsupportedMedia`, never the server. The answer is a
+`vidq.media.info.MediaInfo`, then held to the `Settings` limits (`check_limits`).
 
 Starting Python and importing PyAV takes a child ~0.1 s, so `WarmProber` keeps one child
 started ahead of need, waiting for its request on stdin; taking it starts the next in the
@@ -26,137 +26,21 @@ import signal
 import subprocess
 import sys
 import threading
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from vidq.config import Settings
 from vidq.errors import UnsupportedMedia
-from vidq.media.ffmpeg import _QUIET_LIBRARIES_ENV, _child_setup, read_tail
+from vidq.media.child_limits import child_env, limited_child_setup
+from vidq.media.ffmpeg import read_tail
+from vidq.media.formats import ALLOWED_DEMUXERS
+from vidq.media.info import MediaInfo, check_limits
 
 logger = logging.getLogger(__name__)
-
-# Demuxers (by ffmpeg short name) of real media containers. Left out on purpose: anything
-# that opens other files or URLs (hls, dash, concat, image2, ...), generators (lavfi),
-# text formats (tty, subtitles), headerless raw streams, and rarer professional formats
-# (mxf, ...) whose demuxers are a larger attack surface than their users justify here.
-ALLOWED_DEMUXERS: frozenset[str] = frozenset(
-    {
-        "mov",  # also mp4, m4a, 3gp, 3g2, mj2 (one demuxer)
-        "matroska",  # also webm
-        "avi",
-        "flv",
-        "mpegts",
-        "mpeg",  # MPEG program stream (.mpg, .vob)
-        "ogg",
-        "asf",  # wmv, wma
-        "wav",
-        "aiff",
-        "mp3",
-        "aac",
-        "flac",
-        "gif",
-    }
-)
 
 _CHILD_SCRIPT = Path(__file__).with_name("_probe_child.py")
 _CHILD_OUTPUT_LIMIT_BYTES = 65536
 _SPAWNER_THREAD = "vidq-probe-spawner"
-
-
-@dataclass(frozen=True)
-class VideoInfo:
-    """The first video stream (cover art excluded); width and height as displayed."""
-
-    codec: str
-    width: int
-    height: int
-    fps: float | None
-    pix_fmt: str | None
-    rotation: int
-
-
-@dataclass(frozen=True)
-class AudioInfo:
-    """The first audio stream."""
-
-    codec: str
-    channels: int
-    sample_rate: int
-
-
-@dataclass(frozen=True)
-class MediaInfo:
-    """What probing found in a file."""
-
-    container: str  # an everyday name: mp4, mov, m4a, webm, matroska, avi, mp3, ...
-    format_name: str  # ffmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
-    duration_seconds: float | None
-    video: VideoInfo | None
-    audio: AudioInfo | None
-
-    @property
-    def demuxer(self) -> str:
-        """The demuxer's short name, to force it when ffmpeg opens the file."""
-        return self.format_name.split(",")[0]
-
-    def to_api(self) -> dict[str, Any]:
-        """The shape the API shows for a job's input and result."""
-        video = self.video
-        audio = self.audio
-        return {
-            "container": self.container,
-            "duration_seconds": self.duration_seconds,
-            "video": None
-            if video is None
-            else {
-                "codec": video.codec,
-                "width": video.width,
-                "height": video.height,
-                "fps": video.fps,
-            },
-            "audio": None
-            if audio is None
-            else {
-                "codec": audio.codec,
-                "channels": audio.channels,
-                "sample_rate": audio.sample_rate,
-            },
-        }
-
-    def to_json(self) -> dict[str, Any]:
-        """Every field, as a JSON-ready dict (`from_json` reads it back)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> MediaInfo:
-        """The MediaInfo that `to_json` wrote."""
-        video = data.get("video")
-        audio = data.get("audio")
-        return cls(
-            container=str(data["container"]),
-            format_name=str(data["format_name"]),
-            duration_seconds=(
-                None if data.get("duration_seconds") is None else float(data["duration_seconds"])
-            ),
-            video=None
-            if video is None
-            else VideoInfo(
-                codec=str(video["codec"]),
-                width=int(video["width"]),
-                height=int(video["height"]),
-                fps=None if video.get("fps") is None else float(video["fps"]),
-                pix_fmt=video.get("pix_fmt"),
-                rotation=int(video.get("rotation", 0)),
-            ),
-            audio=None
-            if audio is None
-            else AudioInfo(
-                codec=str(audio["codec"]),
-                channels=int(audio["channels"]),
-                sample_rate=int(audio["sample_rate"]),
-            ),
-        )
 
 
 async def probe(path: Path, settings: Settings) -> MediaInfo:
@@ -308,9 +192,9 @@ def _spawn_child(script: Path, memory_bytes: int) -> subprocess.Popen[bytes]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         bufsize=0,
-        env={**os.environ, **_QUIET_LIBRARIES_ENV},
+        env=child_env(),
         start_new_session=True,
-        preexec_fn=_child_setup(memory_bytes, 0, 0, os.getpid()),
+        preexec_fn=limited_child_setup(memory_bytes, 0, 0, os.getpid()),
     )
 
 
@@ -438,30 +322,3 @@ async def _read_at_most(stream: asyncio.StreamReader, max_bytes: int) -> bytes:
     while len(data) <= max_bytes and (chunk := await stream.read(65536)):
         data += chunk
     return bytes(data)
-
-
-def check_limits(info: MediaInfo, settings: Settings) -> None:
-    """UnsupportedMedia if the probed file is over the server's input limits."""
-    if info.video is None and info.audio is None:
-        raise UnsupportedMedia("The file has no video or audio stream.")
-    video = info.video
-    max_width, max_height = settings.max_input_width, settings.max_input_height
-    if video is not None and (video.width > max_width or video.height > max_height):
-        raise UnsupportedMedia(
-            f"The video is {video.width}x{video.height} pixels; this server accepts at most"
-            f" {max_width}x{max_height}."
-        )
-    longest = settings.max_input_duration_seconds
-    if info.duration_seconds is not None and info.duration_seconds > longest:
-        raise UnsupportedMedia(
-            f"The file lasts {_clock(info.duration_seconds)}; this server accepts at most"
-            f" {_clock(longest)}."
-        )
-
-
-def _clock(seconds: float) -> str:
-    """Seconds as h:mm:ss (or m:ss under an hour)."""
-    whole = round(seconds)
-    hours, rest = divmod(whole, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

@@ -28,7 +28,8 @@ from vidq.jobs.queue import Claim
 from vidq.jobs.views import NotificationPayloads
 from vidq.media.command import build_command, expected_output_seconds, job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
-from vidq.media.probe import MediaInfo, probe
+from vidq.media.info import MediaInfo
+from vidq.media.probe import probe
 from vidq.storage import Storage
 
 log = logging.getLogger("vidq.worker")

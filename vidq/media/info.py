@@ -1,0 +1,137 @@
+"""What is in a media file, as probing found it, and the server's limits on inputs.
+
+`MediaInfo` (with its `VideoInfo` and `AudioInfo`) describes one probed file: the API
+shows it (`to_api`), jobs store it (`to_json`, `from_json`), and the prober's child
+answers in its JSON shape. `check_limits` refuses inputs over the `Settings` limits on
+dimensions and duration.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from vidq.config import Settings
+from vidq.errors import UnsupportedMedia
+
+
+@dataclass(frozen=True)
+class VideoInfo:
+    """The first video stream (cover art excluded); width and height as displayed."""
+
+    codec: str
+    width: int
+    height: int
+    fps: float | None
+    pix_fmt: str | None
+    rotation: int
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """The first audio stream."""
+
+    codec: str
+    channels: int
+    sample_rate: int
+
+
+@dataclass(frozen=True)
+class MediaInfo:
+    """What probing found in a file."""
+
+    container: str  # an everyday name: mp4, mov, m4a, webm, matroska, avi, mp3, ...
+    format_name: str  # ffmpeg's demuxer name, e.g. "mov,mp4,m4a,3gp,3g2,mj2"
+    duration_seconds: float | None
+    video: VideoInfo | None
+    audio: AudioInfo | None
+
+    @property
+    def demuxer(self) -> str:
+        """The demuxer's short name, to force it when ffmpeg opens the file."""
+        return self.format_name.split(",")[0]
+
+    def to_api(self) -> dict[str, Any]:
+        """The shape the API shows for a job's input and result."""
+        video = self.video
+        audio = self.audio
+        return {
+            "container": self.container,
+            "duration_seconds": self.duration_seconds,
+            "video": None
+            if video is None
+            else {
+                "codec": video.codec,
+                "width": video.width,
+                "height": video.height,
+                "fps": video.fps,
+            },
+            "audio": None
+            if audio is None
+            else {
+                "codec": audio.codec,
+                "channels": audio.channels,
+                "sample_rate": audio.sample_rate,
+            },
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field, as a JSON-ready dict (`from_json` reads it back)."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MediaInfo:
+        """The MediaInfo that `to_json` wrote."""
+        video = data.get("video")
+        audio = data.get("audio")
+        return cls(
+            container=str(data["container"]),
+            format_name=str(data["format_name"]),
+            duration_seconds=(
+                None if data.get("duration_seconds") is None else float(data["duration_seconds"])
+            ),
+            video=None
+            if video is None
+            else VideoInfo(
+                codec=str(video["codec"]),
+                width=int(video["width"]),
+                height=int(video["height"]),
+                fps=None if video.get("fps") is None else float(video["fps"]),
+                pix_fmt=video.get("pix_fmt"),
+                rotation=int(video.get("rotation", 0)),
+            ),
+            audio=None
+            if audio is None
+            else AudioInfo(
+                codec=str(audio["codec"]),
+                channels=int(audio["channels"]),
+                sample_rate=int(audio["sample_rate"]),
+            ),
+        )
+
+
+def check_limits(info: MediaInfo, settings: Settings) -> None:
+    """UnsupportedMedia if the probed file is over the server's input limits."""
+    if info.video is None and info.audio is None:
+        raise UnsupportedMedia("The file has no video or audio stream.")
+    video = info.video
+    max_width, max_height = settings.max_input_width, settings.max_input_height
+    if video is not None and (video.width > max_width or video.height > max_height):
+        raise UnsupportedMedia(
+            f"The video is {video.width}x{video.height} pixels; this server accepts at most"
+            f" {max_width}x{max_height}."
+        )
+    longest = settings.max_input_duration_seconds
+    if info.duration_seconds is not None and info.duration_seconds > longest:
+        raise UnsupportedMedia(
+            f"The file lasts {_clock(info.duration_seconds)}; this server accepts at most"
+            f" {_clock(longest)}."
+        )
+
+
+def _clock(seconds: float) -> str:
+    """Seconds as h:mm:ss (or m:ss under an hour)."""
+    whole = round(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
