@@ -76,6 +76,7 @@ async def _job_row(database_url: str, job_id: str) -> Job:
 
 
 def test_first_start_makes_a_key_and_keys_create_prints_one(serve: VidqProcess, clip: Path) -> None:
+    serve.env["VIDQ_LOG_LEVEL"] = "info"  # with the access log
     serve.start()
     key_file = serve.data_dir / "api-key"
     key = key_file.read_text().strip()
@@ -83,7 +84,15 @@ def test_first_start_makes_a_key_and_keys_create_prints_one(serve: VidqProcess, 
     assert key in serve.log() and len(key) >= 43
     with api_client(serve.url, key) as client:
         job = submit_job(client, clip)
-    assert get_job(serve.url, key, job["id"], wait=30)["status"] == "completed"
+    done = get_job(serve.url, key, job["id"], wait=30)
+    assert done["status"] == "completed"
+    # A signed link is a bearer secret: it works, and the access log does not keep it.
+    link = httpx.URL(done["result"]["download_url"])
+    assert httpx.get(str(link)).status_code == 200
+    signature = link.params["signature"]
+    wait_for(lambda: f"/job/{job['id']}/output?" in serve.log(), 5, "the access log line")
+    assert signature not in serve.log()
+    assert "signature=[redacted]" in serve.log()
 
     created = subprocess.run(
         [*VIDQ, "keys", "create", "bob"],

@@ -57,6 +57,10 @@ class Settings(BaseSettings):
         None,
         description="Key that signs download URLs. Default: generated once and kept in the database.",
     )
+    metrics_token: str | None = Field(
+        None,
+        description="Operator credential for GET /metrics (Authorization: Bearer <token>); when set, owners' API keys are refused there. Default: any owner's key, which sees only service-wide totals (no per-owner labels).",
+    )
 
     # Workers and the queue.
     workers: int = Field(

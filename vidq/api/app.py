@@ -16,6 +16,7 @@ from vidq.api import routes_jobs, routes_output, routes_service
 from vidq.api.problems import install_problem_handlers
 from vidq.api.schemas import problem_responses
 from vidq.config import Settings
+from vidq.logs import install_redaction
 from vidq.service import running_service
 
 log = logging.getLogger("vidq")
@@ -32,6 +33,7 @@ page and the docs needs `Authorization: Bearer <api-key>`. Errors are `applicati
 
 def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     """The vidq ASGI app; with `run_workers`, conversions run in this process too."""
+    install_redaction()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

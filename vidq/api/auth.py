@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -45,3 +46,20 @@ async def current_account(
 CurrentAccount = Annotated[Account, Depends(current_account)]
 OptionalAccount = Annotated[Account | None, Depends(optional_account)]
 RuntimeDep = Annotated[Runtime, Depends(runtime_of)]
+
+
+async def metrics_reader(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> None:
+    """Who may read /metrics: the operator's VIDQ_METRICS_TOKEN if one is set, else any owner."""
+    token = runtime_of(request).settings.metrics_token
+    if token is None:
+        await current_account(await optional_account(request, credentials))
+        return
+    offered = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(offered.encode(), token.encode()):
+        raise Unauthorized("GET /metrics needs the operator's metrics token.")
+
+
+MetricsReader = Depends(metrics_reader)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from vidq import metrics
-from vidq.api.auth import CurrentAccount, RuntimeDep
+from vidq.api.auth import CurrentAccount, MetricsReader, RuntimeDep
 from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
 from vidq.jobs import service
 from vidq.jobs.options import PRESETS
@@ -43,7 +43,7 @@ async def get_account(account: CurrentAccount) -> dict[str, str]:
     return {"name": account.name, "webhook_secret": account.webhook_secret}
 
 
-@router.get("/healthz", response_model=Health, summary="Liveness")
+@router.get("/healthz", response_model=Health, response_model_exclude_none=True, summary="Liveness")
 async def healthz() -> dict[str, str]:
     """200 while the process runs."""
     return {"status": "ok"}
@@ -78,8 +78,9 @@ async def readyz(request: Request) -> Response:
     },
     summary="Prometheus metrics",
 )
-async def get_metrics(account: CurrentAccount, runtime: RuntimeDep) -> Response:
-    """Jobs by status, queue depth, processing time, uploads and notification deliveries."""
+async def get_metrics(runtime: RuntimeDep, _: None = MetricsReader) -> Response:
+    """Service-wide totals: jobs by status, queue depth, processing time, uploads and
+    notification deliveries. For the operator's VIDQ_METRICS_TOKEN when set, else any key."""
     counts = await service.job_counts(runtime)
     for status, count in counts.items():
         metrics.JOBS_BY_STATUS.labels(status=status.value).set(count)
