@@ -36,6 +36,7 @@ fuzz: $(DEV_STAMP)
 bench: $(DEV_STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/upload.py
+	$(BIN)/python bench/cancel.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

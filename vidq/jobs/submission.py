@@ -19,6 +19,7 @@ from vidq import metrics
 from vidq.db.models import Job
 from vidq.errors import IdempotencyMismatch, NotFound, VidqError
 from vidq.jobs import blobs, idempotency, queue, reads
+from vidq.jobs.capacity import check_capacity
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.options import check_against_input
 from vidq.jobs.runtime import Runtime
@@ -101,6 +102,7 @@ async def _submit(
         async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
             info = await probe(path, settings)
         check_against_input(request.options, info)
+        check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
         job = await queue.submit(
             runtime.db,
             queue.NewJob(

@@ -193,8 +193,13 @@ async def run_ffmpeg(
     )
 
 
-def describe_failure(result: FFmpegResult, *paths_to_hide: Path) -> str:
-    """A short message for users about a failed run, with server paths shown as bare names."""
+def describe_failure(
+    result: FFmpegResult, *paths_to_hide: Path, memory_bytes: int | None = None
+) -> str:
+    """A short message for users about a failed run, with server paths shown as bare names.
+
+    With `memory_bytes` (the limit ffmpeg ran under), a failure that looks like running out
+    of memory says so, and names the limit."""
     if result.stop_reason == "stopped":
         return "The conversion was stopped."
     if result.stop_reason == "timeout":
@@ -217,11 +222,24 @@ def describe_failure(result: FFmpegResult, *paths_to_hide: Path) -> str:
         reason = f"ffmpeg failed (exit status {code})"
     else:
         reason = "ffmpeg failed"
-    if "Cannot allocate memory" in detail:
-        reason += ", out of memory"
+    if _OUT_OF_MEMORY.search(result.stderr_tail):
+        reason += ", most likely out of memory"
+        if memory_bytes is not None:
+            reason += (
+                f" (each conversion may use at most {memory_bytes // 2**20} MiB here,"
+                " VIDQ_FFMPEG_MEMORY_BYTES; a smaller output size needs less)"
+            )
     message = f"The conversion failed: {reason}"
     return f"{message}: {detail[-500:]}" if detail else f"{message}."
 
+
+# How a failed allocation shows in ffmpeg's log. Under an address-space limit the encoder
+# libraries rarely say "memory": a thread or buffer they cannot get surfaces as ffmpeg's
+# "Generic error in an external library" (or as the encoder failing to open).
+_OUT_OF_MEMORY = re.compile(
+    r"Cannot allocate memory|out of memory|bad_alloc|malloc of size|[Ff]ailed to allocate"
+    r"|Generic error in an external library"
+)
 
 # ffmpeg's "[mov @ 0x55d5c0a4e8c0] " context prefix: noise for a user.
 _LOG_PREFIX = re.compile(r"\[[^\]\n]* @ 0x[0-9a-f]+\] ?")

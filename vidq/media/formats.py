@@ -24,6 +24,30 @@ MIN_FPS, MAX_FPS = 1.0, 120.0
 MIN_VIDEO_BITRATE, MAX_VIDEO_BITRATE = 16_000, 200_000_000
 GIF_DEFAULT_FPS, GIF_MAX_FPS = 10.0, 50.0
 
+# Address space each video encoder needs (ffmpeg's VmPeak, the limit VIDQ_FFMPEG_MEMORY_BYTES
+# holds it to), as (base MiB, MiB per megapixel of output): measured with the settings below
+# over 50 frames at 1280x720, 1920x1080 and 3840x2160 with two threads (bench/README.md),
+# where it grows linearly with the output's pixels. More threads need somewhat more.
+ENCODER_MEMORY_MIB: dict[str, tuple[float, float]] = {
+    "h264": (970.0, 170.0),
+    "h265": (950.0, 175.0),
+    "vp9": (830.0, 120.0),
+    "av1": (1310.0, 200.0),
+    GIF_CODEC: (970.0, 170.0),
+}
+ENCODER_MEMORY_MARGIN = 1.1
+
+
+def encoder_memory_bytes(video_codec: str, width: int, height: int) -> int:
+    """About how much address space encoding `width`x`height` with `video_codec` takes
+    (0 for `copy` and `none`, which encode nothing)."""
+    if video_codec not in ENCODER_MEMORY_MIB:
+        return 0
+    base_mib, per_megapixel_mib = ENCODER_MEMORY_MIB[video_codec]
+    mib = base_mib + per_megapixel_mib * width * height / 1e6
+    return int(mib * ENCODER_MEMORY_MARGIN * 1024 * 1024)
+
+
 # Encoder settings: quick enough for a shared server, good enough for people.
 VIDEO_ENCODER_ARGS: dict[str, tuple[str, ...]] = {
     "h264": ("-c:v", "libx264", "-preset", "fast", "-profile:v", "high"),

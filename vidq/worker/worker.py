@@ -265,7 +265,13 @@ class Worker:
         if result.stop_reason in ("timeout", "stalled"):
             return await self._fail(claim, "timeout", describe_failure(result))
         if result.returncode != 0 or not output_path.is_file():
-            message = describe_failure(result, input_path, output_path, output_path.parent)
+            message = describe_failure(
+                result,
+                input_path,
+                output_path,
+                output_path.parent,
+                memory_bytes=runtime.settings.ffmpeg_memory_bytes,
+            )
             code = "storage_full" if "No space left" in result.stderr_tail else "transcode_failed"
             return await self._fail(claim, code, message)
         # The output is probed out of process like any upload (a warm child, ~0.01 s), not
