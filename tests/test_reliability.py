@@ -16,8 +16,9 @@ import pytest
 
 from vidq.worker.janitor import Janitor
 
-from .conftest import LiveServer, make_settings, running_server
+from .conftest import LiveServer, free_port, make_settings, running_server
 from .helpers import (
+    api_client,
     assert_problem,
     ffmpeg_children,
     post_convert,
@@ -25,6 +26,7 @@ from .helpers import (
     wait_done,
     wait_for,
 )
+from .processes import VidqProcess
 
 
 def stored_files(live: LiveServer) -> list[Path]:
@@ -268,3 +270,73 @@ def test_cancel_and_delete_stop_ffmpeg_without_waiting_for_a_heartbeat(
             else:
                 assert client.delete(f"/job/{job['id']}").status_code == 204
             wait_for(lambda: not ffmpeg_children(), timeout=5, what=f"ffmpeg to stop ({action})")
+
+
+def test_a_dead_worker_is_started_again_and_readiness_says_when_none_runs(
+    live_server: LiveServer, clip: Path
+) -> None:
+    pool = live_server.app.state.service.pool
+    loop = pool.tasks[0].get_loop()
+    with live_server.client() as client:
+        # A worker task that ends (here: cancelled from outside) is started again.
+        dead = pool.tasks[0]
+        loop.call_soon_threadsafe(dead.cancel)
+        wait_for(lambda: pool.tasks[0] is not dead and pool.alive() == 1, 10, "a new worker")
+        assert client.get("/readyz").status_code == 200
+        job = submit_job(client, clip)
+        assert wait_done(client, job["id"])["status"] == "completed"
+
+        # With no worker alive and none coming back, the process is not ready.
+        loop.call_soon_threadsafe(pool._supervisor.cancel)
+        loop.call_soon_threadsafe(pool.tasks[0].cancel)
+        wait_for(lambda: pool.alive() == 0, 10, "the worker to end")
+        answer = client.get("/readyz")
+        assert answer.status_code == 503
+        assert answer.json() == {
+            "status": "unavailable",
+            "detail": "no conversion worker is running",
+        }
+
+
+def test_a_disk_that_fills_as_jobs_end_does_not_stop_the_workers(
+    tmp_path: Path, clip: Path, long_clip: Path
+) -> None:
+    """The database, the files and the scratch space share one small disk, which is filled
+    while a job runs: whatever fails (ffmpeg's writes, the database's), the worker lives
+    on, and once there is room again every job ends and new ones complete."""
+    with small_filesystem(tmp_path / "small", "24m") as small:
+        env = {
+            "VIDQ_WORKERS": "1",
+            "VIDQ_HEARTBEAT_SECONDS": "0.2",
+            "VIDQ_POLL_SECONDS": "0.2",
+            "VIDQ_LEASE_SECONDS": "3",
+            "VIDQ_LOG_LEVEL": "info",
+        }
+        server = VidqProcess("serve", small / "data", env, port=free_port())
+        server.log_path = tmp_path / "serve.log"  # not on the full disk
+        server.start()
+        try:
+            key = (small / "data" / "api-key").read_text().strip()
+            with api_client(server.url, key) as client:
+                first = submit_job(client, long_clip, crf="0")  # lossless: a large output
+                wait_for(
+                    lambda: client.get(f"/job/{first['id']}").json()["status"] == "running",
+                    20,
+                    "the first job to start",
+                )
+                filler = small / "filler"
+                subprocess.run(
+                    ["dd", "if=/dev/zero", f"of={filler}", "bs=64k"],
+                    capture_output=True,
+                    check=False,
+                )  # until the disk is full
+                time.sleep(3)  # ffmpeg and the database both meet the full disk
+                filler.unlink()
+                assert client.get("/readyz").status_code == 200
+                ended = wait_done(client, first["id"], timeout=60)
+                assert ended["status"] in ("completed", "failed"), ended
+                second = submit_job(client, clip)
+                assert wait_done(client, second["id"], timeout=60)["status"] == "completed"
+                assert client.get("/readyz").status_code == 200
+        finally:
+            server.stop()
