@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
+from vidq.api.params import query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
@@ -24,6 +25,7 @@ from vidq.jobs import service
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.states import JobStatus
+from vidq.jobs.strict import field_label
 from vidq.jobs.submission import Receiver, StoredInput, submit
 
 router = APIRouter()
@@ -58,12 +60,12 @@ async def _receiver(
 
         return multipart, None
     fields: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
+    for name, value in query_items(request.scope["query_string"]):
         if name in fields:
-            raise InvalidOption.field(name, "is given more than once")
+            raise InvalidOption.field(field_label(name), "is given more than once")
         fields[name] = value
     filename = fields.pop("filename", None)
-    checked = await check_fields(fields, runtime.settings)
+    checked = await check_fields(fields, runtime.settings, filename=filename)
 
     async def raw(key: str) -> StoredInput:
         stored = await receive_raw(

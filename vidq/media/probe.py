@@ -21,6 +21,7 @@ import concurrent.futures
 import contextlib
 import json
 import logging
+import math
 import os
 import signal
 import subprocess
@@ -136,16 +137,14 @@ class MediaInfo:
         return cls(
             container=str(data["container"]),
             format_name=str(data["format_name"]),
-            duration_seconds=(
-                None if data.get("duration_seconds") is None else float(data["duration_seconds"])
-            ),
+            duration_seconds=_finite_or_none(data.get("duration_seconds")),
             video=None
             if video is None
             else VideoInfo(
                 codec=str(video["codec"]),
                 width=int(video["width"]),
                 height=int(video["height"]),
-                fps=None if video.get("fps") is None else float(video["fps"]),
+                fps=_finite_or_none(video.get("fps")),
                 pix_fmt=video.get("pix_fmt"),
                 rotation=int(video.get("rotation", 0)),
             ),
@@ -157,6 +156,15 @@ class MediaInfo:
                 sample_rate=int(audio["sample_rate"]),
             ),
         )
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A probed number as a float, or None when it is missing or not finite: a NaN or
+    infinite fps or duration would make every document that shows it invalid JSON."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
 
 
 async def probe(path: Path, settings: Settings) -> MediaInfo:
