@@ -6,6 +6,8 @@ several members of the class, in every form of the request that carries it:
 1. JSON that is not strict JSON, and text that is not UTF-8: `422 invalid_option`
    naming the field; what is accepted (deep-but-allowed nesting, emoji, escaped pairs)
    stays strict JSON in GET /job/{id}, GET /jobs and the webhook body.
+2. Numbers out of every range or grammar (huge, `1e309`, `nan`, `-0`, `0x10`, `1_000`,
+   full-width digits, `+5`): `422 invalid_option` naming the field.
 
 One server serves the module; the few jobs that are accepted are deleted again, so the
 queue stays short.
@@ -13,8 +15,10 @@ queue stays short.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -281,3 +285,114 @@ def test_probed_numbers_that_are_not_finite_are_shown_as_unknown() -> None:
     shown = info.to_api()
     assert shown["duration_seconds"] is None and shown["video"]["fps"] is None
     strict_json(json.dumps(shown, allow_nan=False).encode())
+
+
+# -- 2. numbers out of every range or grammar -------------------------------------------------
+
+
+NOT_NUMBERS = [
+    "9" * 400,
+    "1e309",
+    "1e3",
+    "nan",
+    "NaN",
+    "inf",
+    "-Infinity",
+    "-0",
+    "-1",
+    "+5",
+    "0x10",
+    "0b1",
+    "1_000",
+    "\uff11\uff12\uff18",  # 128 in full-width digits
+    "\u0663",  # an Arabic-Indic digit three
+    "1 2",
+    "1,5",
+]
+NUMERIC_OPTIONS = ["width", "height", "crf", "fps", "start", "end"]
+NOT_BITRATES = [
+    "9" * 400 + "k",
+    "1e309",
+    "1e3k",
+    "nank",
+    "infM",
+    "-128k",
+    "+128k",
+    "0x10k",
+    "1_000k",
+    "\uff11\uff12\uff18k",
+    "128 k",
+    "1.5e3M",
+]
+
+
+@pytest.mark.parametrize("form", ["multipart", "raw"])
+@pytest.mark.parametrize("option", [*NUMERIC_OPTIONS, "video_bitrate", "audio_bitrate"])
+def test_numbers_outside_the_grammar_or_range_are_refused(
+    server: LiveServer, clip_bytes: bytes, form: str, option: str
+) -> None:
+    values = NOT_BITRATES if option.endswith("bitrate") else NOT_NUMBERS
+    with server.client() as client:
+        for value in values:
+            response = upload(client, clip_bytes, form, **{option: value})
+            assert refused_field(response) == option, (option, value)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "kept"),
+    [
+        ("width", "0160", 160),  # leading zeros are still plain digits
+        ("crf", " 23 ", 23),  # surrounding whitespace is trimmed, as for every option
+        ("fps", "29.97", 29.97),
+        ("start", "0.25", 0.25),
+        ("end", "0.75", 0.75),
+        ("video_bitrate", "1.5M", "1500k"),
+        ("audio_bitrate", "96000", "96k"),
+    ],
+)
+def test_numbers_in_the_grammar_are_accepted(
+    server: LiveServer, clip_bytes: bytes, option: str, value: str, kept: object
+) -> None:
+    with server.client() as client:
+        response = upload(client, clip_bytes, "raw", **{option: value})
+        assert response.status_code == 202, response.text
+        job = strict_json(response.content)
+        assert job["options"][option] == kept
+        assert client.delete(f"/job/{job['id']}").status_code == 204
+
+
+NOT_WAITS = ["nan", "inf", "-1", "0", "-0", "61", "60.5", "1e1", "+5", "1_0", "\uff15", "0x10"]
+NOT_LIMITS = [
+    "nan",
+    "inf",
+    "0",
+    "-0",
+    "101",
+    "9" * 400,
+    "1e1",
+    "+5",
+    "1_0",
+    "\uff15",
+    "10.0",
+    "0x10",
+]
+
+
+def test_numeric_query_parameters_are_read_strictly(server: LiveServer) -> None:
+    with server.client() as client:
+        job_path = f"/job/{uuid.uuid4()}"
+        for value in [*NOT_WAITS, "9" * 400]:
+            response = client.get(job_path, params={"wait": value})
+            assert refused_field(response) == "wait", value
+        for value in NOT_LIMITS:
+            response = client.get("/jobs", params={"limit": value})
+            assert refused_field(response) == "limit", value
+        for value in ("1", " 100 ", "007"):
+            assert client.get("/jobs", params={"limit": value}).status_code == 200, value
+        assert_problem(client.get(job_path, params={"wait": "0.1"}), 404, "not_found")
+        # A cursor is a number too: never one the database cannot hold.
+        for text in ("9" * 40, "-1", "0", "1_0", "\uff11", " 1"):
+            cursor = base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+            assert refused_field(client.get("/jobs", params={"cursor": cursor})) == "cursor"
+        for cursor in ("é", "%ED%A0%80", "M", "M Q"):
+            assert refused_field(client.get("/jobs", params={"cursor": cursor})) == "cursor"

@@ -1,15 +1,55 @@
 """Path and query parameters, read strictly (the grammars are vidq.jobs.strict's).
 
-Starlette decodes a query's bytes that are not UTF-8 into U+FFFD, so the options of a
-raw upload are read here instead: its query keeps those bytes for the field check to
-refuse, naming the field.
+FastAPI's own readings are lenient where a contract should not be: `int` and `float`
+parameters take `1_000`, `+5`, `nan` and `inf`, and Starlette decodes a query's bytes
+that are not UTF-8 into U+FFFD. So `wait`, `limit` and the options of a raw upload are
+read here: a malformed number is `422 invalid_option` naming it, and a raw upload's
+query keeps its bytes that are not UTF-8 for the field check to refuse.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import unquote_to_bytes
 
-from vidq.jobs.strict import decode_text
+from pydantic import BeforeValidator
+from pydantic_core import PydanticCustomError
+
+from vidq.jobs.strict import decimal_number, decode_text, whole_number
+
+
+def _strict_number(
+    parse: Callable[[str], float | int | None], low: float, high: float, message: str
+) -> BeforeValidator:
+    """A validator that reads a parameter with `parse` and checks low < value <= high."""
+
+    def validate(value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        number = parse(value.strip())
+        if number is None or not low < number <= high:
+            raise PydanticCustomError("strict_number", message)
+        return number
+
+    return BeforeValidator(validate)
+
+
+# Put in a parameter's Annotated metadata, beside its Query() (which documents the range).
+STRICT_WAIT = _strict_number(
+    decimal_number,
+    0,
+    60,
+    "must be a number of seconds greater than 0 and at most 60, in digits with an"
+    " optional decimal point such as 5 or 2.5 (no sign or exponent)",
+)
+STRICT_LIMIT = _strict_number(
+    whole_number,
+    0,
+    100,
+    "must be a whole number between 1 and 100, in the digits 0-9 only"
+    " (no sign, decimal point, exponent or separator)",
+)
 
 
 def query_items(query_string: bytes) -> list[tuple[str, str]]:

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
-from vidq.api.params import query_items
+from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
@@ -25,7 +25,7 @@ from vidq.jobs import service
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.states import JobStatus
-from vidq.jobs.strict import field_label
+from vidq.jobs.strict import field_label, whole_number
 from vidq.jobs.submission import Receiver, StoredInput, submit
 
 router = APIRouter()
@@ -125,6 +125,7 @@ async def get_job(
     runtime: RuntimeDep,
     wait: Annotated[
         float | None,
+        STRICT_WAIT,
         Query(
             gt=0,
             le=60,
@@ -179,11 +180,14 @@ async def cancel_job(
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidOption.field("cursor", "is not a cursor this server gave out") from exc
-    if value < 1:
+    value = None
+    if cursor.isascii():
+        try:
+            text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), b"-_", validate=True)
+        except binascii.Error:
+            text = b""
+        value = whole_number(text.decode("ascii", "replace"))
+    if value is None or value < 1:
         raise InvalidOption.field("cursor", "is not a cursor this server gave out")
     return value
 
@@ -205,7 +209,7 @@ async def list_jobs(
     status: Annotated[
         list[JobStatus] | None, Query(description="Only jobs in these states (repeatable).")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, STRICT_LIMIT, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Your jobs, newest first, a page at a time."""

@@ -1,4 +1,4 @@
-"""Strict readings of what a client sends: text and JSON, one grammar each.
+"""Strict readings of what a client sends: text, JSON and numbers, one grammar each.
 
 Whatever is accepted here can be stored and later rendered as strict JSON (RFC 8259,
 UTF-8) without a second thought; whatever is not is refused when it arrives, so that no
@@ -11,15 +11,24 @@ job's document, list page or webhook body can be broken by what a client once se
 - JSON parses, and round-trips as strict JSON: no `NaN`/`Infinity`, no number too
   large for a double (`1e400`), no lone surrogate (`"\\ud800"`), no key given twice,
   nesting at most `MAX_JSON_DEPTH` deep (checked before parsing, so depth costs nothing).
+- Numbers are ASCII digits, a decimal point for the fractional ones, and nothing else:
+  no sign, exponent, `_` separator, hex, `nan`/`inf`, or digits of other scripts, and few
+  enough digits that nothing can overflow before the range check.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 MAX_JSON_DEPTH = 32
+# More digits than any range the API has, and few enough that int() and float() stay exact.
+MAX_INTEGER_DIGITS = 15
+
+_WHOLE = re.compile(r"[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.[0-9]+)?", re.ASCII)
 
 NOT_TEXT = "is not valid UTF-8 text (it holds bytes that are not UTF-8, or a lone surrogate)"
 
@@ -118,3 +127,18 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise JSONNotStrict(f"has the key {shown(key)} more than once")
         value[key] = item
     return value
+
+
+def whole_number(text: str) -> int | None:
+    """The integer `text` writes in ASCII digits alone, else None (also when far too long)."""
+    if len(text) > MAX_INTEGER_DIGITS or not _WHOLE.fullmatch(text):
+        return None
+    return int(text)
+
+
+def decimal_number(text: str) -> float | None:
+    """The number `text` writes as ASCII digits with an optional fraction (`12`, `12.5`), else None."""
+    match = _DECIMAL.fullmatch(text)
+    if match is None or len(match["whole"]) > MAX_INTEGER_DIGITS:
+        return None
+    return float(text)
