@@ -8,6 +8,8 @@ several members of the class, in every form of the request that carries it:
    stays strict JSON in GET /job/{id}, GET /jobs and the webhook body.
 2. Numbers out of every range or grammar (huge, `1e309`, `nan`, `-0`, `0x10`, `1_000`,
    full-width digits, `+5`): `422 invalid_option` naming the field.
+3. A signed link's `expires` and `signature` of the wrong shape: `401`, like a wrong
+   signature; a job id that is not a UUID: `404` on every job route.
 
 One server serves the module; the few jobs that are accepted are deleted again, so the
 queue stays short.
@@ -27,6 +29,8 @@ from urllib.parse import quote
 import httpx
 import pytest
 
+from vidq.api.http import single_range
+from vidq.errors import RangeNotSatisfiable
 from vidq.media.probe import MediaInfo
 
 from .conftest import LiveServer, make_settings, running_server
@@ -396,3 +400,113 @@ def test_numeric_query_parameters_are_read_strictly(server: LiveServer) -> None:
             assert refused_field(client.get("/jobs", params={"cursor": cursor})) == "cursor"
         for cursor in ("é", "%ED%A0%80", "M", "M Q"):
             assert refused_field(client.get("/jobs", params={"cursor": cursor})) == "cursor"
+
+
+# -- 3. signed-link parameters and job ids that are not what they claim -----------------------
+
+
+@pytest.fixture(scope="module")
+def completed(server: LiveServer, clip: Path) -> dict[str, Any]:
+    """A completed job, for its signed link."""
+    with server.client() as client:
+        response = upload(client, clip.read_bytes(), "multipart")
+        assert response.status_code == 202, response.text
+        job = wait_done(client, response.json()["id"])
+    assert job["status"] == "completed", job
+    return job
+
+
+def _link_params(job: dict[str, Any]) -> tuple[str, str, str]:
+    url = httpx.URL(job["result"]["download_url"])
+    return url.path, url.params["expires"], url.params["signature"]
+
+
+def test_signed_link_parameters_of_the_wrong_shape_are_401(
+    server: LiveServer, completed: dict[str, Any]
+) -> None:
+    path, expires, signature = _link_params(completed)
+    bad_signatures = [
+        "é" * 43,
+        "%ED%A0%80" * 5,
+        "%00" * 43,
+        signature[:-1],
+        signature + "A",
+        "%2B" + signature[1:],  # the standard base64 alphabet, not base64url
+        signature[:-1] + "%2F",
+        signature + "=",
+        " " + signature,
+        "",
+        "A" * 10_000,
+    ]
+    bad_expires = [
+        "",
+        "-1",
+        "+" + expires,
+        expires + ".0",
+        "0" + expires,
+        "1e10",
+        "9" * 400,
+        "nan",
+        hex(int(expires)),
+        "".join(chr(ord(d) + 0xFEE0) for d in expires),  # the same, in full-width digits
+        expires + "%00",
+        "%ED%A0%80",
+    ]
+    with httpx.Client(base_url=server.url) as anyone:
+        for bad in bad_signatures:
+            response = anyone.get(f"{path}?expires={expires}&signature={bad}")
+            assert_problem(response, 401, "unauthorized")
+        for bad in bad_expires:
+            response = anyone.get(f"{path}?expires={bad}&signature={signature}")
+            assert_problem(response, 401, "unauthorized")
+        # The connection survived all of it, and the real link still works.
+        good = anyone.get(f"{path}?expires={expires}&signature={signature}")
+        assert good.status_code == 200 and good.content
+
+
+def test_a_range_of_thousands_of_digits_is_past_the_end_not_an_error() -> None:
+    # Served by vidq itself when the output is in a bucket (a local file: Starlette's own).
+    with pytest.raises(RangeNotSatisfiable):
+        single_range("bytes=" + "9" * 5000 + "-", 100)
+    assert single_range("bytes=10-" + "9" * 5000, 100) == (10, 99)
+    assert single_range("bytes=-" + "9" * 5000, 100) == (0, 99)
+
+
+NOT_JOB_IDS = [
+    "x",
+    "%00",
+    "%FF",
+    "%ED%A0%80",
+    "%F0%9F%98%80",
+    "a" * 5000,
+    "00000000-0000-0000-0000-00000000000g",
+    "{00000000-0000-0000-0000-000000000000}",
+    "urn:uuid:00000000-0000-0000-0000-000000000000",
+    "00000000000000000000000000000000",
+    "'%20OR%201=1%20--",
+    "%2E%2E",
+]
+
+
+def test_job_ids_that_are_not_uuids_are_404_on_every_route(
+    server: LiveServer, completed: dict[str, Any]
+) -> None:
+    _, expires, signature = _link_params(completed)
+    upper = completed["id"].upper()  # the same UUID, not as the server writes it
+    with server.client() as client, httpx.Client(base_url=server.url) as anyone:
+        for job_id in [*NOT_JOB_IDS, upper]:
+            for method, path, params in (
+                ("GET", f"/job/{job_id}", {}),
+                ("GET", f"/job/{job_id}", {"wait": "1"}),
+                ("DELETE", f"/job/{job_id}", {}),
+                ("POST", f"/job/{job_id}/cancel", {}),
+                ("GET", f"/job/{job_id}/output", {}),
+            ):
+                response = client.request(method, path, params=params)
+                assert_problem(response, 404, "not_found")
+            assert client.head(f"/job/{job_id}/output").status_code == 404
+            signed = f"/job/{job_id}/output?expires={expires}&signature={signature}"
+            assert_problem(anyone.get(signed), 404, "not_found")
+            # Without a key or a link, a job route still asks for credentials first.
+            assert_problem(anyone.get(f"/job/{job_id}"), 401, "unauthorized")
+        assert client.get(f"/job/{completed['id']}").status_code == 200

@@ -2,21 +2,33 @@
 
 FastAPI's own readings are lenient where a contract should not be: `int` and `float`
 parameters take `1_000`, `+5`, `nan` and `inf`, and Starlette decodes a query's bytes
-that are not UTF-8 into U+FFFD. So `wait`, `limit` and the options of a raw upload are
-read here: a malformed number is `422 invalid_option` naming it, and a raw upload's
-query keeps its bytes that are not UTF-8 for the field check to refuse.
+that are not UTF-8 into U+FFFD. So a job id, `wait`, `limit` and the options of a raw
+upload are read here: a malformed job id is `404` before any lookup, a malformed
+number is `422 invalid_option` naming it, and a raw upload's query keeps its bytes that
+are not UTF-8 for the field check to refuse.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import unquote_to_bytes
 
+from fastapi import Depends, Path
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from vidq.jobs.reads import require_job_id
 from vidq.jobs.strict import decimal_number, decode_text, whole_number
+
+
+def _job_id(job_id: Annotated[str, Path(description="The job's id (a UUID).")]) -> str:
+    require_job_id(job_id)
+    return job_id
+
+
+# Declared after the route's account, so that a request without a key is 401 first.
+JobId = Annotated[str, Depends(_job_id)]
 
 
 def _strict_number(

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
-from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, query_items
+from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
@@ -119,9 +119,9 @@ async def convert(
     summary="Follow a job",
 )
 async def get_job(
-    job_id: str,
     request: Request,
     account: CurrentAccount,
+    job_id: JobId,
     runtime: RuntimeDep,
     wait: Annotated[
         float | None,
@@ -155,7 +155,7 @@ async def get_job(
     responses=problem_responses(401, 404),
     summary="Delete a job",
 )
-async def delete_job(job_id: str, account: CurrentAccount, runtime: RuntimeDep) -> Response:
+async def delete_job(account: CurrentAccount, job_id: JobId, runtime: RuntimeDep) -> Response:
     """Remove a job: a queued one leaves the queue, a running one is stopped, files go too."""
     await service.delete(runtime, job_id, account.id)
     return Response(status_code=204)
@@ -168,7 +168,7 @@ async def delete_job(job_id: str, account: CurrentAccount, runtime: RuntimeDep) 
     summary="Cancel a job",
 )
 async def cancel_job(
-    job_id: str, request: Request, account: CurrentAccount, runtime: RuntimeDep
+    request: Request, account: CurrentAccount, job_id: JobId, runtime: RuntimeDep
 ) -> Response:
     """Stop a queued or running job, keeping its record (status `cancelled`)."""
     document = await service.cancel(

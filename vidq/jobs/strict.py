@@ -1,4 +1,4 @@
-"""Strict readings of what a client sends: text, JSON and numbers, one grammar each.
+"""Strict readings of what a client sends: text, JSON, numbers and job ids, one grammar each.
 
 Whatever is accepted here can be stored and later rendered as strict JSON (RFC 8259,
 UTF-8) without a second thought; whatever is not is refused when it arrives, so that no
@@ -14,6 +14,7 @@ job's document, list page or webhook body can be broken by what a client once se
 - Numbers are ASCII digits, a decimal point for the fractional ones, and nothing else:
   no sign, exponent, `_` separator, hex, `nan`/`inf`, or digits of other scripts, and few
   enough digits that nothing can overflow before the range check.
+- A job id is a UUID as the server writes it: lower-case hex with hyphens.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ MAX_INTEGER_DIGITS = 15
 
 _WHOLE = re.compile(r"[0-9]+", re.ASCII)
 _DECIMAL = re.compile(r"(?P<whole>[0-9]+)(?:\.[0-9]+)?", re.ASCII)
+_JOB_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.ASCII)
 
 NOT_TEXT = "is not valid UTF-8 text (it holds bytes that are not UTF-8, or a lone surrogate)"
 
@@ -142,3 +144,8 @@ def decimal_number(text: str) -> float | None:
     if match is None or len(match["whole"]) > MAX_INTEGER_DIGITS:
         return None
     return float(text)
+
+
+def is_job_id(text: str) -> bool:
+    """Whether `text` is a job id in the form the server writes them."""
+    return _JOB_ID.fullmatch(text) is not None
