@@ -10,6 +10,7 @@ several members of the class, in every form of the request that carries it:
    full-width digits, `+5`): `422 invalid_option` naming the field.
 3. A signed link's `expires` and `signature` of the wrong shape: `401`, like a wrong
    signature; a job id that is not a UUID: `404` on every job route.
+4. The Idempotency-Key payload includes the file's name.
 
 One server serves the module; the few jobs that are accepted are deleted again, so the
 queue stays short.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -510,3 +512,41 @@ def test_job_ids_that_are_not_uuids_are_404_on_every_route(
             # Without a key or a link, a job route still asks for credentials first.
             assert_problem(anyone.get(f"/job/{job_id}"), 401, "unauthorized")
         assert client.get(f"/job/{completed['id']}").status_code == 200
+
+
+# -- 4. the Idempotency-Key payload includes the file's name ----------------------------------
+
+
+@pytest.mark.parametrize("form", ["multipart", "raw"])
+def test_the_same_idempotency_key_with_another_filename_is_another_payload(
+    server: LiveServer, clip_bytes: bytes, form: str
+) -> None:
+    key = f"key-{form}-{time.monotonic_ns()}"
+
+    def send(filename: str | None) -> httpx.Response:
+        headers = {"Idempotency-Key": key}
+        if form == "raw":
+            params = {} if filename is None else {"filename": filename}
+            return client.post(
+                "/convert",
+                params={"preset": "mp4-h264", **params},
+                content=clip_bytes,
+                headers={"Content-Type": "video/mp4", **headers},
+            )
+        return client.post(
+            "/convert",
+            files={"file": (filename, clip_bytes, "video/mp4")},
+            data={"preset": "mp4-h264"},
+            headers=headers,
+        )
+
+    with server.client() as client:
+        first = send("a.mp4")
+        assert first.status_code == 202, first.text
+        for other in ("b.mp4", "A.mp4", "a.mp4 ", "dir/a.mp4", "a.MP4"):
+            assert_problem(send(other), 422, "idempotency_key_reused")
+        if form == "raw":
+            assert_problem(send(None), 422, "idempotency_key_reused")
+        again = send("a.mp4")
+        assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+        assert client.delete(f"/job/{first.json()['id']}").status_code == 204

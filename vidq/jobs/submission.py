@@ -30,7 +30,8 @@ class StoredInput:
     """An input stored under the key it was given, and the form fields that came with it.
 
     `filename` is the name kept (cleaned); `sent_filename` the one the client gave, if any,
-    which is checked as text with the fields.
+    which is checked as text with the fields and is part of the payload an
+    Idempotency-Key stands for.
     """
 
     filename: str
@@ -90,7 +91,7 @@ async def _submit(
     except VidqError as exc:
         metrics.UPLOADS.labels(outcome=exc.code).inc()
         raise
-    digest = idempotency.request_hash(stored.fields, stored.sha256)
+    digest = idempotency.request_hash(stored.fields, stored.sent_filename, stored.sha256)
     try:
         if prior is not None:
             replay = await _replay(runtime, owner_id, idempotency_key or "", prior, digest)
