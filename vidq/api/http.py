@@ -27,16 +27,22 @@ def single_range(header: str, size: int) -> tuple[int, int] | None:
     if not all(part.isascii() and part.isdigit() for part in (first, last) if part):
         return None
     if first:
-        start, end = int(first), min(int(last) if last else size - 1, size - 1)
-        if last and int(last) < start:
+        start, end = _offset(first), min(_offset(last) if last else size - 1, size - 1)
+        if last and _offset(last) < start:
             return None
     else:  # the last N bytes
-        start, end = max(0, size - int(last)), size - 1
+        start, end = max(0, size - _offset(last)), size - 1
     if start > end:
         raise RangeNotSatisfiable(
             f"The range {header!r} is outside the file's {size} bytes.", size=size
         )
     return start, end
+
+
+def _offset(digits: str) -> int:
+    """A byte offset from a Range header; any number past 2**63 counts as 2**63 (int()
+    refuses strings of more than 4300 digits, and no file is that large anyway)."""
+    return int(digits) if len(digits) <= 18 else 2**63
 
 
 def content_disposition(filename: str) -> str:

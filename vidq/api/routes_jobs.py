@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
+from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
@@ -24,6 +25,7 @@ from vidq.jobs import service
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.states import JobStatus
+from vidq.jobs.strict import field_label, whole_number
 from vidq.jobs.submission import Receiver, StoredInput, submit
 
 router = APIRouter()
@@ -58,12 +60,12 @@ async def _receiver(
 
         return multipart, None
     fields: dict[str, str] = {}
-    for name, value in request.query_params.multi_items():
+    for name, value in query_items(request.scope["query_string"]):
         if name in fields:
-            raise InvalidOption.field(name, "is given more than once")
+            raise InvalidOption.field(field_label(name), "is given more than once")
         fields[name] = value
     filename = fields.pop("filename", None)
-    checked = await check_fields(fields, runtime.settings)
+    checked = await check_fields(fields, runtime.settings, filename=filename)
 
     async def raw(key: str) -> StoredInput:
         stored = await receive_raw(
@@ -117,12 +119,13 @@ async def convert(
     summary="Follow a job",
 )
 async def get_job(
-    job_id: str,
     request: Request,
     account: CurrentAccount,
+    job_id: JobId,
     runtime: RuntimeDep,
     wait: Annotated[
         float | None,
+        STRICT_WAIT,
         Query(
             gt=0,
             le=60,
@@ -152,7 +155,7 @@ async def get_job(
     responses=problem_responses(401, 404),
     summary="Delete a job",
 )
-async def delete_job(job_id: str, account: CurrentAccount, runtime: RuntimeDep) -> Response:
+async def delete_job(account: CurrentAccount, job_id: JobId, runtime: RuntimeDep) -> Response:
     """Remove a job: a queued one leaves the queue, a running one is stopped, files go too."""
     await service.delete(runtime, job_id, account.id)
     return Response(status_code=204)
@@ -165,7 +168,7 @@ async def delete_job(job_id: str, account: CurrentAccount, runtime: RuntimeDep) 
     summary="Cancel a job",
 )
 async def cancel_job(
-    job_id: str, request: Request, account: CurrentAccount, runtime: RuntimeDep
+    request: Request, account: CurrentAccount, job_id: JobId, runtime: RuntimeDep
 ) -> Response:
     """Stop a queued or running job, keeping its record (status `cancelled`)."""
     document = await service.cancel(
@@ -177,11 +180,14 @@ async def cancel_job(
 def _decode_cursor(cursor: str | None) -> int | None:
     if cursor is None:
         return None
-    try:
-        value = int(base64.urlsafe_b64decode(cursor.encode() + b"==").decode())
-    except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
-        raise InvalidOption.field("cursor", "is not a cursor this server gave out") from exc
-    if value < 1:
+    value = None
+    if cursor.isascii():
+        try:
+            text = base64.b64decode(cursor + "=" * (-len(cursor) % 4), b"-_", validate=True)
+        except binascii.Error:
+            text = b""
+        value = whole_number(text.decode("ascii", "replace"))
+    if value is None or value < 1:
         raise InvalidOption.field("cursor", "is not a cursor this server gave out")
     return value
 
@@ -203,7 +209,7 @@ async def list_jobs(
     status: Annotated[
         list[JobStatus] | None, Query(description="Only jobs in these states (repeatable).")
     ] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    limit: Annotated[int, STRICT_LIMIT, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     """Your jobs, newest first, a page at a time."""

@@ -24,8 +24,13 @@ async def download_output(
     request: Request,
     account: OptionalAccount,
     runtime: RuntimeDep,
-    expires: Annotated[int | None, Query(ge=0, le=2**40)] = None,
-    signature: Annotated[str | None, Query(max_length=100)] = None,
+    # Read as text and checked by shape in vidq.jobs.signing: any malformed link is 401.
+    expires: Annotated[
+        str | None, Query(description="Unix seconds, as in the signed `download_url`.")
+    ] = None,
+    signature: Annotated[
+        str | None, Query(description="As in the signed `download_url` (43 base64url characters).")
+    ] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
     """The output file, for the owner's key or the signed `download_url`; Range and HEAD work."""

@@ -2,13 +2,16 @@
 
 Two forms (API.md): a multipart/form-data body with a `file` part and options as
 fields, or a raw video/*, audio/* or application/octet-stream body with options in
-the query. Neither is ever held whole in memory nor written twice.
+the query. Neither is ever held whole in memory nor written twice. Field names and
+values and the file's name are decoded with `vidq.jobs.strict.decode_text`, never
+"repaired": one that is not UTF-8 is refused by the field check, which names it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import mimetypes
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -17,6 +20,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
 from vidq.errors import BadRequest, UnsupportedContentType, UploadTooLarge
+from vidq.jobs.strict import decode_text
 from vidq.jobs.submission import StoredInput
 from vidq.storage import BlobWriter, Storage
 
@@ -25,6 +29,8 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
 RAW_TYPES = ("video/", "audio/")
 DEFAULT_FILENAME = "upload"
+# type "/" subtype, each an RFC 9110 token: a declared type that is anything else is ignored.
+_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", re.ASCII)
 
 
 def upload_form(content_type: str) -> str:
@@ -55,7 +61,7 @@ def guess_content_type(declared: str | None, filename: str) -> str:
     """The declared media type if it says video/audio, else one guessed from the name."""
     if declared:
         media_type = declared.split(";", 1)[0].strip().lower()
-        if media_type.startswith(RAW_TYPES):
+        if media_type.startswith(RAW_TYPES) and _MEDIA_TYPE.fullmatch(media_type):
             return media_type
     guessed, _ = mimetypes.guess_type(filename)
     return guessed or "application/octet-stream"
@@ -128,6 +134,7 @@ async def receive_raw(
         content_type=guess_content_type(request.headers.get("content-type"), name),
         size_bytes=blob.size,
         sha256=blob.sha256.hexdigest(),
+        sent_filename=filename,
     )
 
 
@@ -177,14 +184,15 @@ class _MultipartReceiver:
 
     def _on_headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
-        name = params.get(b"name", b"").decode("utf-8", "replace")
+        # Decoded so that bytes that are not UTF-8 are refused later, naming the field.
+        name = decode_text(params.get(b"name", b""))
         if name == "file":
             if self.seen_file:
                 self.error = BadRequest("Send exactly one `file` part.")
                 return
             self.seen_file = True
             raw_name = params.get(b"filename")
-            self.filename = raw_name.decode("utf-8", "replace") if raw_name is not None else None
+            self.filename = decode_text(raw_name) if raw_name is not None else None
             ctype = self._headers.get(b"content-type")
             self.file_content_type = ctype.decode("latin-1") if ctype else None
             self._part = "file"
@@ -210,7 +218,7 @@ class _MultipartReceiver:
             assert self._part is not None
             if self._part in self.fields:
                 self.error = BadRequest(f"Form field {self._part!r} is given twice.")
-            self.fields[self._part] = self._field_value.decode("utf-8", "replace")
+            self.fields[self._part] = decode_text(bytes(self._field_value))
         self._part = None
 
     async def drain(self) -> None:
@@ -254,4 +262,5 @@ async def receive_multipart(
         size_bytes=blob.size,
         sha256=blob.sha256.hexdigest(),
         fields=receiver.fields,
+        sent_filename=receiver.filename,
     )

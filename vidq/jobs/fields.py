@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,6 +11,14 @@ from email_validator import EmailNotValidError, validate_email
 from vidq.config import Settings
 from vidq.errors import InvalidOption
 from vidq.jobs.options import ResolvedOptions, resolve_options
+from vidq.jobs.strict import (
+    NOT_TEXT,
+    JSONNotParsed,
+    JSONNotStrict,
+    field_label,
+    is_text,
+    parse_json,
+)
 from vidq.notify.targets import check_webhook_url
 
 MAX_METADATA_BYTES = 4096
@@ -32,15 +39,29 @@ class CheckedFields:
 def _metadata(raw: str | None) -> dict[str, Any]:
     if raw is None or raw == "":
         return {}
-    if len(raw.encode()) > MAX_METADATA_BYTES:
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_METADATA_BYTES:
         raise InvalidOption.field("metadata", f"must be at most {MAX_METADATA_BYTES} bytes of JSON")
     try:
-        value = json.loads(raw)
-    except ValueError as exc:
+        value = parse_json(raw)
+    except JSONNotParsed as exc:
         raise InvalidOption.field("metadata", "must be a JSON object") from exc
+    except JSONNotStrict as exc:
+        raise InvalidOption.field("metadata", f"must be a strict JSON object: it {exc}") from exc
     if not isinstance(value, dict):
         raise InvalidOption.field("metadata", "must be a JSON object")
     return value
+
+
+def _text_errors(fields: Mapping[str, str], filename: str | None) -> list[dict[str, str]]:
+    """A `NOT_TEXT` error for each field whose name or value is not valid text."""
+    errors = [
+        {"field": field_label(name), "message": NOT_TEXT}
+        for name, value in fields.items()
+        if not (is_text(name) and is_text(value))
+    ]
+    if filename is not None and not is_text(filename):
+        errors.append({"field": "filename", "message": NOT_TEXT})
+    return errors
 
 
 def _email(raw: str | None, settings: Settings) -> str | None:
@@ -54,9 +75,14 @@ def _email(raw: str | None, settings: Settings) -> str | None:
         raise InvalidOption.field("email", f"is not a valid address: {exc}") from exc
 
 
-async def check_fields(fields: Mapping[str, str], settings: Settings) -> CheckedFields:
-    """Check every field of a /convert request; InvalidOption lists all that are wrong."""
-    errors: list[dict[str, str]] = []
+async def check_fields(
+    fields: Mapping[str, str], settings: Settings, *, filename: str | None = None
+) -> CheckedFields:
+    """Check every field of a /convert request (and the upload's name as sent, which is
+    only checked as text); InvalidOption lists all that are wrong."""
+    errors = _text_errors(fields, filename)
+    # A field that is not text is only named: its value never reaches a parser or a message.
+    fields = {k: v for k, v in fields.items() if is_text(k) and is_text(v)}
     option_fields = {k: v for k, v in fields.items() if k not in NON_OPTION_FIELDS}
     options: ResolvedOptions | None = None
     try:

@@ -2,8 +2,8 @@
 
 A key is reserved (job_id NULL) before the upload is read, bound to the job in the same
 transaction that queues it, and forgotten after 24 hours. Same key and same payload
-(options and a hash of the bytes): the first job again. Different payload: 422. The
-first request still uploading: 409.
+(the fields, the file's name as sent and a hash of the bytes): the first job again.
+Different payload: 422. The first request still uploading: 409.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ class PriorRequest:
     request_hash: str
 
 
-def request_hash(fields: Mapping[str, str], content_sha256: str) -> str:
-    """A fingerprint of a /convert request: its fields and its bytes."""
-    canonical = json.dumps(sorted(fields.items()), separators=(",", ":"))
+def request_hash(fields: Mapping[str, str], filename: str | None, content_sha256: str) -> str:
+    """A fingerprint of a /convert request: its fields, its file's name as sent, its bytes."""
+    canonical = json.dumps([sorted(fields.items()), filename], separators=(",", ":"))
     return hashlib.sha256(f"{canonical}\n{content_sha256}".encode()).hexdigest()
 
 

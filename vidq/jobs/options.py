@@ -22,7 +22,6 @@ Resolution rules, in order:
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -31,6 +30,7 @@ from typing import Any
 import pydantic
 
 from vidq.errors import InvalidOption
+from vidq.jobs.strict import decimal_number, shown, whole_number
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
     AUDIO_ENCODERS,
@@ -215,12 +215,15 @@ def _parse_video_codec(text: str) -> str:
     return _parse_choice(VIDEO_CODECS)(text)
 
 
+# Numbers are plain ASCII digits (vidq.jobs.strict): no sign, exponent, separators or hex.
 def _parse_int(low: int, high: int) -> Callable[[str], int]:
     def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise ValueError(f"must be a whole number; got {text!r}") from None
+        value = whole_number(text)
+        if value is None:
+            raise ValueError(
+                f"must be a whole number between {low} and {high}, in the digits 0-9 only"
+                f" (no sign, decimal point, exponent or separator); got {shown(text)}"
+            )
         if not low <= value <= high:
             raise ValueError(f"must be between {low} and {high}; got {value}")
         return value
@@ -229,22 +232,23 @@ def _parse_int(low: int, high: int) -> Callable[[str], int]:
 
 
 def _parse_seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"must be a number of seconds; got {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"must be a number of seconds, 0 or more; got {text!r}")
+    value = decimal_number(text)
+    if value is None:
+        raise ValueError(
+            "must be a number of seconds, 0 or more, in digits with an optional decimal"
+            f" point such as 90 or 12.5 (no sign or exponent); got {shown(text)}"
+        )
     return value
 
 
 def _parse_fps(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"must be a number of frames per second; got {text!r}") from None
-    if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
-        raise ValueError(f"must be between {MIN_FPS:g} and {MAX_FPS:g}; got {text!r}")
+    value = decimal_number(text)
+    if value is None or not MIN_FPS <= value <= MAX_FPS:
+        raise ValueError(
+            f"must be a number of frames per second between {MIN_FPS:g} and {MAX_FPS:g},"
+            " in digits with an optional decimal point such as 30 or 29.97; got"
+            f" {shown(text)}"
+        )
     return value
 
 
@@ -261,14 +265,17 @@ def _parse_bool(text: str) -> bool:
     raise ValueError(f"must be true or false; got {text!r}")
 
 
-_BITRATE = re.compile(r"(?P<number>\d+(?:\.\d+)?)(?P<unit>[kKmM]?)")
+_BITRATE = re.compile(r"(?P<number>[0-9]{1,15}(?:\.[0-9]{1,6})?)(?P<unit>[kKmM]?)", re.ASCII)
 
 
 def parse_bitrate(text: str) -> int:
     """Bits per second from `2500k`, `4M`, `128k` or a plain number; ValueError if malformed."""
     match = _BITRATE.fullmatch(text)
     if match is None:
-        raise ValueError(f"must be a bitrate such as 2500k, 4M or 128k; got {text!r}")
+        raise ValueError(
+            "must be a bitrate such as 2500k, 4M or 128k: digits 0-9 with an optional"
+            f" decimal point and a k or M (no sign or exponent); got {shown(text)}"
+        )
     scale = {"": 1, "k": 1_000, "m": 1_000_000}[match["unit"].lower()]
     return round(float(match["number"]) * scale)
 

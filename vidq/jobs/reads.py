@@ -11,12 +11,21 @@ from vidq.db.database import Database
 from vidq.db.models import Job, table_of
 from vidq.errors import NotFound, TooManyJobs
 from vidq.jobs.states import UNFINISHED, JobStatus
+from vidq.jobs.strict import is_job_id
 
 jobs = table_of(Job)
 
 
+def require_job_id(job_id: str) -> None:
+    """NotFound unless `job_id` has the shape of a job id: a malformed one names no job,
+    whatever bytes it holds, and is never looked up."""
+    if not is_job_id(job_id):
+        raise NotFound("No such job: a job id is a UUID.")
+
+
 async def get(db: Database, job_id: str, owner_id: str | None = None) -> Job:
     """A job by id, seen by its owner (or by the service when owner_id is None)."""
+    require_job_id(job_id)
     stmt = select(jobs).where(jobs.c.id == job_id)
     if owner_id is not None:
         stmt = stmt.where(jobs.c.owner_id == owner_id)

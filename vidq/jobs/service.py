@@ -15,7 +15,7 @@ from vidq.clock import utcnow
 from vidq.errors import Gone, NotFound, Unauthorized
 from vidq.jobs import blobs, queue, reads
 from vidq.jobs.runtime import Runtime
-from vidq.jobs.signing import signature_valid
+from vidq.jobs.signing import signed_expiry
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.submission import Submitted
 from vidq.jobs.views import render_job, render_jobs
@@ -104,14 +104,18 @@ async def find_output(
     job_id: str,
     owner_id: str | None,
     *,
-    expires: int | None = None,
+    expires: str | None = None,
     signature: str | None = None,
 ) -> StoredOutput:
-    """The output of a completed job, for its owner (`owner_id`) or a signed link."""
+    """The output of a completed job, for its owner (`owner_id`) or a signed link (its
+    `expires` and `signature` as sent: a malformed one is as invalid as a wrong one)."""
+    expires_unix = None
+    if owner_id is None and (expires is None or signature is None):
+        raise Unauthorized()
+    reads.require_job_id(job_id)
     if owner_id is None:
-        if expires is None or signature is None:
-            raise Unauthorized()
-        if not signature_valid(runtime.signing_key, job_id, expires, signature):
+        expires_unix = signed_expiry(runtime.signing_key, job_id, expires, signature)
+        if expires_unix is None:
             raise Unauthorized("The download link's signature is not valid.")
     job = await reads.get(runtime.db, job_id, owner_id)
     if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
@@ -121,7 +125,7 @@ async def find_output(
     if (
         owner_id is None
         and job.expires_at is not None
-        and expires != int(job.expires_at.timestamp())
+        and expires_unix != int(job.expires_at.timestamp())
     ):
         raise Unauthorized("The download link's signature is not valid.")
     return StoredOutput(

@@ -28,13 +28,19 @@ from vidq.media.probe import probe
 
 @dataclass(frozen=True)
 class StoredInput:
-    """An input stored under the key it was given, and the form fields that came with it."""
+    """An input stored under the key it was given, and the form fields that came with it.
+
+    `filename` is the name kept (cleaned); `sent_filename` the one the client gave, if any,
+    which is checked as text with the fields and is part of the payload an
+    Idempotency-Key stands for.
+    """
 
     filename: str
     content_type: str
     size_bytes: int
     sha256: str
     fields: dict[str, str] = field(default_factory=dict)
+    sent_filename: str | None = None
 
 
 # Stores the arriving input under the given key; raises a VidqError (and keeps nothing) if it cannot.
@@ -86,7 +92,7 @@ async def _submit(
     except VidqError as exc:
         metrics.UPLOADS.labels(outcome=exc.code).inc()
         raise
-    digest = idempotency.request_hash(stored.fields, stored.sha256)
+    digest = idempotency.request_hash(stored.fields, stored.sent_filename, stored.sha256)
     try:
         if prior is not None:
             replay = await _replay(runtime, owner_id, idempotency_key or "", prior, digest)
@@ -98,7 +104,9 @@ async def _submit(
             if idempotency_key is not None:
                 await idempotency.bind(conn, owner_id, idempotency_key, job_id, digest)
 
-        request = checked or await check_fields(stored.fields, settings)
+        request = checked or await check_fields(
+            stored.fields, settings, filename=stored.sent_filename
+        )
         async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
             info = await probe(path, settings)
         check_against_input(request.options, info)

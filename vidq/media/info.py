@@ -8,6 +8,8 @@ dimensions and duration.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -87,16 +89,14 @@ class MediaInfo:
         return cls(
             container=str(data["container"]),
             format_name=str(data["format_name"]),
-            duration_seconds=(
-                None if data.get("duration_seconds") is None else float(data["duration_seconds"])
-            ),
+            duration_seconds=_finite_or_none(data.get("duration_seconds")),
             video=None
             if video is None
             else VideoInfo(
                 codec=str(video["codec"]),
                 width=int(video["width"]),
                 height=int(video["height"]),
-                fps=None if video.get("fps") is None else float(video["fps"]),
+                fps=_finite_or_none(video.get("fps")),
                 pix_fmt=video.get("pix_fmt"),
                 rotation=int(video.get("rotation", 0)),
             ),
@@ -135,3 +135,12 @@ def _clock(seconds: float) -> str:
     hours, rest = divmod(whole, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _finite_or_none(value: Any) -> float | None:
+    """A probed number as a float, or None when it is missing or not finite: a NaN or
+    infinite fps or duration would make every document that shows it invalid JSON."""
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None

@@ -39,8 +39,8 @@ def secret_key(secret: str) -> bytes:
 
 
 def serialize(payload: dict[str, Any]) -> bytes:
-    """The body of a webhook: compact UTF-8 JSON."""
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    """The body of a webhook: compact UTF-8 JSON, strict (a NaN raises, never goes out)."""
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False).encode()
 
 
 def signature(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
