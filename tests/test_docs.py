@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from vidq.config import Settings
-from vidq.jobs.options import PRESETS
+from vidq.jobs.presets import PRESETS
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 

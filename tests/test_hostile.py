@@ -287,7 +287,7 @@ _LONG_URL = "https://93.184.216.34/" + "a" * 2027  # 2049 characters; no lookup 
         ("vf", "movie=/etc/passwd"),  # ffmpeg's own option names are not options here
         ("filter_complex", "amovie=/etc/passwd"),
         ("-i", "/etc/passwd"),
-        ("format", "hls"),
+        ("format", "image2"),  # an ffmpeg muxer name, not a format here (hls is one now)
         ("preset", "../../etc/passwd"),
         ("video_bitrate", "1M -i /etc/passwd"),
         ("width", "100;id"),

@@ -192,6 +192,7 @@ def test_bitrates_are_normalised() -> None:
         ("audio_bitrate", "128kbps", "bitrate such as"),
         ("audio_bitrate", "0", "more than 0"),
         ("audio_bitrate", "1M", "between 16k and 512k for aac"),
+        ("audio_bitrate", "80029112409681.7K", "at most 512k"),
         ("fps", "0", "between 1 and 120"),
         ("fps", "121", "between 1 and 120"),
         ("fps", "nan", "between 1 and 120"),
@@ -200,6 +201,16 @@ def test_bitrates_are_normalised() -> None:
         ("start", "soon", "number of seconds"),
         ("end", "inf", "0 or more"),
         ("end", "0", "greater than start"),
+        ("renditions", "720,abc", "whole number"),
+        ("renditions", "720,720", "twice"),
+        ("renditions", "8", "between 16 and 4320"),
+        ("renditions", ",".join(["240"] * 9), "1 to 8 sizes"),
+        ("segment_seconds", "1", "between 2 and 10"),
+        ("segment_seconds", "11", "between 2 and 10"),
+        ("poster", "maybe", "true or false"),
+        ("poster_at", "-1", "number of seconds"),
+        ("storyboard", "2", "true or false"),
+        ("storyboard_interval", "0", "between 0.1 and 3600"),
     ],
 )
 def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
@@ -223,6 +234,12 @@ def test_every_field_has_a_validator() -> None:
         "fps",
         "start",
         "end",
+        "renditions",
+        "segment_seconds",
+        "poster",
+        "poster_at",
+        "storyboard",
+        "storyboard_interval",
     }
 
 
@@ -317,7 +334,19 @@ def test_resolved_options_round_trip_through_json() -> None:
 
 
 def test_the_constants_match_the_api() -> None:
-    assert FORMATS == ("mp4", "webm", "mkv", "mov", "gif", "mp3", "m4a")
+    assert FORMATS == (
+        "mp4",
+        "webm",
+        "mkv",
+        "mov",
+        "gif",
+        "mp3",
+        "m4a",
+        "jpg",
+        "hls",
+        "dash",
+        "cmaf",
+    )
     assert VIDEO_CODECS == ("h264", "h265", "vp9", "av1", "copy", "none")
     assert AUDIO_CODECS == ("aac", "opus", "mp3", "copy", "none")
 
@@ -399,3 +428,50 @@ def test_copy_into_a_container_that_holds_the_codec() -> None:
     check_against_input(
         resolve_options({"format": "mp4", "video_codec": "copy"}), media(video="hevc")
     )
+
+
+@pytest.mark.parametrize("fmt", ["hls", "dash", "cmaf"])
+def test_packages_take_a_ladder_not_sizes_or_bitrates(fmt: str) -> None:
+    options = resolve_options({"format": fmt, "renditions": "720,360", "segment_seconds": "4"})
+    assert (options.video_codec, options.audio_codec) == ("h264", "aac")
+    assert options.renditions == (720, 360) and options.segment_seconds == 4
+    assert options.crf is None and options.video_bitrate is None and options.width is None
+    assert resolve_options({"preset": fmt}).format == fmt
+    # A preset's size and quality are dropped; the same given explicitly is refused.
+    assert resolve_options({"preset": "mp4-h264-720p", "format": fmt}).height is None
+    errors = errors_of(
+        {"format": fmt, "crf": "20", "video_bitrate": "2M", "width": "640", "video_codec": "vp9"}
+    )
+    assert set(errors) == {"crf", "video_bitrate", "width", "video_codec"}
+    assert "renditions" in errors["width"] and "ladder" in errors["crf"]
+
+
+def test_package_options_apply_only_to_packages() -> None:
+    errors = errors_of({"format": "mp4", "renditions": "720", "segment_seconds": "4"})
+    assert set(errors) == {"renditions", "segment_seconds"}
+
+
+def test_stills_with_any_video_output() -> None:
+    options = resolve_options({"poster": "true", "poster_at": "1.5", "storyboard": "yes"})
+    assert options.poster and options.poster_at == 1.5 and options.storyboard
+    assert options.storyboard_interval is None
+    assert resolve_options({"format": "hls", "poster": "1"}).poster
+    assert set(errors_of({"format": "mp3", "poster": "true", "storyboard": "true"})) == {
+        "poster",
+        "storyboard",
+    }
+    assert set(errors_of({"poster_at": "3", "storyboard_interval": "2"})) == {
+        "poster_at",
+        "storyboard_interval",
+    }
+
+
+def test_the_poster_preset_is_a_still_only() -> None:
+    options = resolve_options({"preset": "poster", "width": "320", "poster_at": "2"})
+    assert (options.format, options.video_codec, options.audio_codec) == ("jpg", "jpeg", "none")
+    assert options.width == 320 and options.poster_at == 2 and not options.poster
+    assert set(errors_of({"preset": "poster", "crf": "20", "poster": "true"})) == {
+        "crf",
+        "poster",
+    }
+    assert output_extension(options) == "jpg"

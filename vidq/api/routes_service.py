@@ -12,7 +12,7 @@ from vidq import metrics
 from vidq.api.auth import CurrentAccount, MetricsReader, RuntimeDep
 from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
 from vidq.jobs import service
-from vidq.jobs.options import PRESETS
+from vidq.jobs.presets import PRESETS
 from vidq.jobs.states import JobStatus
 from vidq.service import Service
 

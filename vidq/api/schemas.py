@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, PRESETS, VIDEO_CODECS
+from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, VIDEO_CODECS
+from vidq.jobs.presets import PRESETS
 
 
 class VideoStream(BaseModel):
@@ -154,6 +155,16 @@ _OPTION_SCHEMA: dict[str, Any] = {
     "fps": {"type": "number", "minimum": 1, "maximum": 120},
     "start": {"type": "number", "minimum": 0},
     "end": {"type": "number", "exclusiveMinimum": 0},
+    "renditions": {
+        "type": "string",
+        "pattern": "^[0-9]+(,[0-9]+){0,7}$",
+        "description": "hls/dash/cmaf: the ladder as sizes of the short side, e.g. 1080,720,480",
+    },
+    "segment_seconds": {"type": "number", "minimum": 2, "maximum": 10},
+    "poster": {"type": "boolean", "description": "Also make poster.jpg"},
+    "poster_at": {"type": "number", "minimum": 0, "description": "When the poster is taken"},
+    "storyboard": {"type": "boolean", "description": "Also make storyboard.jpg and .vtt"},
+    "storyboard_interval": {"type": "number", "minimum": 0.1, "maximum": 3600},
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},
     "metadata": {"type": "string", "description": "A JSON object of at most 4 KiB"},

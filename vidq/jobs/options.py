@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import pydantic
 
 from vidq.errors import InvalidOption
+from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
 from vidq.jobs.strict import decimal_number, shown, whole_number
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
@@ -54,6 +54,8 @@ from vidq.media.formats import (
     MIN_HEIGHT,
     MIN_VIDEO_BITRATE,
     MIN_WIDTH,
+    PACKAGE_FORMATS,
+    STILL_CODEC,
     VIDEO_ENCODERS,
     format_content_type,
     format_extension,
@@ -65,6 +67,11 @@ from vidq.media.formats import AUDIO_CODECS as AUDIO_CODECS
 from vidq.media.formats import FORMATS as FORMATS
 from vidq.media.formats import VIDEO_CODECS as VIDEO_CODECS
 from vidq.media.info import MediaInfo
+from vidq.media.package import MAX_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
+
+MAX_RENDITIONS = 8
+MIN_STORYBOARD_INTERVAL, MAX_STORYBOARD_INTERVAL = 0.1, 3600.0
+MAX_STORYBOARD_TILES = 1000
 
 
 class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
@@ -83,101 +90,17 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     fps: float | None
     start: float | None
     end: float | None
+    # Streaming packages (hls, dash, cmaf) and stills; defaults for jobs stored before them.
+    renditions: tuple[int, ...] | None = None
+    segment_seconds: float | None = None
+    poster: bool = False
+    poster_at: float | None = None
+    storyboard: bool = False
+    storyboard_interval: float | None = None
 
 
 # The options a client may send: one for each field of ResolvedOptions, in its order.
 OPTION_FIELDS: tuple[str, ...] = tuple(ResolvedOptions.model_fields)
-
-
-@dataclass(frozen=True)
-class Preset:
-    """A named set of option defaults, as listed by `GET /presets`."""
-
-    name: str
-    description: str
-    options: dict[str, Any]
-
-
-DEFAULT_PRESET = "mp4-h264"
-
-PRESETS: dict[str, Preset] = {
-    p.name: p
-    for p in (
-        Preset(
-            "mp4-h264",
-            "MP4 with H.264 (High profile, yuv420p) and AAC, +faststart: plays in every"
-            " browser. Keeps the input's size, rounded to even numbers.",
-            {
-                "format": "mp4",
-                "video_codec": "h264",
-                "audio_codec": "aac",
-                "crf": 23,
-                "audio_bitrate": "128k",
-            },
-        ),
-        Preset(
-            "mp4-h264-720p",
-            "Like mp4-h264, scaled down to 720 lines (never up), keeping the aspect ratio.",
-            {
-                "format": "mp4",
-                "video_codec": "h264",
-                "audio_codec": "aac",
-                "crf": 23,
-                "audio_bitrate": "128k",
-                "height": 720,
-            },
-        ),
-        Preset(
-            "mp4-h265",
-            "MP4 with H.265/HEVC (tagged hvc1 for Apple players) and AAC: smaller files,"
-            " not every browser plays them.",
-            {
-                "format": "mp4",
-                "video_codec": "h265",
-                "audio_codec": "aac",
-                "crf": 28,
-                "audio_bitrate": "128k",
-            },
-        ),
-        Preset(
-            "webm-vp9",
-            "WebM with VP9 and Opus, constant quality.",
-            {
-                "format": "webm",
-                "video_codec": "vp9",
-                "audio_codec": "opus",
-                "crf": 32,
-                "audio_bitrate": "96k",
-            },
-        ),
-        Preset(
-            "mp4-av1",
-            "MP4 with AV1 (SVT-AV1) and AAC: the smallest files, for modern browsers.",
-            {
-                "format": "mp4",
-                "video_codec": "av1",
-                "audio_codec": "aac",
-                "crf": 35,
-                "audio_bitrate": "128k",
-            },
-        ),
-        Preset(
-            "gif",
-            "Animated GIF preview: 10 frames per second, at most 480 pixels wide, no sound.",
-            {"format": "gif", "width": 480, "fps": 10},
-        ),
-        Preset(
-            "mp3",
-            "The sound only, as MP3 at 192 kbit/s.",
-            {"format": "mp3", "audio_codec": "mp3", "audio_bitrate": "192k"},
-        ),
-        Preset(
-            "m4a",
-            "The sound only, as AAC at 128 kbit/s in an M4A file.",
-            {"format": "m4a", "audio_codec": "aac", "audio_bitrate": "128k"},
-        ),
-    )
-}
 
 
 class _Errors:
@@ -210,7 +133,7 @@ def _parse_choice(values: tuple[str, ...]) -> Callable[[str], str]:
 
 def _parse_video_codec(text: str) -> str:
     value = text.lower()
-    if value == GIF_CODEC:
+    if value in (GIF_CODEC, STILL_CODEC):
         return value
     return _parse_choice(VIDEO_CODECS)(text)
 
@@ -300,11 +223,47 @@ def _parse_video_bitrate(text: str) -> str:
 
 
 def _parse_audio_bitrate(text: str) -> str:
-    # The range depends on the codec and is checked once the codec is known.
+    # The exact range depends on the codec and is checked once the codec is known; a value
+    # far beyond every codec's is refused here, while it is still the client's text.
     bits = parse_bitrate(text)
     if bits <= 0:
         raise ValueError(f"must be more than 0; got {text}")
+    highest = max(high for _, high in AUDIO_BITRATE_RANGES.values())
+    if bits > 100 * highest:
+        raise ValueError(f"must be at most {format_bitrate(highest)}; got {text}")
     return format_bitrate(bits)
+
+
+def _parse_renditions(text: str) -> tuple[int, ...]:
+    """A ladder as sizes of the short side: `1080,720,480`."""
+    parse = _parse_int(MIN_HEIGHT, MAX_HEIGHT)
+    parts = [part.strip() for part in text.split(",")]
+    if not 1 <= len(parts) <= MAX_RENDITIONS:
+        raise ValueError(f"must list 1 to {MAX_RENDITIONS} sizes, such as 1080,720,480")
+    sizes = tuple(parse(part) for part in parts)
+    if len(set(sizes)) != len(sizes):
+        raise ValueError(f"lists a size twice; got {shown(text)}")
+    return sizes
+
+
+def _parse_segment_seconds(text: str) -> float:
+    value = _parse_seconds(text)
+    if not MIN_SEGMENT_SECONDS <= value <= MAX_SEGMENT_SECONDS:
+        raise ValueError(
+            f"must be between {MIN_SEGMENT_SECONDS:g} and {MAX_SEGMENT_SECONDS:g} seconds;"
+            f" got {value:g}"
+        )
+    return value
+
+
+def _parse_storyboard_interval(text: str) -> float:
+    value = _parse_seconds(text)
+    if not MIN_STORYBOARD_INTERVAL <= value <= MAX_STORYBOARD_INTERVAL:
+        raise ValueError(
+            f"must be between {MIN_STORYBOARD_INTERVAL:g} and {MAX_STORYBOARD_INTERVAL:g}"
+            f" seconds; got {value:g}"
+        )
+    return value
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -321,6 +280,12 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "fps": _parse_fps,
     "start": _parse_seconds,
     "end": _parse_seconds,
+    "renditions": _parse_renditions,
+    "segment_seconds": _parse_segment_seconds,
+    "poster": _parse_bool,
+    "poster_at": _parse_seconds,
+    "storyboard": _parse_bool,
+    "storyboard_interval": _parse_storyboard_interval,
 }
 assert tuple(_PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"
 
@@ -420,23 +385,37 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
             "video_codec and audio_codec cannot both be none: the output would be empty",
         )
 
+    package = fmt in PACKAGE_FORMATS
+    if package:  # the ladder sets sizes and bitrates: the options that would are refused
+        for name in ("width", "height", "crf", "video_bitrate", "audio_bitrate"):
+            if name in given:
+                errors.add(name, _why_not_package(name, fmt))
+                del given[name]
+    sized = (video_codec in VIDEO_ENCODERS or video_codec == STILL_CODEC) and not package
     encodes_video = video_codec in VIDEO_ENCODERS
-    compressed_video = video_codec in CRF_RANGES
+    compressed_video = video_codec in CRF_RANGES and not package
     why_video = _why_not_video(fmt, video_codec)
-    width = _stream_option("width", given, preset, encodes_video, why_video, errors)
-    height = _stream_option("height", given, preset, encodes_video, why_video, errors)
+    width = _stream_option("width", given, preset, sized, why_video, errors)
+    height = _stream_option("height", given, preset, sized, why_video, errors)
     # upscale=false is the default, harmless anywhere; only upscale=true can be misplaced.
     if given.get("upscale") is False:
         del given["upscale"]
-    upscale = _stream_option("upscale", given, preset, encodes_video, why_video, errors)
+    upscale = _stream_option(
+        "upscale", given, preset, sized or (package and encodes_video), why_video, errors
+    )
     fps = _stream_option("fps", given, preset, encodes_video, why_video, errors)
     if video_codec == GIF_CODEC:
         fps = _gif_fps(fps, errors)
     video_bitrate = _stream_option(
         "video_bitrate", given, preset, compressed_video, why_video, errors
     )
-    crf = _resolve_crf(video_codec, given, preset, video_bitrate, why_video, errors)
-    audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
+    crf = None
+    if not package:
+        crf = _resolve_crf(video_codec, given, preset, video_bitrate, why_video, errors)
+    audio_bitrate = None
+    if not package:
+        audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
+    extras = _resolve_extras(fmt, video_codec, given, errors)
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")
@@ -458,7 +437,45 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
         fps=None if fps is None else float(fps),
         start=start,
         end=end,
+        **extras,
     )
+
+
+def _why_not_package(name: str, fmt: str) -> str:
+    if name in ("width", "height"):
+        return f"does not apply to {fmt} packages: give the ladder's sizes as renditions"
+    return f"does not apply to {fmt} packages: the ladder sets the bitrates"
+
+
+def _resolve_extras(
+    fmt: str, video_codec: str, given: dict[str, Any], errors: _Errors
+) -> dict[str, Any]:
+    """The package and stills options: where they apply, as given; elsewhere an error."""
+    extras: dict[str, Any] = {}
+    package = fmt in PACKAGE_FORMATS
+    for name in ("renditions", "segment_seconds"):
+        if name in given and not package:
+            errors.add(name, "applies only to the hls, dash and cmaf formats")
+        elif package:
+            extras[name] = given.get(name)
+    has_picture = video_codec not in ("none", STILL_CODEC)
+    for flag, detail in (("poster", "poster_at"), ("storyboard", "storyboard_interval")):
+        wanted = bool(given.get(flag))
+        if wanted and not has_picture:
+            why = (
+                "does not apply: format=jpg is the still itself"
+                if video_codec == STILL_CODEC
+                else "needs a video output"
+            )
+            errors.add(flag, why)
+            wanted = False
+        extras[flag] = wanted
+        allowed = wanted or (detail == "poster_at" and video_codec == STILL_CODEC)
+        if detail in given and not allowed:
+            errors.add(detail, f"applies only with {flag}=true")
+        elif allowed:
+            extras[detail] = given.get(detail)
+    return extras
 
 
 def _gif_fps(fps: float | None, errors: _Errors) -> float | None:
@@ -544,8 +561,8 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
             "start",
             f"must be before the end of the input ({duration:g} s long); got {options.start:g}",
         )
-    if fmt == "gif" and info.video is None:
-        errors.add("format", "the gif format needs a video stream; the input has none")
+    if fmt in ("gif", "jpg") and info.video is None:
+        errors.add("format", f"the {fmt} format needs a video stream; the input has none")
     elif fmt in ("mp3", "m4a") and info.audio is None:
         errors.add("format", f"the {fmt} format needs an audio stream; the input has none")
     else:
@@ -554,6 +571,18 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
         if not keeps_video and not keeps_audio:
             field = "audio_codec" if info.video is None else "video_codec"
             errors.add(field, "the output would be empty: the input has no other stream")
+    for flag in ("poster", "storyboard"):
+        if getattr(options, flag) and info.video is None:
+            errors.add(flag, "needs a video stream; the input has none")
+    if options.storyboard and options.storyboard_interval and duration:
+        tiles = (min(options.end or duration, duration) - (options.start or 0.0)) / (
+            options.storyboard_interval
+        )
+        if tiles > MAX_STORYBOARD_TILES:
+            errors.add(
+                "storyboard_interval",
+                f"would make {tiles:.0f} tiles of this input; at most {MAX_STORYBOARD_TILES}",
+            )
     if options.video_codec == "copy" and info.video is not None:
         _check_copy("video_codec", "video", info.video.codec, COPYABLE_VIDEO.get(fmt), fmt, errors)
     if options.audio_codec == "copy" and info.audio is not None:

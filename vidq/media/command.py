@@ -64,29 +64,23 @@ class EncodeSettings(Protocol):
     def end(self) -> float | None: ...
 
 
-def build_command(
+def input_command(
     ffmpeg: str,
     input_path: Path,
-    output_path: Path,
-    options: EncodeSettings,
     info: MediaInfo,
     settings: Settings,
+    *,
+    start: float | None = None,
+    progress: bool = True,
 ) -> list[str]:
-    """The full ffmpeg argv converting `input_path` to `output_path` as the options say."""
+    """An ffmpeg argv up to and including its one input: quiet, progress on stdout, the
+    `file` protocol and the allowed demuxers only, the probed demuxer forced."""
     if info.demuxer not in ALLOWED_DEMUXERS:
         raise ValueError(f"demuxer {info.demuxer!r} is not allowed")
     threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
-    argv = [
-        ffmpeg,
-        "-hide_banner",
-        "-nostdin",
-        "-y",
-        "-nostats",
-        "-loglevel",
-        "error",
-        "-progress",
-        "pipe:1",
-    ]
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-y", "-nostats", "-loglevel", "error"]
+    if progress:
+        argv += ["-progress", "pipe:1"]
     argv += [
         "-protocol_whitelist",
         "file",  # the input is our own file; ffmpeg's progress pipe is not an input
@@ -96,9 +90,25 @@ def build_command(
         info.demuxer,
         *threads,
     ]
-    if options.start:
-        argv += ["-ss", _seconds(options.start)]
-    argv += ["-i", "file:" + str(input_path.absolute())]
+    if start:
+        argv += ["-ss", seconds_arg(start)]
+    return [*argv, "-i", "file:" + str(input_path.absolute())]
+
+
+def build_command(
+    ffmpeg: str,
+    input_path: Path,
+    output_path: Path,
+    options: EncodeSettings,
+    info: MediaInfo,
+    settings: Settings,
+) -> list[str]:
+    """The full ffmpeg argv converting `input_path` to `output_path` as the options say
+    (one file: packages and stills have their own commands, `package` and `stills`)."""
+    if options.format not in MUXER_ARGS:
+        raise ValueError(f"the {options.format} format is not made by build_command")
+    threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
+    argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
 
     if info.video is not None and options.video_codec != "none":
         argv += ["-map", "0:V:0", *_video_args(options, info.video)]
@@ -109,7 +119,7 @@ def build_command(
     else:
         argv += ["-an"]
     if options.end is not None:
-        argv += ["-t", _seconds(options.end - (options.start or 0.0))]
+        argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
     argv += [*threads, *MUXER_ARGS[options.format], "file:" + str(output_path.absolute())]
     return argv
 
@@ -182,7 +192,8 @@ def _even(size: float, limits: list[int]) -> int:
     return max(2, value)
 
 
-def _seconds(value: float) -> str:
+def seconds_arg(value: float) -> str:
+    """Seconds as ffmpeg reads them (a plain decimal, no exponent)."""
     return f"{value:.6f}".rstrip("0").rstrip(".")
 
 

@@ -10,13 +10,17 @@ and quality. `vidq.jobs.options` validates a request against these tables and
 
 from __future__ import annotations
 
-FORMATS = ("mp4", "webm", "mkv", "mov", "gif", "mp3", "m4a")
+FORMATS = ("mp4", "webm", "mkv", "mov", "gif", "mp3", "m4a", "jpg", "hls", "dash", "cmaf")
+# Adaptive-bitrate packages (vidq.media.package): many files, H.264 ladder + AAC.
+PACKAGE_FORMATS = ("hls", "dash", "cmaf")
 VIDEO_CODECS = ("h264", "h265", "vp9", "av1", "copy", "none")
 AUDIO_CODECS = ("aac", "opus", "mp3", "copy", "none")
 
 # The gif format's video codec. It is implied by format=gif; clients need not name it,
 # but a resolved job's options say `"video_codec": "gif"` and may be sent back as is.
 GIF_CODEC = "gif"
+# The jpg format's (a still only) video codec, implied by format=jpg like gif's.
+STILL_CODEC = "jpeg"
 
 MIN_WIDTH, MAX_WIDTH = 16, 7680
 MIN_HEIGHT, MAX_HEIGHT = 16, 4320
@@ -87,6 +91,10 @@ FORMAT_VIDEO_CODECS: dict[str, tuple[str, ...]] = {
     "gif": (GIF_CODEC,),
     "mp3": ("none",),
     "m4a": ("none",),
+    "jpg": (STILL_CODEC,),
+    "hls": ("h264",),
+    "dash": ("h264",),
+    "cmaf": ("h264",),
 }
 FORMAT_AUDIO_CODECS: dict[str, tuple[str, ...]] = {
     "mp4": ("aac", "opus", "mp3", "copy", "none"),
@@ -96,6 +104,10 @@ FORMAT_AUDIO_CODECS: dict[str, tuple[str, ...]] = {
     "gif": ("none",),
     "mp3": ("mp3", "copy"),
     "m4a": ("aac", "copy"),
+    "jpg": ("none",),
+    "hls": ("aac", "none"),
+    "dash": ("aac", "none"),
+    "cmaf": ("aac", "none"),
 }
 FORMAT_DEFAULT_CODECS: dict[str, tuple[str, str]] = {
     "mp4": ("h264", "aac"),
@@ -105,6 +117,10 @@ FORMAT_DEFAULT_CODECS: dict[str, tuple[str, str]] = {
     "gif": (GIF_CODEC, "none"),
     "mp3": ("none", "mp3"),
     "m4a": ("none", "aac"),
+    "jpg": (STILL_CODEC, "none"),
+    "hls": ("h264", "aac"),
+    "dash": ("h264", "aac"),
+    "cmaf": ("h264", "aac"),
 }
 
 # Input codecs (as probed) that `copy` may put in each format; None: anything.
@@ -134,8 +150,13 @@ MUXER_ARGS: dict[str, tuple[str, ...]] = {
     "mp3": ("-f", "mp3"),
 }
 
-_EXTENSIONS = {f: f for f in FORMATS}
+# A package is downloaded as one ZIP of its files.
+_EXTENSIONS = {f: "zip" if f in PACKAGE_FORMATS else f for f in FORMATS}
 _CONTENT_TYPES = {
+    "jpg": "image/jpeg",
+    "hls": "application/zip",
+    "dash": "application/zip",
+    "cmaf": "application/zip",
     "mp4": "video/mp4",
     "webm": "video/webm",
     "mkv": "video/x-matroska",

@@ -9,7 +9,6 @@ dimensions and duration.
 from __future__ import annotations
 
 import math
-
 from dataclasses import asdict, dataclass
 from typing import Any
 

@@ -23,14 +23,16 @@ from vidq.db.database import Database
 from vidq.errors import UnsupportedMedia
 from vidq.jobs import blobs, queue
 from vidq.jobs.events import JobEvents
-from vidq.jobs.options import ResolvedOptions, output_content_type, output_extension
+from vidq.jobs.options import ResolvedOptions, output_extension
 from vidq.jobs.queue import Claim
 from vidq.jobs.views import NotificationPayloads
-from vidq.media.command import build_command, expected_output_seconds, job_timeout_seconds
+from vidq.media import package
+from vidq.media.command import job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
 from vidq.media.probe import probe
 from vidq.storage import Storage
+from vidq.worker.outputs import MadeFile, OutputPlan, Step, plan_outputs, write_zip
 
 log = logging.getLogger("vidq.worker")
 
@@ -215,46 +217,48 @@ class Worker:
                 return
 
     async def _convert(self, running: RunningJob, scratch: Path) -> Outcome:
+        """Run the job's ffmpeg steps (see `outputs`), then conclude."""
         runtime, settings = self.runtime, self.runtime.settings
-        claim = running.claim
-        job = claim.job
+        job = running.claim.job
         options = ResolvedOptions(**job.options)
         info = MediaInfo.from_json(job.input_info)
         scratch.mkdir(parents=True, exist_ok=True)
-        extension = output_extension(options)
-        output_path = scratch / f"output.{extension}"
-        expected = expected_output_seconds(options, info)
-
-        def on_progress(done_seconds: float) -> None:
-            if expected:
-                running.progress_percent = max(0.0, min(99.9, 100.0 * done_seconds / expected))
-
+        main_name = output_filename(job.input_filename, output_extension(options))
         async with runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path:
-            argv = build_command(
-                settings.ffmpeg_binary(), input_path, output_path, options, info, settings
-            )
-            max_output = settings.max_output_bytes or (4 * job.input_size_bytes + 1024**3)
-            result = await run_ffmpeg(
-                argv,
-                settings=settings,
-                on_progress=on_progress,
-                stop=running.stop,
-                timeout_seconds=job_timeout_seconds(info, settings),
-                stall_seconds=settings.stall_seconds,
-                max_output_bytes=max_output,
-                cwd=scratch,
-            )
-        return await self._conclude(running, result, output_path, input_path, options)
+            plan = plan_outputs(options, info, input_path, scratch, settings, main_name=main_name)
+            total_weight = sum(step.weight for step in plan.steps)
+            done_weight = 0.0
+            result: FFmpegResult | None = None
+            for step in plan.steps:
+
+                def on_progress(
+                    seconds: float, step: Step = step, before: float = done_weight
+                ) -> None:
+                    share = min(1.0, seconds / step.output_seconds) if step.output_seconds else 0.0
+                    percent = 100.0 * (before + share * step.weight) / total_weight
+                    running.progress_percent = max(0.0, min(99.9, percent))
+
+                result = await run_ffmpeg(
+                    step.argv,
+                    settings=settings,
+                    on_progress=on_progress,
+                    stop=running.stop,
+                    timeout_seconds=job_timeout_seconds(info, settings),
+                    stall_seconds=settings.stall_seconds,
+                    max_output_bytes=settings.max_output_bytes
+                    or (4 * job.input_size_bytes + 1024**3),
+                    cwd=scratch,
+                )
+                if result.returncode != 0 or result.stop_reason is not None:
+                    break
+                done_weight += step.weight
+        assert result is not None
+        return await self._conclude(running, result, plan, input_path)
 
     async def _conclude(
-        self,
-        running: RunningJob,
-        result: FFmpegResult,
-        output_path: Path,
-        input_path: Path,
-        options: ResolvedOptions,
+        self, running: RunningJob, result: FFmpegResult, plan: OutputPlan, input_path: Path
     ) -> Outcome:
-        """Judge ffmpeg's run and end the job accordingly: stored and completed, or failed."""
+        """Judge ffmpeg's runs and end the job accordingly: stored and completed, or failed."""
         runtime, claim = self.runtime, running.claim
         job = claim.job
         if running.lost:
@@ -264,47 +268,31 @@ class Worker:
             return Outcome.REQUEUED
         if result.stop_reason in ("timeout", "stalled"):
             return await self._fail(claim, "timeout", describe_failure(result))
-        if result.returncode != 0 or not output_path.is_file():
+        made_main = plan.is_package or plan.main_path.is_file()
+        if result.returncode != 0 or not made_main:
             message = describe_failure(
                 result,
                 input_path,
-                output_path,
-                output_path.parent,
+                plan.main_path,
+                plan.scratch,
                 memory_bytes=runtime.settings.ffmpeg_memory_bytes,
             )
             code = "storage_full" if "No space left" in result.stderr_tail else "transcode_failed"
             return await self._fail(claim, code, message)
-        # The output is probed out of process like any upload (a warm child, ~0.01 s), not
-        # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
-        # coded stream into it unchanged, the input's metadata is carried over, and an
-        # encoder fed a hostile input could misbehave too; decoding a frame of that here
-        # could crash the server, and a thread stuck in a decoder cannot be stopped or held
-        # to a memory limit. A thread would save only the pipe round trip.
+        made = plan.collect()
         try:
-            output_info = await probe(output_path, runtime.settings)
+            described = await self._describe(plan, made)
         except UnsupportedMedia as exc:
             return await self._fail(
                 claim, "transcode_failed", f"The output is not playable: {exc.detail}"
             )
-        extension = output_extension(options)
-        key = blobs.output_key(job.id, extension)
-        size = output_path.stat().st_size
-        await runtime.storage.put_file(key, output_path)
-        document = {
-            "filename": output_filename(job.input_filename, extension),
-            "size_bytes": size,
-            "content_type": output_content_type(options),
-            **{
-                k: v
-                for k, v in output_info.to_api().items()
-                if k in ("duration_seconds", "video", "audio")
-            },
-        }
+        key, download_bytes = await self._store(job.id, plan, made)
+        described["size_bytes"] = download_bytes
         done = await queue.complete(
             runtime.db,
             claim,
             output_key=key,
-            result=document,
+            result=described,
             retention_seconds=runtime.settings.retention_hours * 3600,
             payloads=runtime.payloads,
         )
@@ -312,3 +300,79 @@ class Worker:
             await blobs.delete_outputs(runtime.storage, job.id, key)
             return Outcome.CANCELLED
         return Outcome.COMPLETED
+
+    async def _describe(self, plan: OutputPlan, made: list[MadeFile]) -> dict[str, object]:
+        """The job's `result` (less its links): the download, the files, the output as probed."""
+        files = [
+            {
+                "path": f.path,
+                "role": f.role,
+                "size_bytes": f.size_bytes,
+                "content_type": f.content_type,
+            }
+            for f in made
+        ]
+        document: dict[str, object] = {"files": files}
+        if plan.is_package:
+            stem = plan.main_name.rsplit(".", 1)[0]
+            document.update(
+                filename=f"{stem}.zip",
+                content_type="application/zip",
+                manifests={
+                    kind: name
+                    for kind, name in (
+                        ("hls", package.MANIFEST_HLS),
+                        ("dash", package.MANIFEST_DASH),
+                    )
+                    if any(f.path == name for f in made)
+                },
+                **plan.package_description(),
+            )
+            return document
+        main = made[0]
+        document.update(
+            filename=main.path, size_bytes=main.size_bytes, content_type=main.content_type
+        )
+        if plan.options.format == "jpg":
+            width, height = plan.picture or (0, 0)
+            document.update(
+                duration_seconds=None,
+                video={"codec": "mjpeg", "width": width, "height": height, "fps": None},
+                audio=None,
+            )
+            return document
+        # The output is probed out of process like any upload (a warm child, ~0.01 s), not
+        # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
+        # coded stream into it unchanged, the input's metadata is carried over, and an
+        # encoder fed a hostile input could misbehave too; decoding a frame of that here
+        # could crash the server, and a thread stuck in a decoder cannot be stopped or held
+        # to a memory limit. A thread would save only the pipe round trip.
+        output_info = await probe(main.local, self.runtime.settings)
+        document.update(
+            {
+                k: v
+                for k, v in output_info.to_api().items()
+                if k in ("duration_seconds", "video", "audio")
+            }
+        )
+        return document
+
+    async def _store(self, job_id: str, plan: OutputPlan, made: list[MadeFile]) -> tuple[str, int]:
+        """Store every file made under its key; returns the key and size of the download (for
+        a package, a ZIP of all its files). The job completes only after this."""
+        storage = self.runtime.storage
+        download: tuple[str, int] | None = None
+        if plan.is_package:  # zipped first: storing a file may move it away from scratch
+            zip_path = plan.scratch / "package.zip"
+            size = await asyncio.to_thread(write_zip, made, zip_path)
+            download = blobs.output_key(job_id, "zip"), size
+        for f in made:
+            if f.role != "main":
+                await storage.put_file(blobs.output_file_key(job_id, f.path), f.local)
+        if download is not None:
+            await storage.put_file(download[0], plan.scratch / "package.zip")
+            return download
+        key = blobs.output_key(job_id, output_extension(plan.options))
+        size = made[0].size_bytes
+        await storage.put_file(key, made[0].local)
+        return key, size

@@ -1,0 +1,195 @@
+"""Streaming packages and stills, end to end: a real server, real ffmpeg, the files checked."""
+
+from __future__ import annotations
+
+import io
+import re
+import zipfile
+from pathlib import Path
+
+import av
+import httpx
+import pytest
+
+from .conftest import LiveServer
+from .helpers import assert_problem, post_convert, submit_job, wait_done
+from .media_clips import make_clip
+
+
+@pytest.fixture(scope="module")
+def clip4s(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """4 s of 320x180 at 25 fps with stereo sound: two 2-second segments a rendition."""
+    return make_clip(
+        tmp_path_factory.mktemp("pkg") / "four.mp4", seconds=4, size=(320, 180), channels=2
+    )
+
+
+def _files(storage_root: Path, job_id: str) -> dict[str, Path]:
+    folder = storage_root / "outputs" / job_id
+    return {p.relative_to(folder).as_posix(): p for p in folder.rglob("*") if p.is_file()}
+
+
+def _segment_frames(init: Path, segment: Path) -> list[tuple[float, bool]]:
+    """(time, key frame?) of each video frame of one fMP4 segment, decoded with its init."""
+    data = init.read_bytes() + segment.read_bytes()
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.video[0]
+        return [
+            (float(frame.time or 0.0), bool(frame.key_frame)) for frame in container.decode(stream)
+        ]
+
+
+def test_cmaf_package_with_stills(live_server: LiveServer, clip4s: Path) -> None:
+    with live_server.client() as client:
+        job = submit_job(
+            client,
+            clip4s,
+            preset="cmaf",
+            renditions="180,120",
+            segment_seconds="2",
+            poster="true",
+            storyboard="true",
+        )
+        done = wait_done(client, job["id"])
+        assert done["status"] == "completed", done["error"]
+        result = done["result"]
+        roles = {f["path"]: f["role"] for f in result["files"]}
+        assert roles["master.m3u8"] == roles["manifest.mpd"] == "manifest"
+        assert roles["180p.m3u8"] == roles["120p.m3u8"] == roles["audio.m3u8"] == "playlist"
+        assert roles["180p/init.mp4"] == "init" and roles["180p/seg_00002.m4s"] == "segment"
+        assert roles["poster.jpg"] == "poster" and roles["storyboard.jpg"] == "storyboard"
+        assert roles["storyboard.vtt"] == "storyboard_vtt"
+        assert "180p/seg_00003.m4s" not in roles, "4 s in 2-second segments"
+        assert set(result["manifests"]) == {"hls", "dash"}
+        assert result["video"]["width"] == 320 and result["video"]["height"] == 180
+        assert result["content_type"] == "application/zip"
+
+        stored = _files(live_server.settings.data_dir / "files", job["id"])
+        assert set(stored) == set(roles), "every file listed is stored, and only those"
+        for f in result["files"]:
+            assert stored[f["path"]].stat().st_size == f["size_bytes"]
+
+        master = stored["master.m3u8"].read_text()
+        assert '#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID="audio"' in master
+        inf = re.findall(r"#EXT-X-STREAM-INF:(.*)\n(.*)", master)
+        assert [uri for _, uri in inf] == ["180p.m3u8", "120p.m3u8"]
+        for attributes, uri in inf:
+            assert re.search(r'CODECS="avc1\.64[0-9a-f]{4},mp4a\.40\.2"', attributes), attributes
+            assert "FRAME-RATE=25.000" in attributes and 'AUDIO="audio"' in attributes
+            peak = int(re.search(r"(?<!-)BANDWIDTH=(\d+)", attributes)[1])  # type: ignore[index]
+            average = int(re.search(r"AVERAGE-BANDWIDTH=(\d+)", attributes)[1])  # type: ignore[index]
+            name = uri.removesuffix(".m3u8")
+            seconds = 4.0
+            video_bits = (
+                sum(p.stat().st_size for k, p in stored.items() if k.startswith(f"{name}/seg_")) * 8
+            )
+            audio_bits = (
+                sum(p.stat().st_size for k, p in stored.items() if k.startswith("audio/seg_")) * 8
+            )
+            assert average == pytest.approx((video_bits + audio_bits) / seconds, rel=0.02)
+            assert peak >= average
+        assert "RESOLUTION=320x180" in master and "RESOLUTION=214x120" in master
+
+        mpd = stored["manifest.mpd"].read_text()
+        assert 'media="180p/seg_$Number%05d$.m4s"' in mpd and "r$RepresentationID$" not in mpd
+        assert 'media="audio/seg_$Number%05d$.m4s"' in mpd
+
+        # Segments align across renditions: each starts with a key frame at the same time.
+        starts = {}
+        for name in ("180p", "120p"):
+            for n in (1, 2):
+                frames = _segment_frames(
+                    stored[f"{name}/init.mp4"], stored[f"{name}/seg_0000{n}.m4s"]
+                )
+                assert frames[0][1], f"{name} segment {n} starts with a key frame"
+                starts.setdefault(n, set()).add(round(frames[0][0], 3))
+        assert all(len(times) == 1 for times in starts.values()), starts
+
+        vtt = stored["storyboard.vtt"].read_text()
+        assert vtt.startswith("WEBVTT") and "storyboard.jpg#xywh=0,0,160,90" in vtt
+        assert vtt.count("-->") == 4, "one tile a second for 4 s (duration/100 < 1 s)"
+        with av.open(str(stored["storyboard.jpg"])) as sprite:
+            assert (sprite.streams.video[0].width, sprite.streams.video[0].height) == (640, 90)
+        with av.open(str(stored["poster.jpg"])) as poster:
+            assert poster.streams.video[0].width == 320
+
+        # download_url: one uncompressed ZIP of the whole package.
+        download = httpx.get(result["download_url"])
+        assert download.status_code == 200
+        with zipfile.ZipFile(io.BytesIO(download.content)) as archive:
+            assert sorted(archive.namelist()) == sorted(roles)
+            assert {i.compress_type for i in archive.infolist()} == {zipfile.ZIP_STORED}
+            assert archive.read("180p/seg_00001.m4s") == stored["180p/seg_00001.m4s"].read_bytes()
+
+        assert client.delete(f"/job/{job['id']}").status_code == 204
+        files_root = live_server.settings.data_dir / "files"
+        assert not [p for p in files_root.rglob("*") if p.is_file() and job["id"] in str(p)]
+
+
+@pytest.mark.parametrize("fmt", ["hls", "dash"])
+def test_hls_or_dash_keeps_only_its_manifest(
+    live_server: LiveServer, clip4s: Path, fmt: str
+) -> None:
+    with live_server.client() as client:
+        job = submit_job(client, clip4s, format=fmt, renditions="120", segment_seconds="2")
+        done = wait_done(client, job["id"])
+        assert done["status"] == "completed", done["error"]
+        paths = {f["path"] for f in done["result"]["files"]}
+        if fmt == "hls":
+            assert "master.m3u8" in paths and "manifest.mpd" not in paths
+            assert set(done["result"]["manifests"]) == {"hls"}
+        else:
+            assert "manifest.mpd" in paths and not any(p.endswith(".m3u8") for p in paths)
+            assert set(done["result"]["manifests"]) == {"dash"}
+
+
+def test_portrait_and_audio_only_and_video_only_packages(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    portrait = make_clip(tmp_path / "portrait.mp4", seconds=2, size=(180, 320))
+    silent = make_clip(tmp_path / "silent.mp4", seconds=2, size=(320, 180), audio=False)
+    sound = make_clip(tmp_path / "sound.m4a", seconds=2, video=False)
+    with live_server.client() as client:
+        jobs = {
+            "portrait": submit_job(client, portrait, preset="hls", renditions="120"),
+            "silent": submit_job(client, silent, preset="hls"),
+            "sound": submit_job(client, sound, preset="hls"),
+        }
+        done = {name: wait_done(client, job["id"]) for name, job in jobs.items()}
+    root = live_server.settings.data_dir / "files" / "outputs"
+    # Portrait: the short side is the width (120x214, not 68x120).
+    assert done["portrait"]["result"]["video"]["width"] == 120
+    assert "RESOLUTION=120x214" in (root / jobs["portrait"]["id"] / "master.m3u8").read_text()
+    # Below the ladder's smallest size: one rendition of the input's own size, no audio group.
+    silent_master = (root / jobs["silent"]["id"] / "master.m3u8").read_text()
+    assert "RESOLUTION=320x180" in silent_master and "EXT-X-MEDIA" not in silent_master
+    assert 'CODECS="avc1.' in silent_master and "mp4a" not in silent_master
+    sound_master = (root / jobs["sound"]["id"] / "master.m3u8").read_text()
+    assert "RESOLUTION" not in sound_master and 'CODECS="mp4a.40.2"' in sound_master
+    assert done["sound"]["result"]["video"] is None
+
+
+def test_the_poster_preset_makes_only_a_still(live_server: LiveServer, clip: Path) -> None:
+    with live_server.client() as client:
+        done = wait_done(client, submit_job(client, clip, preset="poster", width="80")["id"])
+        assert done["status"] == "completed", done["error"]
+        result = done["result"]
+        assert result["content_type"] == "image/jpeg" and result["filename"].endswith(".jpg")
+        assert [f["role"] for f in result["files"]] == ["main"]
+        image = httpx.get(result["download_url"])
+        assert image.headers["content-type"] == "image/jpeg"
+        with av.open(io.BytesIO(image.content)) as still:
+            assert (still.streams.video[0].width, still.streams.video[0].height) == (80, 46)
+
+
+def test_package_options_are_checked_against_the_input(
+    live_server: LiveServer, tmp_path: Path
+) -> None:
+    sound = make_clip(tmp_path / "sound.m4a", video=False)
+    with live_server.client() as client:
+        body = assert_problem(
+            post_convert(client, sound, poster="true", format="mp4"), 422, "invalid_option"
+        )
+        assert [e["field"] for e in body["errors"]] == ["poster"]
+        body = assert_problem(post_convert(client, sound, preset="poster"), 422, "invalid_option")
+        assert [e["field"] for e in body["errors"]] == ["format"]

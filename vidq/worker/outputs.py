@@ -1,0 +1,256 @@
+"""What a job makes, and the ffmpeg runs that make it: one converted file, a streaming package,
+or a still, plus the poster and storyboard a job may ask for besides.
+
+`plan_outputs` turns a job's options and its probed input into `Step`s (one ffmpeg run
+each, with its share of the job's progress) inside the job's scratch folder; once every
+step has run, `OutputPlan.collect` lists the files made, with their roles and the key each
+is stored under.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vidq.config import Settings
+from vidq.jobs.options import ResolvedOptions, output_content_type, output_extension
+from vidq.media import package, stills
+from vidq.media.command import (
+    build_command,
+    expected_output_seconds,
+    input_command,
+    output_size,
+    seconds_arg,
+)
+from vidq.media.info import MediaInfo
+
+PACKAGE_DIR = "package"
+STILLS_DIR = "stills"
+
+
+@dataclass(frozen=True)
+class Step:
+    """One ffmpeg run: its argv, the output seconds it covers (for progress), its weight."""
+
+    name: str
+    argv: list[str]
+    output_seconds: float | None
+    weight: float
+
+
+@dataclass(frozen=True)
+class MadeFile:
+    """A file a job made: where it is now, and what it is."""
+
+    path: str  # relative to the job, as clients see it
+    role: str
+    local: Path
+    size_bytes: int
+    content_type: str
+
+
+@dataclass
+class OutputPlan:
+    """The steps of one job and what they leave in its scratch folder."""
+
+    options: ResolvedOptions
+    info: MediaInfo
+    scratch: Path
+    main_name: str
+    steps: list[Step] = field(default_factory=list)
+    renditions: list[package.Rendition] = field(default_factory=list)
+    span_seconds: float = 0.0
+    storyboard_interval: float | None = None
+    picture: tuple[int, int] | None = None  # the largest picture made (width, height)
+
+    @property
+    def is_package(self) -> bool:
+        return self.options.format in package.PACKAGE_FORMATS
+
+    @property
+    def main_path(self) -> Path:
+        """The single converted file (not for packages)."""
+        return self.scratch / f"output.{output_extension(self.options)}"
+
+    @property
+    def package_dir(self) -> Path:
+        return self.scratch / PACKAGE_DIR
+
+    @property
+    def stills_dir(self) -> Path:
+        return self.scratch / STILLS_DIR
+
+    def package_description(self) -> dict[str, object]:
+        """A package's output as the Job shows it: its span, top rendition and audio."""
+        video = None
+        if self.renditions:
+            top = self.renditions[0]
+            fps = self.options.fps or (self.info.video.fps if self.info.video else None)
+            video = {"codec": "h264", "width": top.width, "height": top.height, "fps": fps}
+        audio = None
+        if self.info.audio is not None:
+            audio = {"codec": "aac", "channels": 2, "sample_rate": self.info.audio.sample_rate}
+        return {"duration_seconds": round(self.span_seconds, 3), "video": video, "audio": audio}
+
+    def collect(self) -> list[MadeFile]:
+        """Every file made, main file first; call once every step has run."""
+        made: list[MadeFile] = []
+        if self.is_package:
+            has_audio = self.info.audio is not None
+            fps = self.options.fps or (self.info.video.fps if self.info.video else None)
+            for f in package.finish_package(
+                self.package_dir,
+                self.options.format,
+                self.renditions,
+                has_audio=has_audio,
+                fps=fps,
+            ):
+                made.append(
+                    MadeFile(
+                        f.path, f.role, self.package_dir / f.path, f.size_bytes, f.content_type
+                    )
+                )
+        else:
+            main = self.main_path
+            made.append(
+                MadeFile(
+                    self.main_name,
+                    "main",
+                    main,
+                    main.stat().st_size,
+                    output_content_type(self.options),
+                )
+            )
+        if self.storyboard_interval is not None and self.picture is not None:
+            width, height = self.picture
+            (self.stills_dir / stills.STORYBOARD_VTT).write_text(
+                stills.storyboard_vtt(self.span_seconds, self.storyboard_interval, width, height)
+            )
+        for name, role in (
+            (stills.POSTER, "poster"),
+            (stills.STORYBOARD, "storyboard"),
+            (stills.STORYBOARD_VTT, "storyboard_vtt"),
+        ):
+            local = self.stills_dir / name
+            if local.is_file():
+                made.append(
+                    MadeFile(name, role, local, local.stat().st_size, package.content_type_of(name))
+                )
+        return made
+
+
+def plan_outputs(
+    options: ResolvedOptions,
+    info: MediaInfo,
+    input_path: Path,
+    scratch: Path,
+    settings: Settings,
+    *,
+    main_name: str,
+) -> OutputPlan:
+    """The ffmpeg runs that make a job's outputs, in order."""
+    plan = OutputPlan(options, info, scratch, main_name)
+    ffmpeg = settings.ffmpeg_binary()
+    start = options.start or 0.0
+    duration = info.duration_seconds or 0.0
+    end = options.end if options.end is not None else duration
+    plan.span_seconds = max(0.0, min(end, duration) - start) if duration else 0.0
+    expected = expected_output_seconds(options, info)
+    video = info.video
+    if video is not None:
+        if plan.is_package:
+            plan.renditions = package.plan_ladder(
+                video, options.renditions, upscale=options.upscale
+            )
+            plan.picture = (plan.renditions[0].width, plan.renditions[0].height)
+        elif options.video_codec not in ("none", "copy"):
+            plan.picture = output_size(video, options)
+        else:
+            plan.picture = (video.width, video.height)
+
+    if options.format == "jpg":
+        assert plan.picture is not None
+        plan.stills_dir.mkdir(parents=True, exist_ok=True)
+        width, height = plan.picture
+        at = stills.poster_seconds(start, plan.span_seconds, options.poster_at)
+        argv = stills.poster_command(
+            ffmpeg,
+            input_path,
+            plan.main_path,
+            info,
+            settings,
+            at_seconds=at,
+            width=width,
+            height=height,
+        )
+        plan.steps.append(Step("still", argv, None, 1.0))
+        return plan
+    if plan.is_package:
+        plan.package_dir.mkdir(parents=True, exist_ok=True)
+        argv = package_command(ffmpeg, input_path, plan, settings)
+        plan.steps.append(Step("package", argv, expected, 1.0))
+    else:
+        argv = build_command(ffmpeg, input_path, plan.main_path, options, info, settings)
+        plan.steps.append(Step("convert", argv, expected, 1.0))
+
+    if video is not None and plan.picture is not None and (options.poster or options.storyboard):
+        plan.stills_dir.mkdir(parents=True, exist_ok=True)
+        width, height = plan.picture
+        if options.poster:
+            at = stills.poster_seconds(start, plan.span_seconds, options.poster_at)
+            argv = stills.poster_command(
+                ffmpeg,
+                input_path,
+                plan.stills_dir / stills.POSTER,
+                info,
+                settings,
+                at_seconds=at,
+                width=width,
+                height=height,
+            )
+            plan.steps.append(Step("poster", argv, None, 0.02))
+        if options.storyboard and plan.span_seconds > 0:
+            interval = stills.storyboard_interval(plan.span_seconds, options.storyboard_interval)
+            plan.storyboard_interval = interval
+            argv = stills.storyboard_command(
+                ffmpeg,
+                input_path,
+                plan.stills_dir / stills.STORYBOARD,
+                info,
+                settings,
+                start=start,
+                span_seconds=plan.span_seconds,
+                interval=interval,
+                width=width,
+                height=height,
+            )
+            plan.steps.append(Step("storyboard", argv, plan.span_seconds, 0.1))
+    return plan
+
+
+def package_command(
+    ffmpeg: str, input_path: Path, plan: OutputPlan, settings: Settings
+) -> list[str]:
+    """The one ffmpeg run that encodes the whole ladder into the package folder."""
+    options, info = plan.options, plan.info
+    argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
+    argv += package.package_args(
+        info,
+        plan.renditions,
+        segment_seconds=options.segment_seconds or package.DEFAULT_SEGMENT_SECONDS,
+        fps=options.fps,
+        out_dir=plan.package_dir,
+    )
+    if options.end is not None:
+        argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
+    return [*argv, "file:" + str((plan.package_dir / package.MANIFEST_DASH).absolute())]
+
+
+def write_zip(made: list[MadeFile], zip_path: Path) -> int:
+    """A ZIP of the files made, stored uncompressed (media is compressed already), copied
+    from disk in chunks; returns its size."""
+    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
+        for f in made:
+            archive.write(f.local, f.path)
+    return zip_path.stat().st_size
