@@ -12,12 +12,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from vidq import datadir
 from vidq.cli.client_verbs import add_client_verbs, run_command
 from vidq.config import Settings
 
 log = logging.getLogger("vidq")
-
-API_KEY_FILE = "api-key"
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -59,19 +58,21 @@ def _setup_logging(settings: Settings) -> None:
 
 async def _ensure_first_key(settings: Settings) -> str | None:
     """On an empty database, make the first owner and key; write it to <data-dir>/api-key."""
+    from vidq.db.database import sqlite_files
     from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import create_owner, owner_count
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with migrated_database(settings.resolved_database_url) as db:
+    url = settings.resolved_database_url
+    datadir.secure(settings.data_dir, also=sqlite_files(url))
+    async with migrated_database(url) as db:
         if await owner_count(db) > 0:
             return None
         _, key = await create_owner(db, "default")
-    path = settings.data_dir / API_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    path = settings.data_dir / datadir.API_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, datadir.FILE_MODE)
     with os.fdopen(fd, "w") as handle:
         handle.write(key + "\n")
-    os.chmod(path, 0o600)
+    os.chmod(path, datadir.FILE_MODE)
     return key
 
 
@@ -93,12 +94,13 @@ def _serve_http(settings: Settings, *, run_workers: bool) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
     key = asyncio.run(_ensure_first_key(settings))
     if key:
         print(
-            f"Created the first API key; it is also in {settings.data_dir / API_KEY_FILE}:",
+            f"Created the first API key; it is also in {settings.data_dir / datadir.API_KEY_FILE}:",
             flush=True,
         )
         print(key, flush=True)
@@ -110,6 +112,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
     _serve_http(settings, run_workers=False)
@@ -129,22 +132,26 @@ async def _run_workers(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
     asyncio.run(_run_workers(settings))
 
 
 async def _create_key(settings: Settings, name: str) -> str:
+    from vidq.db.database import sqlite_files
     from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import add_key
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with migrated_database(settings.resolved_database_url) as db:
+    url = settings.resolved_database_url
+    datadir.secure(settings.data_dir, also=sqlite_files(url))
+    async with migrated_database(url) as db:
         _, key = await add_key(db, name)
     return key
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     key = asyncio.run(_create_key(settings, args.name))
     print(f"API key for {args.name}:")

@@ -35,6 +35,22 @@ def sync_url(url: str) -> str:
     return parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The file of a SQLite database URL; None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return Path(parsed.database)
+
+
+def sqlite_files(url: str) -> list[Path]:
+    """The files of a SQLite database (with its -wal and -shm); none for other databases."""
+    path = sqlite_path(url)
+    if path is None:
+        return []
+    return [path, path.with_name(f"{path.name}-wal"), path.with_name(f"{path.name}-shm")]
+
+
 def _tune_sqlite(engine: AsyncEngine, *, immediate: bool) -> None:
     """WAL, a busy timeout, and transactions we begin ourselves (IMMEDIATE for writers)."""
 

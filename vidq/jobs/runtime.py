@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from sqlalchemy import insert, select
 from sqlalchemy.exc import IntegrityError
 
+from vidq import datadir
 from vidq.config import Settings
-from vidq.db.database import Database
+from vidq.db.database import Database, sqlite_files
 from vidq.db.listen import FINISHED_CHANNEL, QUEUED_CHANNEL, listen_forever, notify
 from vidq.db.migrate import migrate
 from vidq.db.models import ServerSetting, table_of
@@ -73,10 +74,10 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
-        """Migrate the database and open everything."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        """Migrate the database and open everything; the data directory private."""
         url = settings.resolved_database_url
+        datadir.secure(settings.data_dir, also=sqlite_files(url))
+        settings.tmp_dir.mkdir(mode=datadir.DIR_MODE, exist_ok=True)
         await migrate(url)
         db = Database(url)
         storage = open_storage(

@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from vidq import metrics
+from vidq import datadir, metrics
 from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.errors import UnsupportedMedia
@@ -210,7 +210,7 @@ class Worker:
         job = claim.job
         options = ResolvedOptions(**job.options)
         info = MediaInfo.from_json(job.input_info)
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
         extension = output_extension(options)
         output_path = scratch / f"output.{extension}"
         expected = expected_output_seconds(options, info)
