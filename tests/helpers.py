@@ -9,6 +9,8 @@ from typing import Any
 
 import httpx
 
+from vidq.jobs.blobs import DATABASE_MARK
+
 PROBLEM = "application/problem+json"
 ENDED = ("completed", "failed", "cancelled")
 
@@ -67,3 +69,8 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.02)
+
+
+def stored_blobs(root: Path) -> list[Path]:
+    """The files in a storage directory, but for the mark naming its database."""
+    return [p for p in root.rglob("*") if p.is_file() and p != root / DATABASE_MARK]

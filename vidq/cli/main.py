@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from typing import Any
@@ -17,6 +16,13 @@ from vidq.cli.client_verbs import add_client_verbs, run_command
 from vidq.config import Settings
 
 log = logging.getLogger("vidq")
+
+NO_FIRST_KEY = (
+    "the database has no API key, but it or the data directory %s was in use before: "
+    "no first key is made, and api-key is left as it is. If the database was lost, stop "
+    "vidq and restore it from a backup; if it is meant to start afresh, make a key with "
+    "`vidq keys create NAME`"
+)
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -57,22 +63,30 @@ def _setup_logging(settings: Settings) -> None:
 
 
 async def _ensure_first_key(settings: Settings) -> str | None:
-    """On an empty database, make the first owner and key; write it to <data-dir>/api-key."""
+    """On a new data directory (no database and no files yet), make the first owner and
+    key and write it to <data-dir>/api-key; anywhere else make none, and say why if the
+    database has no key."""
     from vidq.db.database import sqlite_files
     from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import create_owner, owner_count
 
     url = settings.resolved_database_url
+    new_data_dir = datadir.is_new(settings.data_dir)
     datadir.secure(settings.data_dir, also=sqlite_files(url))
     async with migrated_database(url) as db:
+        _, new_database = await db.adopt_id()
         if await owner_count(db) > 0:
             return None
+        if not (new_data_dir and new_database):
+            log.warning(NO_FIRST_KEY, settings.data_dir)
+            return None
         _, key = await create_owner(db, "default")
-    path = settings.data_dir / datadir.API_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, datadir.FILE_MODE)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    os.chmod(path, datadir.FILE_MODE)
+    try:
+        datadir.write_private(settings.data_dir / datadir.API_KEY_FILE, key + "\n")
+    except FileExistsError:
+        log.error(
+            "%s exists already: it is left as it is", settings.data_dir / datadir.API_KEY_FILE
+        )
     return key
 
 
