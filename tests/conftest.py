@@ -40,7 +40,8 @@ def _clean_vidq_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(name)
 
 
-def _admin_url(url: str) -> str:
+def admin_url(url: str) -> str:
+    """The URL of the server's `postgres` database, from which others are made and dropped."""
     return url.rsplit("/", 1)[0] + "/postgres"
 
 
@@ -48,14 +49,14 @@ def create_postgres_database() -> str:
     """A fresh, empty PostgreSQL database for one test; returns its URL."""
     assert POSTGRES_URL
     name = f"vidq_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(_admin_url(POSTGRES_URL), autocommit=True) as conn:
+    with psycopg.connect(admin_url(POSTGRES_URL), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
     return POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
 
 
 def drop_postgres_database(url: str) -> None:
     name = url.rsplit("/", 1)[1]
-    with psycopg.connect(_admin_url(url), autocommit=True) as conn:
+    with psycopg.connect(admin_url(url), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 

@@ -10,6 +10,8 @@ from typing import Any
 import httpx
 import psutil
 
+from vidq.jobs.blobs import DATABASE_MARK
+
 PROBLEM = "application/problem+json"
 ENDED = ("completed", "failed", "cancelled")
 
@@ -80,3 +82,8 @@ def ffmpeg_children() -> list[psutil.Process]:
         except psutil.NoSuchProcess:
             pass
     return found
+
+
+def stored_blobs(root: Path) -> list[Path]:
+    """The files in a storage directory, but for the mark naming its database."""
+    return [p for p in root.rglob("*") if p.is_file() and p != root / DATABASE_MARK]

@@ -24,6 +24,7 @@ class VidqProcess:
     data_dir: Path
     env: dict[str, str]
     port: int | None = None
+    umask: int = -1  # the umask the process starts with; -1: this process's own
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -40,7 +41,11 @@ class VidqProcess:
             env["VIDQ_PORT"] = str(self.port)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*VIDQ, self.command], env=env, stdout=log, stderr=subprocess.STDOUT
+                [*VIDQ, self.command],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                umask=self.umask,
             )
         if wait and self.port is not None:
             self.wait_ready()

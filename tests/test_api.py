@@ -10,7 +10,14 @@ import httpx
 import pytest
 
 from .conftest import LiveServer, make_settings, running_server
-from .helpers import assert_problem, ffmpeg_children, post_convert, submit_job, wait_done
+from .helpers import (
+    assert_problem,
+    ffmpeg_children,
+    post_convert,
+    stored_blobs,
+    submit_job,
+    wait_done,
+)
 
 
 def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> None:
@@ -58,7 +65,7 @@ def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> 
         assert_problem(httpx.get(result["download_url"]), 404, "not_found")
         assert_problem(client.delete(f"/job/{job['id']}"), 404, "not_found")
     files = live_server.settings.data_dir / "files"
-    assert not [p for p in files.rglob("*") if p.is_file()], "the job's files are removed"
+    assert not stored_blobs(files), "the job's files are removed"
 
 
 def test_raw_upload_with_query_options(live_server: LiveServer, clip: Path) -> None:
@@ -149,7 +156,7 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
     files_dir = live_server.settings.data_dir / "files"
 
     def stored() -> list[Path]:
-        return [p for p in files_dir.rglob("*") if p.is_file()]
+        return stored_blobs(files_dir)
 
     with live_server.client() as client:
         # 400: no file part, empty bodies, malformed multipart.
@@ -299,7 +306,7 @@ def test_cancel_and_delete_stop_running_ffmpeg(live_server: LiveServer, long_cli
     tmp = live_server.settings.tmp_dir
     assert not list(tmp.iterdir()), "temporary files are removed"
     files = live_server.settings.data_dir / "files"
-    assert not [p for p in files.rglob("*") if p.is_file()]
+    assert not stored_blobs(files)
 
 
 def test_signed_urls(tmp_path: Path, clip: Path) -> None:

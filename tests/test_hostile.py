@@ -32,7 +32,7 @@ from vidq.media.command import build_command
 from vidq.media.info import MediaInfo, VideoInfo
 
 from .conftest import LiveServer, make_settings, running_server
-from .helpers import assert_problem, wait_done
+from .helpers import assert_problem, stored_blobs, wait_done
 from .hostile_media import (
     Tripwire,
     avi_with_playlist,
@@ -112,7 +112,7 @@ def nothing_written_outside_data(server: LiveServer, corpus: Corpus) -> Iterator
     for folder in watched:
         assert _tree(folder, data) == before[folder], f"files appeared in {folder}"
     files = data / "files"
-    stored = [p.relative_to(files).as_posix() for p in files.rglob("*") if p.is_file()]
+    stored = [p.relative_to(files).as_posix() for p in stored_blobs(files)]
     assert all(STORED_NAME.fullmatch(name) for name in stored), stored
     assert not corpus.tripwire.opened.is_set(), "something opened the secret file"
     with httpx.Client(base_url=server.url) as plain:

@@ -22,6 +22,7 @@ from .helpers import (
     assert_problem,
     ffmpeg_children,
     post_convert,
+    stored_blobs,
     submit_job,
     wait_done,
     wait_for,
@@ -30,8 +31,7 @@ from .processes import VidqProcess
 
 
 def stored_files(live: LiveServer) -> list[Path]:
-    root = live.settings.data_dir / "files"
-    return [p for p in root.rglob("*") if p.is_file()]
+    return stored_blobs(live.settings.data_dir / "files")
 
 
 def keyed(client: httpx.Client, content: Path | bytes, key: str, **fields: str) -> httpx.Response:
@@ -170,7 +170,7 @@ def test_full_disk_while_uploading_is_507_and_leaves_nothing(tmp_path: Path, cli
             big = os.urandom(3 * 1024 * 1024)
             refused = client.post("/convert", content=big, headers={"Content-Type": "video/mp4"})
             assert_problem(refused, 507, "storage_full")
-            assert [p for p in small.rglob("*") if p.is_file()] == []
+            assert stored_blobs(small / "files") == []
             # Once there is room again, uploads work.
             assert post_convert(client, clip).status_code == 202
 

@@ -15,6 +15,7 @@ from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
 from vidq.config import Settings
+from vidq.jobs.blobs import DATABASE_MARK
 from vidq.storage import LocalStorage, Storage, open_storage
 from vidq.storage.memory import MemoryStorage
 from vidq.storage.s3 import PART_BYTES, S3Storage, _is_full
@@ -213,8 +214,11 @@ def test_convert_download_delete_on_s3(s3: str, tmp_path: Path, clip: Path) -> N
     settings = make_settings(tmp_path, storage_url="s3://vidq-test/files", s3_endpoint_url=s3)
 
     def objects() -> list[str]:
+        """The job blobs in the bucket (not the mark naming the database)."""
         listed = bucket.client.list_objects_v2(Bucket="vidq-test")
-        return sorted(item["Key"] for item in listed.get("Contents", []))
+        keys = sorted(item["Key"] for item in listed.get("Contents", []))
+        assert f"files/{DATABASE_MARK}" in keys, "the bucket is marked with its database"
+        return [key for key in keys if key != f"files/{DATABASE_MARK}"]
 
     with running_server(settings) as live, live.client() as client:
         response = post_convert(client, clip, preset="mp4-h264")

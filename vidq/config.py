@@ -10,6 +10,8 @@ from urllib.parse import urlparse
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from vidq import datadir
+
 GIB = 1024**3
 
 
@@ -28,7 +30,7 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
     data_dir: Path = Field(
         Path("vidq-data"),
-        description="Directory for the SQLite database, files and the first API key.",
+        description="Directory for the SQLite database, files and the first API key; private to the user vidq runs as (0700, files 0600).",
     )
     public_url: str | None = Field(
         None,
@@ -199,18 +201,18 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'vidq.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / datadir.DATABASE_FILE).resolve()}"
 
     @cached_property
     def resolved_storage_url(self) -> str:
         if self.storage_url:
             return self.storage_url
-        return (self.data_dir / "files").resolve().as_uri()
+        return (self.data_dir / datadir.STORAGE_DIR).resolve().as_uri()
 
     @property
     def tmp_dir(self) -> Path:
         """Scratch space for conversions in progress."""
-        return self.data_dir / "tmp"
+        return self.data_dir / datadir.SCRATCH_DIR
 
     def ffmpeg_binary(self) -> str:
         """The ffmpeg to run: VIDQ_FFMPEG, else the imageio-ffmpeg wheel's."""

@@ -14,7 +14,8 @@ VidqError                          500 internal_error (the base; never raised it
 ├── UnsupportedMedia               422 unsupported_media
 ├── TooManyJobs                    429 too_many_jobs              + Retry-After
 ├── StorageFull                    507 storage_full
-├── ServiceUnavailable             503 unavailable
+├── ServiceUnavailable             503 unavailable                (a branch)
+│   └── DatabaseReplaced           503 unavailable
 └── WebhookTargetError             422 webhook_target_error       (a branch; not an HTTP answer)
     ├── TargetRefused              422 webhook_target_refused
     └── TargetUnresolved           422 webhook_target_unresolved
@@ -28,6 +29,11 @@ such: at submission it becomes `422 invalid_option` on the field `webhook_url`
 (vidq.notify.targets.check_webhook_url); at delivery it is a failed attempt, final for
 TargetRefused and retried for TargetUnresolved. Its status and codes only say what it
 would answer if one ever reached the HTTP layer unconverted: the webhook URL is unusable.
+
+DatabaseReplaced is raised by the database layer (vidq.db.database) on every read and
+write once the database is not the one the process opened: its SQLite file was removed
+or replaced, or its `database_id` changed. Nothing is written to the wrong database; the
+process answers 503 (and /readyz says why) until it is restarted.
 """
 
 from __future__ import annotations
@@ -179,6 +185,10 @@ class ServiceUnavailable(VidqError):
     """The service cannot answer right now."""
 
     status, code, title = 503, "unavailable", "Service unavailable"
+
+
+class DatabaseReplaced(ServiceUnavailable):
+    """The database this process opened is gone or was replaced; vidq must be restarted."""
 
 
 class WebhookTargetError(VidqError):

@@ -14,6 +14,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
 from vidq.config import Settings
+from vidq.errors import DatabaseReplaced
 from vidq.jobs.runtime import Runtime
 from vidq.media.probe import close_prober
 from vidq.notify.notifier import Notifier
@@ -34,6 +35,8 @@ class Service:
         """Why this process cannot do its work now, or None when it can."""
         try:
             await self.runtime.db.ping()
+        except DatabaseReplaced as exc:
+            return exc.detail
         except Exception as exc:
             return f"the database does not answer ({type(exc).__name__})"
         try:

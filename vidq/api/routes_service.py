@@ -55,13 +55,15 @@ async def healthz() -> dict[str, str]:
     responses={
         503: {
             "model": Health,
-            "description": "The database or storage does not answer, or no worker runs",
+            "description": "The database or storage does not answer, the database is not the one the process opened, or no worker runs",
         }
     },
     summary="Readiness",
 )
 async def readyz(request: Request) -> Response:
-    """200 when the database and storage answer (and, where workers should run, one does); else 503."""
+    """200 when the database and storage answer, the database is still the one the process
+    opened (its file and its `database_id`), and, where workers should run, one does; else
+    503 with the reason in `detail`."""
     service: Service = request.app.state.service
     reason = await service.unready_reason()
     if reason is not None:

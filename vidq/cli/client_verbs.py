@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from vidq.client import VidqAPIError, VidqClient
+from vidq.datadir import API_KEY_FILE
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -17,7 +18,7 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 def _client(args: argparse.Namespace) -> VidqClient:
     key = args.api_key or os.environ.get("VIDQ_API_KEY")
     if not key:
-        key_file = Path(os.environ.get("VIDQ_DATA_DIR", "vidq-data")) / "api-key"
+        key_file = Path(os.environ.get("VIDQ_DATA_DIR", "vidq-data")) / API_KEY_FILE
         if key_file.is_file():
             key = key_file.read_text().strip()
     if not key:

@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import os
 import signal
 import sys
 from typing import Any
 
 from pydantic import ValidationError
 
+from vidq import datadir
 from vidq.cli.client_verbs import add_client_verbs, run_command
 from vidq.config import Settings
 
 log = logging.getLogger("vidq")
 
-API_KEY_FILE = "api-key"
+NO_FIRST_KEY = (
+    "the database has no API key, but it or the data directory %s was in use before: "
+    "no first key is made, and api-key is left as it is. If the database was lost, stop "
+    "vidq and restore it from a backup; if it is meant to start afresh, make a key with "
+    "`vidq keys create NAME`"
+)
 
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
@@ -58,20 +63,30 @@ def _setup_logging(settings: Settings) -> None:
 
 
 async def _ensure_first_key(settings: Settings) -> str | None:
-    """On an empty database, make the first owner and key; write it to <data-dir>/api-key."""
+    """On a new data directory (no database and no files yet), make the first owner and
+    key and write it to <data-dir>/api-key; anywhere else make none, and say why if the
+    database has no key."""
+    from vidq.db.database import sqlite_files
     from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import create_owner, owner_count
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with migrated_database(settings.resolved_database_url) as db:
+    url = settings.resolved_database_url
+    new_data_dir = datadir.is_new(settings.data_dir)
+    datadir.secure(settings.data_dir, also=sqlite_files(url))
+    async with migrated_database(url) as db:
+        _, new_database = await db.adopt_id()
         if await owner_count(db) > 0:
             return None
+        if not (new_data_dir and new_database):
+            log.warning(NO_FIRST_KEY, settings.data_dir)
+            return None
         _, key = await create_owner(db, "default")
-    path = settings.data_dir / API_KEY_FILE
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(key + "\n")
-    os.chmod(path, 0o600)
+    try:
+        datadir.write_private(settings.data_dir / datadir.API_KEY_FILE, key + "\n")
+    except FileExistsError:
+        log.error(
+            "%s exists already: it is left as it is", settings.data_dir / datadir.API_KEY_FILE
+        )
     return key
 
 
@@ -93,12 +108,13 @@ def _serve_http(settings: Settings, *, run_workers: bool) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
     key = asyncio.run(_ensure_first_key(settings))
     if key:
         print(
-            f"Created the first API key; it is also in {settings.data_dir / API_KEY_FILE}:",
+            f"Created the first API key; it is also in {settings.data_dir / datadir.API_KEY_FILE}:",
             flush=True,
         )
         print(key, flush=True)
@@ -110,6 +126,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_api(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
     _serve_http(settings, run_workers=False)
@@ -129,22 +146,26 @@ async def _run_workers(settings: Settings) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
     asyncio.run(_run_workers(settings))
 
 
 async def _create_key(settings: Settings, name: str) -> str:
+    from vidq.db.database import sqlite_files
     from vidq.db.migrate import migrated_database
     from vidq.jobs.accounts import add_key
 
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    async with migrated_database(settings.resolved_database_url) as db:
+    url = settings.resolved_database_url
+    datadir.secure(settings.data_dir, also=sqlite_files(url))
+    async with migrated_database(url) as db:
         _, key = await add_key(db, name)
     return key
 
 
 def cmd_keys_create(args: argparse.Namespace) -> None:
+    datadir.private_by_default()
     settings = load_settings(args)
     key = asyncio.run(_create_key(settings, args.name))
     print(f"API key for {args.name}:")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -10,10 +11,11 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.engine import Connection
 from sqlalchemy.pool import NullPool
 
-from vidq.db.database import Database, sync_url
+from vidq.datadir import DIR_MODE, FILE_MODE
+from vidq.db.database import Database, sqlite_path, sync_url
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 # Any number; every vidq process takes it so that only one migrates at a time.
@@ -30,9 +32,11 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def migrate_sync(url: str) -> None:
     """Bring the database at `url` to the newest schema."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # Made private whatever the umask; SQLite gives its -wal and -shm the same mode.
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as connection:

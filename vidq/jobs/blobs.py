@@ -4,6 +4,12 @@ A job owns its input (`inputs/<job>`) until it ends, and its outputs once comple
 main file (`outputs/<job>.<ext>`) and any further files (a streaming package's playlists
 and segments, a poster, a storyboard) under `outputs/<job>/`. Delete, expiry, cancel and
 the janitor work on that set through this module, never on a key spelled elsewhere.
+
+One more blob belongs to no job: `database-id`, the mark naming the database whose jobs
+own the store's blobs (its `database_id`). A process writes it if the store has none (at
+start, and the janitor before it sweeps); the janitor removes blobs no job owns only from
+a store marked with its own database, since to a new or replaced database every blob
+looks like an orphan.
 """
 
 from __future__ import annotations
@@ -18,6 +24,8 @@ INPUTS = "inputs"
 OUTPUTS = "outputs"
 # Prefixes the janitor sweeps for blobs no job owns. `.partial` holds writes in progress.
 SWEPT_PREFIXES = (INPUTS, OUTPUTS, ".partial")
+# Names the database the store's blobs belong to.
+DATABASE_MARK = "database-id"
 
 _JOB_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 _OWNED_KEY = re.compile(rf"(?P<kind>{INPUTS}|{OUTPUTS})/(?P<job>{_JOB_ID})(?:$|[./])")
@@ -75,3 +83,24 @@ async def delete_all(storage: Storage, job_id: str, main_output_key: str | None)
     """Remove every blob a job owns."""
     await delete_input(storage, job_id)
     await delete_outputs(storage, job_id, main_output_key)
+
+
+async def marked_database(storage: Storage) -> str | None:
+    """The `database_id` the store is marked with, or None if it has no mark."""
+    try:
+        data = b"".join([chunk async for chunk in storage.read(DATABASE_MARK)])
+    except FileNotFoundError:
+        return None
+    return data.decode(errors="replace").strip() or None
+
+
+async def mark_database(storage: Storage, database_id: str) -> str:
+    """Mark the store as the database's if it has no mark yet; the database it is marked with."""
+    marked = await marked_database(storage)
+    if marked is not None:
+        return marked
+    writer = storage.writer(DATABASE_MARK)
+    await writer.write(f"{database_id}\n".encode())
+    await writer.commit()
+    # Two processes of different databases may have raced: the last to write won.
+    return await marked_database(storage) or database_id

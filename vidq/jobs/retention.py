@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import and_, select, update
 
 from vidq.clock import utcnow
+from vidq.db import server_settings
 from vidq.db.database import Database
 from vidq.db.models import Job, table_of
 from vidq.jobs.blobs import BlobOwner
@@ -33,9 +34,11 @@ async def expire_outputs(db: Database) -> list[tuple[str, str | None]]:
     return [(job_id, key) for job_id, key in rows]
 
 
-async def owned_blobs(db: Database) -> set[BlobOwner]:
-    """Every (job, kind) whose blobs are still needed: inputs of unfinished jobs, unexpired outputs."""
+async def owned_blobs(db: Database) -> tuple[str | None, set[BlobOwner]]:
+    """The database's `database_id`, and every (job, kind) whose blobs it still needs:
+    inputs of unfinished jobs, unexpired outputs."""
     async with db.read() as conn:
+        database_id = await server_settings.value(conn, server_settings.DATABASE_ID)
         inputs = (await conn.execute(select(jobs.c.id).where(jobs.c.status.in_(UNFINISHED)))).all()
         outputs = (
             await conn.execute(
@@ -44,6 +47,6 @@ async def owned_blobs(db: Database) -> set[BlobOwner]:
                 )
             )
         ).all()
-    return {BlobOwner(job_id, "input") for (job_id,) in inputs} | {
+    return database_id, {BlobOwner(job_id, "input") for (job_id,) in inputs} | {
         BlobOwner(job_id, "output") for (job_id,) in outputs
     }

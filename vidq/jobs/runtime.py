@@ -11,11 +11,10 @@ import logging
 import secrets
 from dataclasses import dataclass, field
 
-from sqlalchemy import insert, select
-from sqlalchemy.exc import IntegrityError
-
+from vidq import datadir
 from vidq.config import Settings
-from vidq.db.database import Database
+from vidq.db import server_settings
+from vidq.db.database import Database, sqlite_files
 from vidq.db.listen import (
     FINISHED_CHANNEL,
     QUEUED_CHANNEL,
@@ -24,7 +23,7 @@ from vidq.db.listen import (
     notify,
 )
 from vidq.db.migrate import migrate
-from vidq.db.models import ServerSetting, table_of
+from vidq.jobs import blobs
 from vidq.jobs.events import JobEvents
 from vidq.jobs.views import NotificationPayloads
 from vidq.storage import Storage, open_storage
@@ -32,24 +31,18 @@ from vidq.storage import Storage, open_storage
 log = logging.getLogger("vidq")
 
 SIGNING_KEY_SETTING = "download_signing_key"
+STORE_OF_ANOTHER_DATABASE = (
+    "the file store is marked as database %s's, not this one's (%s): files no job owns are "
+    "not removed from it. If the store's database was lost, restore it from a backup; if "
+    "this database should own every file in the store, delete the store's `database-id` "
+    "and restart; otherwise point VIDQ_DATABASE_URL and VIDQ_STORAGE_URL at a matching pair"
+)
 
 
 async def shared_secret(db: Database, name: str) -> str:
     """A secret every process of the fleet shares, made once and kept in the database."""
-    table = table_of(ServerSetting)
-    async with db.read() as conn:
-        value = (await conn.execute(select(table.c.value).where(table.c.name == name))).scalar()
-    if value is not None:
-        return str(value)
-    try:
-        async with db.write() as conn:
-            await conn.execute(insert(table).values(name=name, value=secrets.token_urlsafe(32)))
-    except IntegrityError:
-        pass  # another process made it first; read theirs
-    async with db.read() as conn:
-        return str(
-            (await conn.execute(select(table.c.value).where(table.c.name == name))).scalar_one()
-        )
+    secret, _ = await server_settings.made_once(db, name, lambda: secrets.token_urlsafe(32))
+    return secret
 
 
 def public_url(settings: Settings) -> str:
@@ -79,17 +72,26 @@ class Runtime:
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
-        """Migrate the database and open everything."""
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        settings.tmp_dir.mkdir(parents=True, exist_ok=True)
+        """Migrate the database and open everything; the data directory private, the store
+        marked with the database's id if it has no mark."""
         url = settings.resolved_database_url
+        datadir.secure(settings.data_dir, also=sqlite_files(url))
+        settings.tmp_dir.mkdir(mode=datadir.DIR_MODE, exist_ok=True)
         await migrate(url)
         db = Database(url)
+        database_id, _ = await db.adopt_id()
         storage = open_storage(
             settings.resolved_storage_url,
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_region=settings.s3_region,
         )
+        try:
+            marked = await blobs.mark_database(storage, database_id)
+        except Exception as exc:  # the store may be down for now: the janitor marks it later
+            log.warning("cannot check the file store's database mark now (%r)", exc)
+        else:
+            if marked != database_id:
+                log.error(STORE_OF_ANOTHER_DATABASE, marked, database_id)
         signing_key = settings.secret_key or await shared_secret(db, SIGNING_KEY_SETTING)
         return cls(
             settings=settings,

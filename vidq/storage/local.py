@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+from vidq.datadir import DIR_MODE, FILE_MODE
 from vidq.errors import StorageFull
 
 CHUNK_BYTES = 1024 * 1024
@@ -27,8 +28,8 @@ class LocalWriter:
     def __init__(self, root: Path, key: str) -> None:
         self.final = root / key
         self.partial = root / PARTIAL_DIR / f"{uuid.uuid4().hex}.part"
-        self.partial.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self.partial.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         self.bytes_written = 0
 
     async def write(self, chunk: bytes) -> None:
@@ -50,7 +51,7 @@ class LocalWriter:
     async def commit(self) -> None:
         os.close(self._fd)
         self._fd = -1
-        self.final.parent.mkdir(parents=True, exist_ok=True)
+        self.final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.replace(self.partial, self.final)
 
     async def abort(self) -> None:
@@ -65,7 +66,7 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
     def writer(self, key: str) -> LocalWriter:
         _check_key(key)
@@ -82,7 +83,8 @@ class LocalStorage:
     async def put_file(self, key: str, path: Path) -> None:
         _check_key(key)
         final = self.root / key
-        final.parent.mkdir(parents=True, exist_ok=True)
+        final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.chmod(path, FILE_MODE)  # a file ffmpeg made: private whatever the umask
         try:
             os.replace(path, final)
         except OSError as exc:
@@ -137,5 +139,6 @@ def _copy_then_remove(source: Path, target: Path) -> None:
 
     partial = target.with_name(target.name + ".part")
     shutil.copyfile(source, partial)
+    os.chmod(partial, FILE_MODE)
     os.replace(partial, target)
     source.unlink()

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from vidq.jobs import blobs, idempotency, retention
-from vidq.jobs.runtime import Runtime
+from vidq.jobs.runtime import STORE_OF_ANOTHER_DATABASE, Runtime
 
 log = logging.getLogger("vidq.janitor")
 
@@ -47,18 +47,8 @@ class Janitor:
         expired = await retention.expire_outputs(runtime.db)
         for job_id, main_key in expired:
             await blobs.delete_outputs(runtime.storage, job_id, main_key)
-        owned = await retention.owned_blobs(runtime.db)
         cutoff = time.time() - settings.orphan_grace_seconds
-        orphans = 0
-        for prefix in blobs.SWEPT_PREFIXES:
-            stale = [
-                key
-                async for key, modified in runtime.storage.keys(prefix)
-                if modified < cutoff and blobs.owner_of(key) not in owned
-            ]
-            for key in stale:
-                await runtime.storage.delete(key)
-                orphans += 1
+        orphans = await self._sweep_orphans(cutoff)
         scratch = self._sweep_scratch(cutoff)
         keys = await idempotency.sweep(
             runtime.db, stale_reservation_seconds=settings.orphan_grace_seconds
@@ -72,6 +62,33 @@ class Janitor:
         if any(counts.values()):
             log.info("janitor removed %s", counts)
         return counts
+
+    async def _sweep_orphans(self, cutoff: float) -> int:
+        """Remove blobs no job owns, older than `cutoff`, if the store is this database's.
+
+        Only the database that knows every job of the store can tell an orphan: to a new
+        or replaced one every blob looks like one. The store's mark names that database
+        (written if missing, as at start); under another's mark nothing is removed.
+        """
+        runtime = self.runtime
+        # The owners and the database's id come from one transaction: they agree.
+        database_id, owned = await retention.owned_blobs(runtime.db)
+        adopted = runtime.db.database_id or database_id
+        marked = None if adopted is None else await blobs.mark_database(runtime.storage, adopted)
+        if database_id is None or marked != database_id:
+            log.error(STORE_OF_ANOTHER_DATABASE, marked, database_id)
+            return 0
+        orphans = 0
+        for prefix in blobs.SWEPT_PREFIXES:
+            stale = [
+                key
+                async for key, modified in runtime.storage.keys(prefix)
+                if modified < cutoff and blobs.owner_of(key) not in owned
+            ]
+            for key in stale:
+                await runtime.storage.delete(key)
+                orphans += 1
+        return orphans
 
     def _sweep_scratch(self, cutoff: float) -> int:
         tmp = self.runtime.settings.tmp_dir

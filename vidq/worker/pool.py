@@ -11,6 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+from vidq import datadir
 from vidq.jobs import queue
 from vidq.jobs.runtime import Runtime
 from vidq.worker.janitor import Janitor
@@ -32,12 +33,13 @@ class NodeLock:
     """
 
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
-        id_file = data_dir / "node-id"
-        if not id_file.exists():
-            id_file.write_text(uuid.uuid4().hex + "\n")
+        data_dir.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
+        id_file = data_dir / datadir.NODE_ID_FILE
+        with contextlib.suppress(FileExistsError):
+            datadir.write_private(id_file, uuid.uuid4().hex + "\n")
         self.node_id = id_file.read_text().strip()
-        self._fd = os.open(data_dir / "worker.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        lock_file = data_dir / datadir.WORKER_LOCK_FILE
+        self._fd = os.open(lock_file, os.O_RDWR | os.O_CREAT, datadir.FILE_MODE)
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:

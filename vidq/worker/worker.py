@@ -17,7 +17,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
 
-from vidq import metrics
+from vidq import datadir, metrics
 from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.errors import UnsupportedMedia
@@ -222,7 +222,7 @@ class Worker:
         job = running.claim.job
         options = ResolvedOptions(**job.options)
         info = MediaInfo.from_json(job.input_info)
-        scratch.mkdir(parents=True, exist_ok=True)
+        scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
         main_name = output_filename(job.input_filename, output_extension(options))
         async with runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path:
             plan = plan_outputs(options, info, input_path, scratch, settings, main_name=main_name)
