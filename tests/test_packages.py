@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import itertools
 import re
+import signal
 import subprocess
 import xml.etree.ElementTree as ElementTree
 import zipfile
@@ -16,9 +17,10 @@ import imageio_ffmpeg
 import m3u8
 import pytest
 
-from .conftest import LiveServer
-from .helpers import assert_problem, post_convert, submit_job, wait_done
+from .conftest import LiveServer, free_port
+from .helpers import api_client, assert_problem, post_convert, submit_job, wait_done, wait_for
 from .media_clips import make_clip
+from .processes import VidqProcess
 
 
 @pytest.fixture(scope="module")
@@ -314,3 +316,35 @@ def test_a_ladder_package_is_well_formed(live_server: LiveServer, ladder_clip: P
     assert all(prev[1] == nxt[0] for prev, nxt in itertools.pairwise(times))
     for *_, x, y, w, h in cues:
         assert int(x) + int(w) <= sprite_w and int(y) + int(h) <= sprite_h
+
+
+def test_kill_9_mid_package_leaves_no_file_behind(tmp_path: Path, ladder_clip: Path) -> None:
+    """A real `vidq serve` killed while it encodes a ladder: after the restart the job is made
+    again and completes; deleting it then leaves nothing of it in storage."""
+    env = {
+        "VIDQ_WORKERS": "1",
+        "VIDQ_HEARTBEAT_SECONDS": "0.2",
+        "VIDQ_POLL_SECONDS": "0.2",
+        "VIDQ_LEASE_SECONDS": "5",
+        "VIDQ_LOG_LEVEL": "warning",
+    }
+    serve = VidqProcess("serve", tmp_path / "data", env, port=free_port())
+    try:
+        serve.start()
+        key = (serve.data_dir / "api-key").read_text().strip()
+        with api_client(serve.url, key) as client:
+            job = submit_job(client, ladder_clip, preset="cmaf", segment_seconds="2", poster="1")
+            wait_for(lambda: bool(serve.ffmpeg_pids()), 30, "the ladder's ffmpeg to start")
+            serve.signal(signal.SIGKILL)
+            serve.wait_exit(10)
+            serve.start()
+            done = wait_done(client, job["id"], timeout=120)
+            assert done["status"] == "completed", done["error"]
+            files = serve.data_dir / "files"
+            mine = [p for p in files.rglob("*") if p.is_file() and job["id"] in str(p)]
+            assert len(mine) == len(done["result"]["files"]) + 1, "every file, and the ZIP"
+            assert client.delete(f"/job/{job['id']}").status_code == 204
+        assert not [p for p in files.rglob("*") if p.is_file() and job["id"] in str(p)]
+        assert not list((serve.data_dir / "tmp").iterdir()), "no scratch space is left"
+    finally:
+        serve.stop()
