@@ -108,7 +108,27 @@ class Settings(BaseSettings):
         description="A conversion whose ffmpeg reports no progress for this long fails with timeout.",
     )
 
-    # Limits on what clients send.
+    # Limits on what clients send and hold (README: "Limits on connections").
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a request's complete headers within this many seconds of opening (or of its last answer), or it is closed.",
+    )
+    body_idle_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest pause in an upload's body (the upload ends with 408 request_timeout, nothing kept) or in a client's reading of an answer (the connection is closed).",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Open connections at once. One more first closes the oldest connection still waiting for request headers, if any; else it is answered 503 busy and closed. Default: half the open-file limit less 64, from 16 to 4096.",
+    )
+    max_concurrent_uploads: int | None = Field(
+        None,
+        ge=1,
+        description="Uploads received at once (POST /convert until its job is queued); one more is answered 503 busy. Default: an eighth of the connection limit, from 1 to 256.",
+    )
     max_upload_bytes: int = Field(
         10 * GIB, gt=0, description="Largest accepted upload in bytes (413 too_large beyond)."
     )
