@@ -129,6 +129,14 @@ class Settings(BaseSettings):
         ge=1,
         description="Uploads received at once (POST /convert until its job is queued); one more is answered 503 busy. Default: an eighth of the connection limit, from 1 to 256.",
     )
+    rate_limit_per_second: float = Field(
+        10.0,
+        ge=0,
+        description="Requests one API key may make per second on average, beyond its burst (0: no limit). Over it: 429 rate_limited.",
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Requests one API key may make at once before the rate applies."
+    )
     max_upload_bytes: int = Field(
         10 * GIB, gt=0, description="Largest accepted upload in bytes (413 too_large beyond)."
     )

@@ -14,6 +14,7 @@ VidqError                          500 internal_error (the base; never raised it
 ├── IdempotencyMismatch            422 idempotency_key_reused
 ├── UnsupportedMedia               422 unsupported_media
 ├── TooManyJobs                    429 too_many_jobs              + Retry-After
+├── RateLimited                    429 rate_limited               + Retry-After
 ├── StorageFull                    507 storage_full
 ├── ServiceUnavailable             503 unavailable                (a branch)
 │   └── DatabaseReplaced           503 unavailable
@@ -180,6 +181,19 @@ class TooManyJobs(VidqError):
     status, code, title = 429, "too_many_jobs", "Too many jobs"
 
     def __init__(self, detail: str | None = None, *, retry_after: int = 30) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+class RateLimited(VidqError):
+    """This API key sent more requests than its rate limit allows."""
+
+    status, code, title = 429, "rate_limited", "Rate limited"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
         self.retry_after = retry_after
         super().__init__(detail)
 

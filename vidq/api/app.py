@@ -15,6 +15,7 @@ from vidq import __version__
 from vidq.api import routes_jobs, routes_output, routes_service
 from vidq.api.connections import ConnectionLimits
 from vidq.api.problems import install_problem_handlers
+from vidq.api.ratelimit import RateLimiter
 from vidq.api.schemas import problem_responses
 from vidq.api.uploads import UploadSlots
 from vidq.config import Settings
@@ -60,6 +61,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.state.upload_slots = UploadSlots(
         limits.max_concurrent_uploads, retry_after_seconds=limits.retry_after_seconds
     )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     # Every job route takes parameters, and a bad one is answered with a problem (not
     # FastAPI's default validation body, which it would otherwise document).
     app.include_router(routes_jobs.router, responses=problem_responses(422))

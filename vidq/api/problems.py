@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from vidq.errors import Busy, InvalidOption, ServiceUnavailable, VidqError, leaves
+from vidq.errors import Busy, InvalidOption, ServiceUnavailable, TooManyJobs, VidqError, leaves
 
 log = logging.getLogger("vidq.api")
 
@@ -26,6 +26,7 @@ _FRAMEWORK_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     422: InvalidOption.code,
+    429: TooManyJobs.code,
     503: ServiceUnavailable.code,
 }
 

@@ -125,7 +125,7 @@ async def convert(
 @router.get(
     "/job/{job_id}",
     response_model=JobModel,
-    responses={304: {"description": "Not modified"}, **problem_responses(401, 404, 422)},
+    responses={304: {"description": "Not modified"}, **problem_responses(401, 404, 422, 429)},
     summary="Follow a job",
 )
 async def get_job(
@@ -162,7 +162,7 @@ async def get_job(
 @router.delete(
     "/job/{job_id}",
     status_code=204,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
     summary="Delete a job",
 )
 async def delete_job(account: CurrentAccount, job_id: JobId, runtime: RuntimeDep) -> Response:
@@ -174,7 +174,7 @@ async def delete_job(account: CurrentAccount, job_id: JobId, runtime: RuntimeDep
 @router.post(
     "/job/{job_id}/cancel",
     response_model=JobModel,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 404, 409, 429),
     summary="Cancel a job",
 )
 async def cancel_job(
@@ -209,7 +209,7 @@ def _encode_cursor(seq: int | None) -> str | None:
 @router.get(
     "/jobs",
     response_model=JobList,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
     summary="List your jobs",
 )
 async def list_jobs(
