@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
         description="Base URL clients reach the service at; used in download_url and notifications. Default: the request's own base URL.",
     )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8), or * for any peer. Default: none. X-Forwarded-Host is never read.",
+    )
 
     # Backends.
     database_url: str | None = Field(
@@ -208,6 +213,19 @@ class Settings(BaseSettings):
         if parsed.scheme == "s3" and parsed.netloc:
             return value
         raise ValueError("must be file:///path or s3://bucket[/prefix]")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded_allow_ips(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address, a network or *") from exc
+        return ",".join(items)
 
     @field_validator("notify_retry_seconds")
     @classmethod

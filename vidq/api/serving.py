@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 
 import uvicorn
@@ -28,13 +29,25 @@ def http_server(settings: Settings, *, run_workers: bool) -> uvicorn.Server:
         timeout_graceful_shutdown=2,
         http=protocol_for(limits),
         backlog=limits.backlog,
-        proxy_headers=True,
+        # X-Forwarded-For/-Proto only from the proxies named; uvicorn never reads -Host.
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
     )
     return uvicorn.Server(config)
 
 
+def is_loopback(host: str) -> bool:
+    """Whether listening on `host` reaches only this machine."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a name: it may resolve to anything
+        return False
+
+
 def log_exposure(settings: Settings, limits: ConnectionLimits) -> None:
-    """Say at start what clients may hold, and warn if the open files may not suffice."""
+    """Say at start what clients may hold, and warn about what the settings leave open."""
     log.info(
         "open-file limit %d: at most %d connections and %d uploads at once",
         limits.open_files,
@@ -43,3 +56,10 @@ def log_exposure(settings: Settings, limits: ConnectionLimits) -> None:
     )
     if problem := limits.over_budget():
         log.warning("%s", problem)
+    if not settings.public_url and not is_loopback(settings.host):
+        log.warning(
+            "listening on %s without VIDQ_PUBLIC_URL: links in answers (download_url) take "
+            "their host from each request's Host header; set VIDQ_PUBLIC_URL to the address "
+            "clients use",
+            settings.host,
+        )
