@@ -127,7 +127,7 @@ class Settings(BaseSettings):
     max_connections: int | None = Field(
         None,
         ge=1,
-        description="Open connections at once. One more first closes the oldest connection still waiting for request headers, if any; else it is answered 503 busy and closed. Default: half the open-file limit less 64, from 16 to 4096.",
+        description="Open connections at once. One more first closes the oldest connection still waiting for request headers, if any; else it is answered 503 busy and closed. Default: (open-file limit - 64) / 2, from 16 to 4096.",
     )
     max_concurrent_uploads: int | None = Field(
         None,
