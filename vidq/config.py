@@ -113,6 +113,19 @@ class Settings(BaseSettings):
         description="A conversion whose ffmpeg reports no progress for this long fails with timeout.",
     )
 
+    # Live updates (GET /job/{id}/events, GET /jobs/events).
+    events_keepalive_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=15,
+        description="How often an idle live-update stream (Server-Sent Events) sends a `: keep-alive` comment, so that proxies keep it open.",
+    )
+    events_recheck_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="On SQLite, how often each watched job is read again for live updates, to see changes made by another process sharing the database file (PostgreSQL tells every process at once with NOTIFY).",
+    )
+
     # Limits on what clients send and hold (README: "Limits on connections").
     header_timeout_seconds: float = Field(
         10.0,

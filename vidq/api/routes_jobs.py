@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -21,7 +19,7 @@ from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import UploadSlots, receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
-from vidq.jobs import service
+from vidq.jobs import service, views
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.states import JobStatus
@@ -36,11 +34,6 @@ RETRY_AFTER_SECONDS = {JobStatus.QUEUED.value: 5, JobStatus.RUNNING.value: 2}
 def _retry_after(document: dict[str, Any]) -> dict[str, str]:
     seconds = RETRY_AFTER_SECONDS.get(document["status"])
     return {} if seconds is None else {"Retry-After": str(seconds)}
-
-
-def _etag(document: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    return f'"{digest[:32]}"'
 
 
 def _base_url(runtime: Runtime, request: Request) -> str:
@@ -152,7 +145,7 @@ async def get_job(
         document = await service.wait_for_end(
             runtime, job_id, account.id, seconds=wait, base_url=base_url
         )
-    etag = _etag(document)
+    etag = views.etag(document)
     headers = {"ETag": etag, **_retry_after(document)}
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)
