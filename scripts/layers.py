@@ -1,7 +1,8 @@
 """Print vidq's package-to-package imports, its largest modules and its longest functions.
 
     python scripts/layers.py            # the whole report
-    python scripts/layers.py --check    # exit 1 if an import breaks the layering rule
+    python scripts/layers.py --check    # exit 1 if an import breaks the layering rule,
+                                        # or a module is much over 400 lines
 
 The rule (DESIGN.md): arrows point inwards. `media`, `notify`, `storage` and `db` import
 nothing from `jobs`; `jobs` imports neither `api`, `cli` nor `worker`; `api` imports nothing
@@ -76,9 +77,14 @@ def longest_functions(count: int = 8) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)[:count]
 
 
+# "A few hundred lines at most" (STYLE.md): past this, a module holds more than one concept.
+MAX_MODULE_LINES = 420
+
+
 def main() -> int:
     pairs = imports()
     broken = sorted(pair for pair in pairs if pair in FORBIDDEN)
+    too_long = [(n, name) for n, name in largest_modules(100) if n > MAX_MODULE_LINES]
     if "--check" not in sys.argv:
         print("imports (modules of the first unit that import the second):")
         for (src, dst), n in sorted(pairs.items()):
@@ -91,7 +97,9 @@ def main() -> int:
             print(f"  {lines:5d}  {name}")
     for src, dst in broken:
         print(f"layering broken: {src} imports {dst}")
-    return 1 if broken else 0
+    for lines, name in too_long:
+        print(f"module too long: {name} has {lines} lines (at most {MAX_MODULE_LINES})")
+    return 1 if broken or too_long else 0
 
 
 if __name__ == "__main__":

@@ -137,14 +137,16 @@ async def _make_owner(settings: Settings, name: str) -> str:
 
 
 def start_live_server(settings: Settings) -> tuple[LiveServer, uvicorn.Server, threading.Thread]:
-    from vidq.api.app import create_app
+    from vidq.api.serving import http_server
 
     key = asyncio.run(_make_owner(settings, "tester"))
     port = free_port()
-    settings = settings.model_copy(update={"port": port})
-    app = create_app(settings, run_workers=settings.workers > 0)
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
-    server = uvicorn.Server(config)
+    settings = settings.model_copy(
+        update={"host": "127.0.0.1", "port": port, "log_level": "warning"}
+    )
+    # The server `vidq serve` runs (its protocol, limits and proxy trust), in a thread.
+    server = http_server(settings, run_workers=settings.workers > 0)
+    app = server.config.app
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -25,6 +26,8 @@ class VidqProcess:
     env: dict[str, str]
     port: int | None = None
     umask: int = -1  # the umask the process starts with; -1: this process's own
+    # (soft, hard) limit on open files the process starts with; None: this process's own.
+    open_files: tuple[int, int] | None = None
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -39,6 +42,12 @@ class VidqProcess:
         env = {**os.environ, **self.env, "VIDQ_DATA_DIR": str(self.data_dir)}
         if self.port is not None:
             env["VIDQ_PORT"] = str(self.port)
+        limit = self.open_files
+
+        def set_open_files() -> None:
+            if limit is not None:
+                resource.setrlimit(resource.RLIMIT_NOFILE, limit)
+
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 [*VIDQ, self.command],
@@ -46,6 +55,7 @@ class VidqProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 umask=self.umask,
+                preexec_fn=set_open_files if limit is not None else None,
             )
         if wait and self.port is not None:
             self.wait_ready()

@@ -49,7 +49,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
         for name in list(os.environ):
             if name.startswith("VIDQ_"):
                 env.delenv(name)
-        settings = make_settings(tmp_path_factory.mktemp("server"), webhook_allow_private=True)
+        # Every test here sends its requests with the one key, hundreds in all: no rate limit.
+        settings = make_settings(
+            tmp_path_factory.mktemp("server"), webhook_allow_private=True, rate_limit_per_second=0
+        )
         with running_server(settings) as live:
             yield live
 

@@ -1,4 +1,4 @@
-"""The layering of DESIGN.md holds in the code: imports point inwards only."""
+"""The layering of DESIGN.md holds in the code: imports point inwards only, modules stay short."""
 
 from __future__ import annotations
 

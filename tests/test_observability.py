@@ -33,12 +33,16 @@ def test_redact_masks_every_url_secret(text: str, secret: str) -> None:
 def test_redaction_applies_to_records_of_every_logger(caplog: pytest.LogCaptureFixture) -> None:
     install_redaction()
     install_redaction()  # idempotent
-    with caplog.at_level(logging.INFO):
-        logging.getLogger("vidq.test").info("fetched %s", "/job/j/output?signature=s3cr3t")
-        logging.getLogger("uvicorn.access").propagate = True
-        logging.getLogger("uvicorn.access").info(
-            '%s "%s %s"', "1.2.3.4", "GET", "/x?signature=s3cr3t"
-        )
+    access = logging.getLogger("uvicorn.access")
+    propagate = access.propagate
+    access.propagate = True  # so that caplog, a handler of the root logger, sees it
+    try:
+        # An earlier test's server may have left uvicorn's loggers at its own level.
+        with caplog.at_level(logging.INFO), caplog.at_level(logging.INFO, logger=access.name):
+            logging.getLogger("vidq.test").info("fetched %s", "/job/j/output?signature=s3cr3t")
+            access.info('%s "%s %s"', "1.2.3.4", "GET", "/x?signature=s3cr3t")
+    finally:
+        access.propagate = propagate
     assert "s3cr3t" not in caplog.text
     assert caplog.text.count("[redacted]") == 2
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from vidq.errors import InvalidOption
+from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.options import (
     DEFAULT_PRESET,
     OPTION_FIELDS,
     PRESETS,
     ResolvedOptions,
-    check_against_input,
     output_content_type,
     output_extension,
     resolve_options,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from functools import cached_property
 from pathlib import Path
@@ -37,6 +38,10 @@ class Settings(BaseSettings):
         description="Base URL clients reach the service at; used in download_url and notifications. Default: the request's own base URL.",
     )
     log_level: str = Field("info", description="Logging level: debug, info, warning, error.")
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed: comma-separated addresses or networks (127.0.0.1, 10.0.0.0/8), or * for any peer. Default: none. X-Forwarded-Host is never read.",
+    )
 
     # Backends.
     database_url: str | None = Field(
@@ -108,7 +113,35 @@ class Settings(BaseSettings):
         description="A conversion whose ffmpeg reports no progress for this long fails with timeout.",
     )
 
-    # Limits on what clients send.
+    # Limits on what clients send and hold (README: "Limits on connections").
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A connection must send a request's complete headers within this many seconds of opening (or of its last answer), or it is closed.",
+    )
+    body_idle_timeout_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Longest pause in an upload's body (the upload ends with 408 request_timeout, nothing kept) or in a client's reading of an answer (the connection is closed).",
+    )
+    max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Open connections at once. One more first closes the oldest connection still waiting for request headers, if any; else it is answered 503 busy and closed. Default: (open-file limit - 64) / 2, from 16 to 4096.",
+    )
+    max_concurrent_uploads: int | None = Field(
+        None,
+        ge=1,
+        description="Uploads received at once (POST /convert until its job is queued); one more is answered 503 busy. Default: an eighth of the connection limit, from 1 to 256.",
+    )
+    rate_limit_per_second: float = Field(
+        10.0,
+        ge=0,
+        description="Requests one API key may make per second on average, beyond its burst (0: no limit). Over it: 429 rate_limited.",
+    )
+    rate_limit_burst: int = Field(
+        100, ge=1, description="Requests one API key may make at once before the rate applies."
+    )
     max_upload_bytes: int = Field(
         10 * GIB, gt=0, description="Largest accepted upload in bytes (413 too_large beyond)."
     )
@@ -180,6 +213,19 @@ class Settings(BaseSettings):
         if parsed.scheme == "s3" and parsed.netloc:
             return value
         raise ValueError("must be file:///path or s3://bucket[/prefix]")
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _check_forwarded_allow_ips(cls, value: str) -> str:
+        items = [item.strip() for item in value.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{item!r} is not an address, a network or *") from exc
+        return ",".join(items)
 
     @field_validator("notify_retry_seconds")
     @classmethod

@@ -4,6 +4,7 @@ VidqError                          500 internal_error (the base; never raised it
 ├── BadRequest                     400 bad_request
 ├── Unauthorized                   401 unauthorized               + WWW-Authenticate: Bearer
 ├── NotFound                       404 not_found
+├── RequestTimeout                 408 request_timeout            + Connection: close
 ├── Conflict                       409 conflict
 ├── Gone                           410 gone
 ├── UploadTooLarge                 413 too_large
@@ -13,9 +14,11 @@ VidqError                          500 internal_error (the base; never raised it
 ├── IdempotencyMismatch            422 idempotency_key_reused
 ├── UnsupportedMedia               422 unsupported_media
 ├── TooManyJobs                    429 too_many_jobs              + Retry-After
+├── RateLimited                    429 rate_limited               + Retry-After
 ├── StorageFull                    507 storage_full
 ├── ServiceUnavailable             503 unavailable                (a branch)
 │   └── DatabaseReplaced           503 unavailable
+├── Busy                           503 busy                       + Retry-After, Connection: close
 └── WebhookTargetError             422 webhook_target_error       (a branch; not an HTTP answer)
     ├── TargetRefused              422 webhook_target_refused
     └── TargetUnresolved           422 webhook_target_unresolved
@@ -89,6 +92,16 @@ class NotFound(VidqError):
     """No such resource."""
 
     status, code, title = 404, "not_found", "Not found"
+
+
+class RequestTimeout(VidqError):
+    """The client paused too long while sending its request; nothing of it is kept."""
+
+    status, code, title = 408, "request_timeout", "Request timeout"
+
+    def headers(self) -> dict[str, str]:
+        # The rest of the body may still come: the connection cannot carry another request.
+        return {"Connection": "close"}
 
 
 class Conflict(VidqError):
@@ -175,6 +188,19 @@ class TooManyJobs(VidqError):
         return {"Retry-After": str(self.retry_after)}
 
 
+class RateLimited(VidqError):
+    """This API key sent more requests than its rate limit allows."""
+
+    status, code, title = 429, "rate_limited", "Rate limited"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 1) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
 class StorageFull(VidqError):
     """Storage cannot take the upload."""
 
@@ -189,6 +215,20 @@ class ServiceUnavailable(VidqError):
 
 class DatabaseReplaced(ServiceUnavailable):
     """The database this process opened is gone or was replaced; vidq must be restarted."""
+
+
+class Busy(VidqError):
+    """The server is at its limit of connections or uploads; nothing of this request is kept."""
+
+    status, code, title = 503, "busy", "Busy"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 5) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        # Answered before the body is read: close rather than read an upload only to drop it.
+        return {"Retry-After": str(self.retry_after), "Connection": "close"}
 
 
 class WebhookTargetError(VidqError):

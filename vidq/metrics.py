@@ -28,3 +28,10 @@ NOTIFICATIONS = Counter(
     ["channel", "outcome"],
     registry=REGISTRY,
 )
+CONNECTIONS_CLOSED = Counter(
+    "vidq_connections_closed_total",
+    "Connections the server closed to stay within its limits, by reason: busy (refused at "
+    "the cap), evicted (made room at the cap), header_timeout, write_stall",
+    ["reason"],
+    registry=REGISTRY,
+)

@@ -13,8 +13,11 @@ from fastapi.staticfiles import StaticFiles
 
 from vidq import __version__
 from vidq.api import routes_jobs, routes_output, routes_service
+from vidq.api.connections import ConnectionLimits
 from vidq.api.problems import install_problem_handlers
+from vidq.api.ratelimit import RateLimiter
 from vidq.api.schemas import problem_responses
+from vidq.api.uploads import UploadSlots
 from vidq.config import Settings
 from vidq.logs import install_redaction
 from vidq.service import running_service
@@ -53,6 +56,12 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         generate_unique_id_function=lambda route: route.name,
     )
     install_problem_handlers(app)
+    # What clients may hold; the connection limits also go to the server (vidq.api.serving).
+    app.state.limits = limits = ConnectionLimits.for_settings(settings)
+    app.state.upload_slots = UploadSlots(
+        limits.max_concurrent_uploads, retry_after_seconds=limits.retry_after_seconds
+    )
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     # Every job route takes parameters, and a bad one is answered with a problem (not
     # FastAPI's default validation body, which it would otherwise document).
     app.include_router(routes_jobs.router, responses=problem_responses(422))

@@ -1,4 +1,5 @@
-"""Who is asking: `Authorization: Bearer <api-key>` resolved to its owner."""
+"""Who is asking: `Authorization: Bearer <api-key>` resolved to its owner, and counted
+against the key's rate limit."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
+from vidq.api.ratelimit import RateLimiter
 from vidq.errors import Unauthorized
-from vidq.jobs.accounts import Account, account_for_key
+from vidq.jobs.accounts import Account, account_for_key, hash_key
 from vidq.jobs.runtime import Runtime
 
 bearer = HTTPBearer(auto_error=False, description="An API key made by `vidq keys create NAME`.")
@@ -25,12 +27,14 @@ async def optional_account(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> Account | None:
-    """The caller's account, or None when no key was sent."""
+    """The caller's account, or None when no key was sent; 429 when the key is over its rate."""
     if credentials is None:
         return None
     account = await account_for_key(runtime_of(request).db, credentials.credentials)
     if account is None:
         raise Unauthorized("Unknown API key.")
+    limiter: RateLimiter = request.app.state.rate_limiter
+    limiter.take(hash_key(credentials.credentials))
     return account
 
 

@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
-from vidq.errors import InvalidOption, VidqError, leaves
+from vidq.errors import Busy, InvalidOption, ServiceUnavailable, TooManyJobs, VidqError, leaves
 
 log = logging.getLogger("vidq.api")
 
@@ -26,6 +26,8 @@ _FRAMEWORK_CODES = {
     405: "method_not_allowed",
     406: "not_acceptable",
     422: InvalidOption.code,
+    429: TooManyJobs.code,
+    503: ServiceUnavailable.code,
 }
 
 
@@ -52,7 +54,15 @@ def problem(
     **extra: Any,
 ) -> JSONResponse:
     """A problem+json answer."""
-    body = {
+    body = problem_document(status, code, detail, title=title, **extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def problem_document(
+    status: int, code: str, detail: str, *, title: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The RFC 9457 body of a problem+json answer."""
+    return {
         "type": PROBLEM_TYPE_BASE + code,
         "title": title or HTTPStatus(status).phrase,
         "status": status,
@@ -60,12 +70,13 @@ def problem(
         "code": code,
         **extra,
     }
-    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
 
 
 async def _vidq_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, VidqError)
-    if exc.status >= 500:
+    if isinstance(exc, Busy):  # a limit doing its work, not a fault; may come in floods
+        log.info("%s: %s", exc.code, exc.detail)
+    elif exc.status >= 500:
         log.error("%s: %s", exc.code, exc.detail)
     return problem(
         exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers(), **exc.members()

@@ -19,7 +19,7 @@ from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
 from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
-from vidq.api.uploads import receive_multipart, receive_raw, upload_form
+from vidq.api.uploads import UploadSlots, receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
 from vidq.jobs import service
 from vidq.jobs.fields import CheckedFields, check_fields
@@ -53,10 +53,13 @@ async def _receiver(
     """How to store this request's input, and its fields if they can be checked before
     the body is read (a raw upload's query: a bad option is refused before any upload)."""
     max_bytes = runtime.settings.max_upload_bytes
+    idle_seconds = runtime.settings.body_idle_timeout_seconds
     if form == "multipart":
 
         async def multipart(key: str) -> StoredInput:
-            return await receive_multipart(request, runtime.storage, key, max_bytes=max_bytes)
+            return await receive_multipart(
+                request, runtime.storage, key, max_bytes=max_bytes, idle_seconds=idle_seconds
+            )
 
         return multipart, None
     fields: dict[str, str] = {}
@@ -69,7 +72,12 @@ async def _receiver(
 
     async def raw(key: str) -> StoredInput:
         stored = await receive_raw(
-            request, runtime.storage, key, filename=filename, max_bytes=max_bytes
+            request,
+            runtime.storage,
+            key,
+            filename=filename,
+            max_bytes=max_bytes,
+            idle_seconds=idle_seconds,
         )
         return dataclasses.replace(stored, fields=fields)
 
@@ -85,7 +93,7 @@ async def _receiver(
             "model": JobModel,
             "description": "The job an earlier request with the same Idempotency-Key made",
         },
-        **problem_responses(400, 401, 409, 413, 415, 422, 429, 507),
+        **problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
     summary="Queue a conversion",
@@ -99,9 +107,11 @@ async def convert(
     """Upload a video with its options; the job is queued and its id returned at once (202)."""
     form = upload_form(request.headers.get("content-type", ""))
     receive, checked = await _receiver(request, runtime, form)
-    submitted = await submit(
-        runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
-    )
+    slots: UploadSlots = request.app.state.upload_slots
+    with slots.take():
+        submitted = await submit(
+            runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
+        )
     document = await service.submitted_document(
         runtime, submitted, base_url=_base_url(runtime, request)
     )
@@ -115,7 +125,7 @@ async def convert(
 @router.get(
     "/job/{job_id}",
     response_model=JobModel,
-    responses={304: {"description": "Not modified"}, **problem_responses(401, 404, 422)},
+    responses={304: {"description": "Not modified"}, **problem_responses(401, 404, 422, 429)},
     summary="Follow a job",
 )
 async def get_job(
@@ -152,7 +162,7 @@ async def get_job(
 @router.delete(
     "/job/{job_id}",
     status_code=204,
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
     summary="Delete a job",
 )
 async def delete_job(account: CurrentAccount, job_id: JobId, runtime: RuntimeDep) -> Response:
@@ -164,7 +174,7 @@ async def delete_job(account: CurrentAccount, job_id: JobId, runtime: RuntimeDep
 @router.post(
     "/job/{job_id}/cancel",
     response_model=JobModel,
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 404, 409, 429),
     summary="Cancel a job",
 )
 async def cancel_job(
@@ -199,7 +209,7 @@ def _encode_cursor(seq: int | None) -> str | None:
 @router.get(
     "/jobs",
     response_model=JobList,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
     summary="List your jobs",
 )
 async def list_jobs(

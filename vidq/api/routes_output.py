@@ -103,7 +103,7 @@ _DOWNLOAD_RESPONSES: dict[int | str, dict[str, Any]] = {
     200: {"content": _OUTPUT_CONTENT, "description": "The output file"},
     206: {"content": _OUTPUT_CONTENT, "description": "Part of the output file (Range)"},
     304: {"description": "Not modified"},
-    **problem_responses(401, 404, 410, 416),
+    **problem_responses(401, 404, 410, 416, 429),
 }
 router.add_api_route(
     "/job/{job_id}/output",

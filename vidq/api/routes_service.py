@@ -20,7 +20,10 @@ router = APIRouter()
 
 
 @router.get(
-    "/presets", response_model=PresetList, responses=problem_responses(401), summary="List presets"
+    "/presets",
+    response_model=PresetList,
+    responses=problem_responses(401, 429),
+    summary="List presets",
 )
 async def list_presets(account: CurrentAccount) -> dict[str, Any]:
     """The named sets of options a conversion can start from."""
@@ -35,7 +38,7 @@ async def list_presets(account: CurrentAccount) -> dict[str, Any]:
 @router.get(
     "/account",
     response_model=AccountModel,
-    responses=problem_responses(401),
+    responses=problem_responses(401, 429),
     summary="Your account",
 )
 async def get_account(account: CurrentAccount) -> dict[str, str]:
@@ -76,7 +79,7 @@ async def readyz(request: Request) -> Response:
     response_class=Response,
     responses={
         200: {"content": {"text/plain": {}}, "description": "Prometheus text"},
-        **problem_responses(401),
+        **problem_responses(401, 429),
     },
     summary="Prometheus metrics",
 )

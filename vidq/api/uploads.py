@@ -5,21 +5,26 @@ fields, or a raw video/*, audio/* or application/octet-stream body with options 
 the query. Neither is ever held whole in memory nor written twice. Field names and
 values and the file's name are decoded with `vidq.jobs.strict.decode_text`, never
 "repaired": one that is not UTF-8 is refused by the field check, which names it.
+
+What uploads may hold is bounded here too: `UploadSlots` caps how many are received at
+once (one more is `503 busy`), and a body that pauses longer than the idle limit ends
+with `408 request_timeout`; either way nothing of it is kept.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import mimetypes
 import re
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import aclosing, asynccontextmanager, contextmanager
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from vidq.errors import BadRequest, UnsupportedContentType, UploadTooLarge
+from vidq.errors import BadRequest, Busy, RequestTimeout, UnsupportedContentType, UploadTooLarge
 from vidq.jobs.strict import decode_text
 from vidq.jobs.submission import StoredInput
 from vidq.storage import BlobWriter, Storage
@@ -31,6 +36,46 @@ RAW_TYPES = ("video/", "audio/")
 DEFAULT_FILENAME = "upload"
 # type "/" subtype, each an RFC 9110 token: a declared type that is anything else is ignored.
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", re.ASCII)
+
+
+class UploadSlots:
+    """How many uploads this process receives at once; one more is answered `503 busy`."""
+
+    def __init__(self, limit: int, *, retry_after_seconds: int) -> None:
+        self.limit = limit
+        self.retry_after_seconds = retry_after_seconds
+        self.in_use = 0
+
+    @contextmanager
+    def take(self) -> Iterator[None]:
+        """Hold one slot for the block; 503 busy at once if none is free."""
+        if self.in_use >= self.limit:
+            raise Busy(
+                f"The server is receiving its limit of {self.limit} uploads; "
+                f"retry in {self.retry_after_seconds} seconds.",
+                retry_after=self.retry_after_seconds,
+            )
+        self.in_use += 1
+        try:
+            yield
+        finally:
+            self.in_use -= 1
+
+
+async def _chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they come; 408 if the client pauses longer than `idle_seconds`."""
+    async with aclosing(request.stream()) as stream:
+        while True:
+            try:
+                async with asyncio.timeout(idle_seconds):
+                    chunk = await anext(stream)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as exc:
+                raise RequestTimeout(
+                    f"The upload paused for more than {idle_seconds:g} seconds; nothing was kept."
+                ) from exc
+            yield chunk
 
 
 def upload_form(content_type: str) -> str:
@@ -118,12 +163,18 @@ def check_declared_length(request: Request, max_bytes: int) -> None:
 
 
 async def receive_raw(
-    request: Request, storage: Storage, key: str, *, filename: str | None, max_bytes: int
+    request: Request,
+    storage: Storage,
+    key: str,
+    *,
+    filename: str | None,
+    max_bytes: int,
+    idle_seconds: float,
 ) -> StoredInput:
     """Store a raw request body as the blob `key`."""
     check_declared_length(request, max_bytes)
     async with _stored(storage, key, max_bytes) as blob:
-        async for chunk in request.stream():
+        async for chunk in _chunks(request, idle_seconds):
             if chunk:
                 await blob.add(chunk)
         if blob.size == 0:
@@ -231,7 +282,7 @@ class _MultipartReceiver:
 
 
 async def receive_multipart(
-    request: Request, storage: Storage, key: str, *, max_bytes: int
+    request: Request, storage: Storage, key: str, *, max_bytes: int, idle_seconds: float
 ) -> StoredInput:
     """Store the `file` part of a multipart body as the blob `key`; return its fields too."""
     check_declared_length(request, max_bytes)
@@ -243,7 +294,7 @@ async def receive_multipart(
         receiver = _MultipartReceiver(blob)
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         try:
-            async for chunk in request.stream():
+            async for chunk in _chunks(request, idle_seconds):
                 if chunk:
                     parser.write(chunk)
                     await receiver.drain()

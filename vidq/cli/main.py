@@ -91,20 +91,12 @@ async def _ensure_first_key(settings: Settings) -> str | None:
 
 
 def _serve_http(settings: Settings, *, run_workers: bool) -> None:
-    import uvicorn
+    from vidq.api.connections import raise_open_file_limit
+    from vidq.api.serving import http_server
 
-    from vidq.api.app import create_app
-
-    app = create_app(settings, run_workers=run_workers)
-    config = uvicorn.Config(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=2,
-        proxy_headers=True,
-    )
-    uvicorn.Server(config).run()
+    # Every connection is an open file: take all the process may have before sizing limits.
+    raise_open_file_limit()
+    http_server(settings, run_workers=run_workers).run()
 
 
 def cmd_serve(args: argparse.Namespace) -> None:

@@ -22,21 +22,33 @@ Resolution rules, in order:
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import pydantic
 
-from vidq.errors import InvalidOption
+from vidq.jobs.option_values import (
+    FieldErrors,
+    format_bitrate,
+    one_of,
+    parse_audio_bitrate,
+    parse_bitrate,
+    parse_bool,
+    parse_choice,
+    parse_fps,
+    parse_int,
+    parse_renditions,
+    parse_seconds,
+    parse_segment_seconds,
+    parse_storyboard_interval,
+    parse_video_bitrate,
+    parse_video_codec,
+)
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
-from vidq.jobs.strict import decimal_number, shown, whole_number
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
     AUDIO_ENCODERS,
     CODEC_LABELS,
-    COPYABLE_AUDIO,
-    COPYABLE_VIDEO,
     CRF_RANGES,
     DEFAULT_AUDIO_BITRATE,
     DEFAULT_CRF,
@@ -46,13 +58,9 @@ from vidq.media.formats import (
     GIF_CODEC,
     GIF_DEFAULT_FPS,
     GIF_MAX_FPS,
-    MAX_FPS,
     MAX_HEIGHT,
-    MAX_VIDEO_BITRATE,
     MAX_WIDTH,
-    MIN_FPS,
     MIN_HEIGHT,
-    MIN_VIDEO_BITRATE,
     MIN_WIDTH,
     PACKAGE_FORMATS,
     STILL_CODEC,
@@ -66,11 +74,7 @@ from vidq.media.formats import (
 from vidq.media.formats import AUDIO_CODECS as AUDIO_CODECS
 from vidq.media.formats import FORMATS as FORMATS
 from vidq.media.formats import VIDEO_CODECS as VIDEO_CODECS
-from vidq.media.info import MediaInfo
-from vidq.media.package import MAX_SEGMENT_SECONDS, MIN_SEGMENT_SECONDS
 
-MAX_RENDITIONS = 8
-MIN_STORYBOARD_INTERVAL, MAX_STORYBOARD_INTERVAL = 0.1, 3600.0
 MAX_STORYBOARD_TILES = 1000
 
 
@@ -103,200 +107,37 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
 OPTION_FIELDS: tuple[str, ...] = tuple(ResolvedOptions.model_fields)
 
 
-class _Errors:
-    """Collects field errors so that a client hears about all of them at once."""
-
-    def __init__(self) -> None:
-        self.items: list[dict[str, str]] = []
-
-    def add(self, field: str, message: str) -> None:
-        self.items.append({"field": field, "message": message})
-
-    def raise_if_any(self) -> None:
-        if self.items:
-            raise InvalidOption(errors=self.items)
-
-
-def _one_of(values: tuple[str, ...]) -> str:
-    return ", ".join(values[:-1]) + " or " + values[-1] if len(values) > 1 else values[0]
-
-
-def _parse_choice(values: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        value = text.lower()
-        if value not in values:
-            raise ValueError(f"must be one of {_one_of(values)}; got {text!r}")
-        return value
-
-    return parse
-
-
-def _parse_video_codec(text: str) -> str:
-    value = text.lower()
-    if value in (GIF_CODEC, STILL_CODEC):
-        return value
-    return _parse_choice(VIDEO_CODECS)(text)
-
-
-# Numbers are plain ASCII digits (vidq.jobs.strict): no sign, exponent, separators or hex.
-def _parse_int(low: int, high: int) -> Callable[[str], int]:
-    def parse(text: str) -> int:
-        value = whole_number(text)
-        if value is None:
-            raise ValueError(
-                f"must be a whole number between {low} and {high}, in the digits 0-9 only"
-                f" (no sign, decimal point, exponent or separator); got {shown(text)}"
-            )
-        if not low <= value <= high:
-            raise ValueError(f"must be between {low} and {high}; got {value}")
-        return value
-
-    return parse
-
-
-def _parse_seconds(text: str) -> float:
-    value = decimal_number(text)
-    if value is None:
-        raise ValueError(
-            "must be a number of seconds, 0 or more, in digits with an optional decimal"
-            f" point such as 90 or 12.5 (no sign or exponent); got {shown(text)}"
-        )
-    return value
-
-
-def _parse_fps(text: str) -> float:
-    value = decimal_number(text)
-    if value is None or not MIN_FPS <= value <= MAX_FPS:
-        raise ValueError(
-            f"must be a number of frames per second between {MIN_FPS:g} and {MAX_FPS:g},"
-            " in digits with an optional decimal point such as 30 or 29.97; got"
-            f" {shown(text)}"
-        )
-    return value
-
-
-_TRUE = ("true", "1", "yes", "on")
-_FALSE = ("false", "0", "no", "off")
-
-
-def _parse_bool(text: str) -> bool:
-    value = text.lower()
-    if value in _TRUE:
-        return True
-    if value in _FALSE:
-        return False
-    raise ValueError(f"must be true or false; got {text!r}")
-
-
-_BITRATE = re.compile(r"(?P<number>[0-9]{1,15}(?:\.[0-9]{1,6})?)(?P<unit>[kKmM]?)", re.ASCII)
-
-
-def parse_bitrate(text: str) -> int:
-    """Bits per second from `2500k`, `4M`, `128k` or a plain number; ValueError if malformed."""
-    match = _BITRATE.fullmatch(text)
-    if match is None:
-        raise ValueError(
-            "must be a bitrate such as 2500k, 4M or 128k: digits 0-9 with an optional"
-            f" decimal point and a k or M (no sign or exponent); got {shown(text)}"
-        )
-    scale = {"": 1, "k": 1_000, "m": 1_000_000}[match["unit"].lower()]
-    return round(float(match["number"]) * scale)
-
-
-def format_bitrate(bits_per_second: int) -> str:
-    """The short form of a bitrate: 4000000 -> "4M", 2500000 -> "2500k"."""
-    if bits_per_second % 1_000_000 == 0:
-        return f"{bits_per_second // 1_000_000}M"
-    if bits_per_second % 1_000 == 0:
-        return f"{bits_per_second // 1_000}k"
-    return str(bits_per_second)
-
-
-def _parse_video_bitrate(text: str) -> str:
-    bits = parse_bitrate(text)
-    if not MIN_VIDEO_BITRATE <= bits <= MAX_VIDEO_BITRATE:
-        raise ValueError(
-            f"must be between {format_bitrate(MIN_VIDEO_BITRATE)} and"
-            f" {format_bitrate(MAX_VIDEO_BITRATE)}; got {text}"
-        )
-    return format_bitrate(bits)
-
-
-def _parse_audio_bitrate(text: str) -> str:
-    # The exact range depends on the codec and is checked once the codec is known; a value
-    # far beyond every codec's is refused here, while it is still the client's text.
-    bits = parse_bitrate(text)
-    if bits <= 0:
-        raise ValueError(f"must be more than 0; got {text}")
-    highest = max(high for _, high in AUDIO_BITRATE_RANGES.values())
-    if bits > 100 * highest:
-        raise ValueError(f"must be at most {format_bitrate(highest)}; got {text}")
-    return format_bitrate(bits)
-
-
-def _parse_renditions(text: str) -> tuple[int, ...]:
-    """A ladder as sizes of the short side: `1080,720,480`."""
-    parse = _parse_int(MIN_HEIGHT, MAX_HEIGHT)
-    parts = [part.strip() for part in text.split(",")]
-    if not 1 <= len(parts) <= MAX_RENDITIONS:
-        raise ValueError(f"must list 1 to {MAX_RENDITIONS} sizes, such as 1080,720,480")
-    sizes = tuple(parse(part) for part in parts)
-    if len(set(sizes)) != len(sizes):
-        raise ValueError(f"lists a size twice; got {shown(text)}")
-    return sizes
-
-
-def _parse_segment_seconds(text: str) -> float:
-    value = _parse_seconds(text)
-    if not MIN_SEGMENT_SECONDS <= value <= MAX_SEGMENT_SECONDS:
-        raise ValueError(
-            f"must be between {MIN_SEGMENT_SECONDS:g} and {MAX_SEGMENT_SECONDS:g} seconds;"
-            f" got {value:g}"
-        )
-    return value
-
-
-def _parse_storyboard_interval(text: str) -> float:
-    value = _parse_seconds(text)
-    if not MIN_STORYBOARD_INTERVAL <= value <= MAX_STORYBOARD_INTERVAL:
-        raise ValueError(
-            f"must be between {MIN_STORYBOARD_INTERVAL:g} and {MAX_STORYBOARD_INTERVAL:g}"
-            f" seconds; got {value:g}"
-        )
-    return value
-
-
 _PARSERS: dict[str, Callable[[str], Any]] = {
-    "preset": _parse_choice(tuple(PRESETS)),
-    "format": _parse_choice(FORMATS),
-    "video_codec": _parse_video_codec,
-    "audio_codec": _parse_choice(AUDIO_CODECS),
-    "width": _parse_int(MIN_WIDTH, MAX_WIDTH),
-    "height": _parse_int(MIN_HEIGHT, MAX_HEIGHT),
-    "upscale": _parse_bool,
-    "crf": _parse_int(0, max(high for _, high in CRF_RANGES.values())),
-    "video_bitrate": _parse_video_bitrate,
-    "audio_bitrate": _parse_audio_bitrate,
-    "fps": _parse_fps,
-    "start": _parse_seconds,
-    "end": _parse_seconds,
-    "renditions": _parse_renditions,
-    "segment_seconds": _parse_segment_seconds,
-    "poster": _parse_bool,
-    "poster_at": _parse_seconds,
-    "storyboard": _parse_bool,
-    "storyboard_interval": _parse_storyboard_interval,
+    "preset": parse_choice(tuple(PRESETS)),
+    "format": parse_choice(FORMATS),
+    "video_codec": parse_video_codec,
+    "audio_codec": parse_choice(AUDIO_CODECS),
+    "width": parse_int(MIN_WIDTH, MAX_WIDTH),
+    "height": parse_int(MIN_HEIGHT, MAX_HEIGHT),
+    "upscale": parse_bool,
+    "crf": parse_int(0, max(high for _, high in CRF_RANGES.values())),
+    "video_bitrate": parse_video_bitrate,
+    "audio_bitrate": parse_audio_bitrate,
+    "fps": parse_fps,
+    "start": parse_seconds,
+    "end": parse_seconds,
+    "renditions": parse_renditions,
+    "segment_seconds": parse_segment_seconds,
+    "poster": parse_bool,
+    "poster_at": parse_seconds,
+    "storyboard": parse_bool,
+    "storyboard_interval": parse_storyboard_interval,
 }
 assert tuple(_PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"
 
 
-def _parse_raw(raw: Mapping[str, str], errors: _Errors) -> dict[str, Any]:
+def _parse_raw(raw: Mapping[str, str], errors: FieldErrors) -> dict[str, Any]:
     """Each explicitly given option, parsed to its type; empty strings count as not given."""
     given: dict[str, Any] = {}
     for name, text in raw.items():
         parser = _PARSERS.get(name)
         if parser is None:
-            errors.add(name, f"unknown option; the options are {_one_of(OPTION_FIELDS)}")
+            errors.add(name, f"unknown option; the options are {one_of(OPTION_FIELDS)}")
             continue
         text = text.strip()
         if not text:
@@ -309,7 +150,7 @@ def _parse_raw(raw: Mapping[str, str], errors: _Errors) -> dict[str, Any]:
 
 
 def _resolve_codec(
-    kind: str, fmt: str, given: dict[str, Any], preset: Preset, errors: _Errors
+    kind: str, fmt: str, given: dict[str, Any], preset: Preset, errors: FieldErrors
 ) -> str:
     """The video or audio codec: explicit, else the preset's if the format holds it."""
     allowed = (FORMAT_VIDEO_CODECS if kind == "video_codec" else FORMAT_AUDIO_CODECS)[fmt]
@@ -321,11 +162,11 @@ def _resolve_codec(
             if codec == GIF_CODEC:
                 message = "gif is a format, not a codec: use format=gif"
             elif codec == "none":
-                message = f"the {fmt} format needs {stream}; use {_one_of(allowed)}"
+                message = f"the {fmt} format needs {stream}; use {one_of(allowed)}"
             elif codec == "copy":
-                message = f"the {fmt} format cannot copy {stream}; use {_one_of(allowed)}"
+                message = f"the {fmt} format cannot copy {stream}; use {one_of(allowed)}"
             else:
-                message = f"the {fmt} format cannot hold {codec}; use {_one_of(allowed)}"
+                message = f"the {fmt} format cannot hold {codec}; use {one_of(allowed)}"
             errors.add(kind, message)
             return default
         return codec
@@ -342,7 +183,12 @@ def _preset_codec(preset: Preset, kind: str) -> str:
 
 
 def _stream_option(
-    name: str, given: dict[str, Any], preset: Preset, applies: bool, why_not: str, errors: _Errors
+    name: str,
+    given: dict[str, Any],
+    preset: Preset,
+    applies: bool,
+    why_not: str,
+    errors: FieldErrors,
 ) -> Any:
     """An option of one stream: explicit or preset value if it applies, else None."""
     if name in given:
@@ -373,7 +219,7 @@ def _why_not_audio(fmt: str, audio_codec: str) -> str:
 
 def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     """Options from a request's strings plus preset defaults; InvalidOption lists all bad fields."""
-    errors = _Errors()
+    errors = FieldErrors()
     given = _parse_raw(raw, errors)
     preset = PRESETS.get(given.get("preset", DEFAULT_PRESET), PRESETS[DEFAULT_PRESET])
     fmt: str = given.get("format", preset.options["format"])
@@ -448,7 +294,7 @@ def _why_not_package(name: str, fmt: str) -> str:
 
 
 def _resolve_extras(
-    fmt: str, video_codec: str, given: dict[str, Any], errors: _Errors
+    fmt: str, video_codec: str, given: dict[str, Any], errors: FieldErrors
 ) -> dict[str, Any]:
     """The package and stills options: where they apply, as given; elsewhere an error."""
     extras: dict[str, Any] = {}
@@ -478,7 +324,7 @@ def _resolve_extras(
     return extras
 
 
-def _gif_fps(fps: float | None, errors: _Errors) -> float | None:
+def _gif_fps(fps: float | None, errors: FieldErrors) -> float | None:
     """A GIF's frame rate: its default if unset; browsers play no more than 50 fps."""
     if fps is None:
         return GIF_DEFAULT_FPS
@@ -498,7 +344,7 @@ def _resolve_crf(
     preset: Preset,
     video_bitrate: str | None,
     why_not: str,
-    errors: _Errors,
+    errors: FieldErrors,
 ) -> int | None:
     """Constant quality: explicit, the preset's for its own codec, else the codec default."""
     if video_codec not in CRF_RANGES:
@@ -527,7 +373,7 @@ def _resolve_crf(
 
 
 def _resolve_audio_bitrate(
-    fmt: str, audio_codec: str, given: dict[str, Any], preset: Preset, errors: _Errors
+    fmt: str, audio_codec: str, given: dict[str, Any], preset: Preset, errors: FieldErrors
 ) -> str | None:
     """Audio bitrate: explicit (within the codec's range), the preset's, or the codec default."""
     if audio_codec not in AUDIO_ENCODERS:
@@ -549,58 +395,6 @@ def _resolve_audio_bitrate(
     if _preset_codec(preset, "audio_codec") == audio_codec and preset_bitrate is not None:
         return str(preset_bitrate)
     return DEFAULT_AUDIO_BITRATE[audio_codec]
-
-
-def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
-    """Raise InvalidOption for options that cannot work on this (probed) input."""
-    errors = _Errors()
-    fmt = options.format
-    duration = info.duration_seconds
-    if options.start is not None and duration is not None and options.start >= duration:
-        errors.add(
-            "start",
-            f"must be before the end of the input ({duration:g} s long); got {options.start:g}",
-        )
-    if fmt in ("gif", "jpg") and info.video is None:
-        errors.add("format", f"the {fmt} format needs a video stream; the input has none")
-    elif fmt in ("mp3", "m4a") and info.audio is None:
-        errors.add("format", f"the {fmt} format needs an audio stream; the input has none")
-    else:
-        keeps_video = info.video is not None and options.video_codec != "none"
-        keeps_audio = info.audio is not None and options.audio_codec != "none"
-        if not keeps_video and not keeps_audio:
-            field = "audio_codec" if info.video is None else "video_codec"
-            errors.add(field, "the output would be empty: the input has no other stream")
-    for flag in ("poster", "storyboard"):
-        if getattr(options, flag) and info.video is None:
-            errors.add(flag, "needs a video stream; the input has none")
-    if options.storyboard and options.storyboard_interval and duration:
-        tiles = (min(options.end or duration, duration) - (options.start or 0.0)) / (
-            options.storyboard_interval
-        )
-        if tiles > MAX_STORYBOARD_TILES:
-            errors.add(
-                "storyboard_interval",
-                f"would make {tiles:.0f} tiles of this input; at most {MAX_STORYBOARD_TILES}",
-            )
-    if options.video_codec == "copy" and info.video is not None:
-        _check_copy("video_codec", "video", info.video.codec, COPYABLE_VIDEO.get(fmt), fmt, errors)
-    if options.audio_codec == "copy" and info.audio is not None:
-        _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt, errors)
-    errors.raise_if_any()
-
-
-def _check_copy(
-    field: str, kind: str, codec: str, copyable: frozenset[str] | None, fmt: str, errors: _Errors
-) -> None:
-    if copyable is not None and codec not in copyable:
-        holds = (FORMAT_VIDEO_CODECS if kind == "video" else FORMAT_AUDIO_CODECS)[fmt]
-        encoders = [c for c in holds if c not in ("copy", "none")]
-        errors.add(
-            field,
-            f"the {fmt} format cannot hold the input's {codec} {kind} as is;"
-            f" convert it with {_one_of(tuple(encoders))} instead of copy",
-        )
 
 
 def output_extension(options: ResolvedOptions) -> str:

@@ -21,7 +21,7 @@ from vidq.errors import IdempotencyMismatch, NotFound, VidqError
 from vidq.jobs import blobs, idempotency, queue, reads
 from vidq.jobs.capacity import check_capacity
 from vidq.jobs.fields import CheckedFields, check_fields
-from vidq.jobs.options import check_against_input
+from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.runtime import Runtime
 from vidq.media.probe import probe
 

@@ -268,7 +268,19 @@ def _master_playlist(
         peak, average = stream.peak_bits_per_second, stream.average_bits_per_second
         codecs = stream.codecs
         if audio is not None:
-            peak += audio.peak_bits_per_second
+            # The peak with its audio: the larger of the two peaks added and of each
+            # segment's video and audio together over the video segment's duration
+            # (the segments are cut at the same times, but the last may be very short).
+            together = max(
+                (
+                    round(8 * (v_bytes + a_bytes) / max(seconds, 0.001))
+                    for (seconds, v_bytes), (_, a_bytes) in zip(
+                        stream.segments, audio.segments, strict=False
+                    )
+                ),
+                default=0,
+            )
+            peak = max(peak + audio.peak_bits_per_second, together)
             average += audio.average_bits_per_second
             codecs = f"{codecs},{audio.codecs}"
         attributes = [

@@ -1,8 +1,10 @@
 """Stills of a video: a poster frame and a storyboard (a sprite of thumbnails with its WebVTT map).
 
-The poster is taken at a moment into the span; ffmpeg's `thumbnail` filter picks, among
-the frames of the next second or two, the one most like their average, so a fade or a
-black frame at that moment is passed over when a better one is near. The storyboard is
+The poster is taken at a moment into the span: among the frames of the next ten seconds
+that are not black (mean luma above 24 of 255), ffmpeg's `thumbnail` filter picks, from
+the first two seconds of them, the one most like their average, so a fade or a black
+stretch at that moment is passed over. A video black all through that window gets the
+plain choice instead (`poster_command(..., skip_black=False)`). The storyboard is
 one JPEG grid of small tiles, one every `interval` seconds, and `storyboard.vtt` maps each
 time range to its tile with a `#xywh=` fragment (the form Mux and video.js plugins read).
 """
@@ -21,6 +23,8 @@ STORYBOARD = "storyboard.jpg"
 STORYBOARD_VTT = "storyboard.vtt"
 POSTER_AT_FRACTION = 0.1
 THUMBNAIL_CANDIDATES = 50  # frames the poster is chosen among
+POSTER_WINDOW_SECONDS = 10.0  # how far past the moment a non-black frame is looked for
+NOT_BLACK_LUMA = 24  # mean luma (0-255) above which a frame is not black
 TILE_WIDTH = 160
 MAX_COLUMNS = 10
 
@@ -45,12 +49,21 @@ def poster_command(
     at_seconds: float,
     width: int,
     height: int,
+    skip_black: bool = True,
 ) -> list[str]:
-    """ffmpeg argv writing a `width`x`height` JPEG poster taken at `at_seconds`."""
+    """ffmpeg argv writing a `width`x`height` JPEG poster taken at `at_seconds` (it writes
+    nothing if `skip_black` and every frame of the window is black)."""
     argv = input_command(ffmpeg, input_path, info, settings, start=at_seconds, progress=False)
     picture = f"thumbnail={THUMBNAIL_CANDIDATES},scale={width}:{height}:flags=bicubic,setsar=1"
+    if skip_black:
+        picture = (
+            "signalstats,metadata=mode=select:key=lavfi.signalstats.YAVG"
+            f":value={NOT_BLACK_LUMA}:function=greater," + picture
+        )
     return [
         *argv,
+        "-t",
+        f"{POSTER_WINDOW_SECONDS:g}",
         "-map",
         "0:V:0",
         "-vf",

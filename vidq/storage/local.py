@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from vidq.datadir import DIR_MODE, FILE_MODE
-from vidq.errors import StorageFull
+from vidq.errors import Busy, StorageFull
 
 CHUNK_BYTES = 1024 * 1024
 PARTIAL_DIR = ".partial"
@@ -29,7 +29,12 @@ class LocalWriter:
         self.final = root / key
         self.partial = root / PARTIAL_DIR / f"{uuid.uuid4().hex}.part"
         self.partial.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
-        self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        try:
+            self._fd = os.open(self.partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+        except OSError as exc:
+            if exc.errno in (errno.EMFILE, errno.ENFILE):  # out of files: a moment's wait helps
+                raise Busy("The server has no file to spare for the upload.") from exc
+            raise
         self.bytes_written = 0
 
     async def write(self, chunk: bytes) -> None:

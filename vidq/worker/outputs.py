@@ -31,12 +31,15 @@ STILLS_DIR = "stills"
 
 @dataclass(frozen=True)
 class Step:
-    """One ffmpeg run: its argv, the output seconds it covers (for progress), its weight."""
+    """One ffmpeg run: its argv, the output seconds it covers (for progress), its weight;
+    and a second try if it ends well but leaves no `output` (a poster of a black stretch)."""
 
     name: str
     argv: list[str]
     output_seconds: float | None
     weight: float
+    output: Path | None = None
+    fallback: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -174,17 +177,9 @@ def plan_outputs(
         plan.stills_dir.mkdir(parents=True, exist_ok=True)
         width, height = plan.picture
         at = stills.poster_seconds(start, plan.span_seconds, options.poster_at)
-        argv = stills.poster_command(
-            ffmpeg,
-            input_path,
-            plan.main_path,
-            info,
-            settings,
-            at_seconds=at,
-            width=width,
-            height=height,
+        plan.steps.append(
+            _poster_step("still", ffmpeg, input_path, plan.main_path, plan, settings, at, 1.0)
         )
-        plan.steps.append(Step("still", argv, None, 1.0))
         return plan
     if plan.is_package:
         plan.package_dir.mkdir(parents=True, exist_ok=True)
@@ -199,17 +194,10 @@ def plan_outputs(
         width, height = plan.picture
         if options.poster:
             at = stills.poster_seconds(start, plan.span_seconds, options.poster_at)
-            argv = stills.poster_command(
-                ffmpeg,
-                input_path,
-                plan.stills_dir / stills.POSTER,
-                info,
-                settings,
-                at_seconds=at,
-                width=width,
-                height=height,
+            output = plan.stills_dir / stills.POSTER
+            plan.steps.append(
+                _poster_step("poster", ffmpeg, input_path, output, plan, settings, at, 0.02)
             )
-            plan.steps.append(Step("poster", argv, None, 0.02))
         if options.storyboard and plan.span_seconds > 0:
             interval = stills.storyboard_interval(plan.span_seconds, options.storyboard_interval)
             plan.storyboard_interval = interval
@@ -227,6 +215,36 @@ def plan_outputs(
             )
             plan.steps.append(Step("storyboard", argv, plan.span_seconds, 0.1))
     return plan
+
+
+def _poster_step(
+    name: str,
+    ffmpeg: str,
+    input_path: Path,
+    output: Path,
+    plan: OutputPlan,
+    settings: Settings,
+    at_seconds: float,
+    weight: float,
+) -> Step:
+    """A poster: a frame that is not black if the window has one, else the plain choice."""
+    assert plan.picture is not None
+    width, height = plan.picture
+
+    def command(skip_black: bool) -> list[str]:
+        return stills.poster_command(
+            ffmpeg,
+            input_path,
+            output,
+            plan.info,
+            settings,
+            at_seconds=at_seconds,
+            width=width,
+            height=height,
+            skip_black=skip_black,
+        )
+
+    return Step(name, command(True), None, weight, output=output, fallback=command(False))
 
 
 def package_command(

@@ -238,18 +238,23 @@ class Worker:
                     percent = 100.0 * (before + share * step.weight) / total_weight
                     running.progress_percent = max(0.0, min(99.9, percent))
 
-                result = await run_ffmpeg(
-                    step.argv,
-                    settings=settings,
-                    on_progress=on_progress,
-                    stop=running.stop,
-                    timeout_seconds=job_timeout_seconds(info, settings),
-                    stall_seconds=settings.stall_seconds,
-                    max_output_bytes=settings.max_output_bytes
-                    or (4 * job.input_size_bytes + 1024**3),
-                    cwd=scratch,
-                )
-                if result.returncode != 0 or result.stop_reason is not None:
+                for argv in (step.argv, step.fallback):
+                    if argv is None:
+                        continue
+                    result = await run_ffmpeg(
+                        argv,
+                        settings=settings,
+                        on_progress=on_progress,
+                        stop=running.stop,
+                        timeout_seconds=job_timeout_seconds(info, settings),
+                        stall_seconds=settings.stall_seconds,
+                        max_output_bytes=settings.max_output_bytes
+                        or (4 * job.input_size_bytes + 1024**3),
+                        cwd=scratch,
+                    )
+                    if result.stop_reason or step.output is None or step.output.is_file():
+                        break
+                if result is None or result.returncode != 0 or result.stop_reason is not None:
                     break
                 done_weight += step.weight
         assert result is not None
