@@ -202,9 +202,17 @@ def test_storage_url_is_checked_at_start(url: str) -> None:
 
 
 def test_convert_download_delete_on_s3(s3: str, tmp_path: Path, clip: Path) -> None:
-    """The whole service on a bucket: upload, convert, download (Range, HEAD, ETag), delete."""
+    """The whole service on a bucket: upload, convert, download (Range, HEAD, ETag), delete.
+
+    Downloads stream through the API here (no redirect); tests/test_files.py follows them
+    to the bucket."""
     bucket = make_s3(s3, "vidq-test", "files")
-    settings = make_settings(tmp_path, storage_url="s3://vidq-test/files", s3_endpoint_url=s3)
+    settings = make_settings(
+        tmp_path,
+        storage_url="s3://vidq-test/files",
+        s3_endpoint_url=s3,
+        s3_redirect_downloads=False,
+    )
 
     def objects() -> list[str]:
         """The job blobs in the bucket (not the mark naming the database)."""
