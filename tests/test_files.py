@@ -38,7 +38,8 @@ from vidq.storage.memory import MemoryStorage
 from vidq.worker.janitor import Janitor
 
 from .conftest import LiveServer, make_s3, make_settings, running_server
-from .helpers import assert_problem
+from .helpers import assert_problem, submit_job, wait_done
+from .media_clips import make_clip
 from .notify_receivers import INPUT_INFO
 
 PAYLOADS = NotificationPayloads(secret="unused", public_url="http://vidq.test")
@@ -335,14 +336,47 @@ def test_a_player_follows_a_package_under_one_signature(live_server: LiveServer)
 
 
 def _uris(playlist: str) -> list[str]:
-    """The URIs an HLS playlist refers to: its URI lines and EXT-X-MAP's URI attribute."""
+    """The URIs an HLS playlist refers to: its URI lines and URI attributes (EXT-X-MAP,
+    EXT-X-MEDIA)."""
     uris = []
     for line in playlist.splitlines():
-        if line.startswith("#EXT-X-MAP:"):
+        if line.startswith("#") and 'URI="' in line:
             uris.append(line.split('URI="', 1)[1].split('"', 1)[0])
         elif line and not line.startswith("#"):
             uris.append(line)
     return uris
+
+
+def test_a_package_the_worker_made_plays_from_its_manifest(tmp_path: Path) -> None:
+    """A real HLS package from the worker: every URI its playlists hold, resolved from the
+    manifest's URL, is a file the job lists, served under the same signature."""
+    clip = make_clip(tmp_path / "two.mp4", seconds=2, size=(320, 180), channels=2)
+    with running_server(make_settings(tmp_path)) as live, live.client() as client:
+        job = submit_job(client, clip, preset="hls", renditions="180", poster="true")
+        done = wait_done(client, job["id"])
+        assert done["status"] == "completed", done["error"]
+        result = done["result"]
+        base = result["base_url"]
+        listed = {file["path"]: file for file in result["files"]}
+        reached = set()
+        pending = [result["manifests"]["hls"]]
+        while pending:
+            url = pending.pop()
+            answer = httpx.get(url)
+            assert answer.status_code == 200, url
+            path = url.removeprefix(base)
+            reached.add(path)
+            assert len(answer.content) == listed[path]["size_bytes"]
+            assert answer.headers["access-control-allow-origin"] == "*"
+            if path.endswith(".m3u8"):
+                assert answer.headers["content-type"].startswith(HLS)
+                pending += [urljoin(url, uri) for uri in _uris(answer.text)]
+            else:
+                assert answer.headers["content-type"] == "video/mp4"
+        roles = {listed[path]["role"] for path in reached}
+        assert roles == {"manifest", "playlist", "init", "segment"}
+        assert set(listed) - reached == {"poster.jpg"}
+        assert httpx.get(base + "poster.jpg").headers["content-type"] == "image/jpeg"
 
 
 def test_range_head_etag_on_both_routes(live_server: LiveServer) -> None:

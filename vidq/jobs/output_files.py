@@ -12,10 +12,11 @@ from __future__ import annotations
 import posixpath
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 from vidq.db.models import Job
 from vidq.jobs.blobs import MAIN_ROLE
+from vidq.media.package import CONTENT_TYPES
 
 Role = Literal[
     "main",
@@ -28,28 +29,12 @@ Role = Literal[
     "storyboard_vtt",
     "subtitles",
 ]
-ROLES: tuple[str, ...] = get_args(Role)
 
 # Files a client may fetch straight from a bucket (a presigned redirect). Manifests,
 # playlists and text tracks are always answered by vidq: they refer to other files by
 # relative paths, which must resolve under the same signed prefix, not in the bucket.
 REDIRECTABLE_ROLES = frozenset({"main", "init", "segment", "poster", "storyboard"})
 
-# Media types by extension, whatever the listing says: a player needs these exact ones.
-# fMP4 segments are `video/mp4` for video and audio renditions alike.
-_CONTENT_TYPES = {
-    ".m3u8": "application/vnd.apple.mpegurl",
-    ".mpd": "application/dash+xml",
-    ".mp4": "video/mp4",
-    ".m4s": "video/mp4",
-    ".m4a": "audio/mp4",
-    ".ts": "video/mp2t",
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".vtt": "text/vtt",
-    ".srt": "application/x-subrip",
-}
 _DEFAULT_CONTENT_TYPE = "application/octet-stream"
 
 
@@ -100,9 +85,10 @@ def find_file(job: Job, path: str) -> OutputFile | None:
 
 
 def served_content_type(file: OutputFile) -> str:
-    """The Content-Type a file is served with: the main file's recorded type, else by its
-    extension, else what the listing recorded."""
+    """The Content-Type a file is served with: the main file's recorded type, else the one a
+    player needs for its extension (fMP4 segments are `video/mp4`, audio ones too), else
+    what the listing recorded."""
     if file.role == MAIN_ROLE:
         return file.content_type
     extension = posixpath.splitext(file.path)[1].lower()
-    return _CONTENT_TYPES.get(extension, file.content_type)
+    return CONTENT_TYPES.get(extension, file.content_type)
