@@ -120,6 +120,8 @@ _FILE_RESPONSES: dict[int | str, dict[str, Any]] = {
     304: {"description": "Not modified"},
     **problem_responses(401, 404, 410, 416),
 }
+# The owner's route counts against the key's rate limit; the signed form has no key.
+_OWNER_FILE_RESPONSES = {**_FILE_RESPONSES, **problem_responses(429)}
 for method in ("GET", "HEAD"):
     suffix = "" if method == "GET" else "_head"
     router.add_api_route(
@@ -128,7 +130,7 @@ for method in ("GET", "HEAD"):
         methods=[method],
         name=f"job_file{suffix}",
         response_class=Response,
-        responses=_FILE_RESPONSES,
+        responses=_OWNER_FILE_RESPONSES,
         summary="One file of a job's output"
         if method == "GET"
         else "Size and validators of one file",
