@@ -196,6 +196,8 @@ def test_package_plays_in_hls_js_and_dash_js(
     assert sorted(hls["heights"]) == [120, 180] and hls["audioTracks"] == 1
     wait_playing(page)
     switch_rendition(page, "(index) => { window.player.currentLevel = index; }", hls["heights"])
+    # ... and plays to its end (a last audio segment past the video's end would stall it).
+    page.wait_for_function("document.querySelector('video').ended", timeout=20_000)
     page.evaluate("window.player.destroy()")
 
     # dash.js, the same way.
@@ -211,6 +213,7 @@ def test_package_plays_in_hls_js_and_dash_js(
         }""",
         dash["heights"],
     )
+    page.wait_for_function("document.querySelector('video').ended", timeout=20_000)
     page.evaluate("window.player.reset()")
 
     assert any("/seg_" in url for url in requested), "segments came through the signed URLs"
