@@ -31,9 +31,9 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
     """A live server holding two finished jobs, and a schemathesis config naming them.
 
     Operations on one job get a real id, so the fuzzer reaches past `404`: one job to
-    read, follow (a finished job's stream ends after one event), cancel (409) and
-    download, another for DELETE (then `404`: use-after-free). GET /jobs/events is left
-    out: it stays open until the client leaves.
+    read, follow (a finished job's stream ends after one event), cancel (409), download
+    and fetch files of, another for DELETE (then `404`: use-after-free). GET /jobs/events
+    is left out: it stays open until the client leaves.
     """
     with running_server(make_settings(tmp_path)) as live, live.client() as client:
         kept, doomed = (
@@ -46,6 +46,7 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
             "[[operations]]\n"
             'include-name = ["GET /job/{job_id}", "POST /job/{job_id}/cancel",'
             ' "GET /job/{job_id}/output", "HEAD /job/{job_id}/output",'
+            ' "GET /job/{job_id}/files/{path}", "HEAD /job/{job_id}/files/{path}",'
             ' "GET /job/{job_id}/events"]\n'
             f'parameters = {{ job_id = "{kept["id"]}" }}\n\n'
             "[[operations]]\n"

@@ -133,7 +133,8 @@ class VidqClient:
         """Save a completed job's output to `destination`; returns the path."""
         destination = Path(destination)
         partial = destination.with_name(destination.name + ".part")
-        with self._http.stream("GET", f"/job/{job_id}/output") as response:
+        # On a bucket the service may redirect to it (httpx drops the key for another host).
+        with self._http.stream("GET", f"/job/{job_id}/output", follow_redirects=True) as response:
             if response.status_code >= 400:
                 response.read()
                 self._check(response)
