@@ -15,14 +15,14 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
-from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
+from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, preferred_wait, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import UploadSlots, receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
 from vidq.jobs import service, views
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.runtime import Runtime
-from vidq.jobs.states import JobStatus
+from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.strict import field_label, whole_number
 from vidq.jobs.submission import Receiver, StoredInput, submit
 
@@ -86,6 +86,10 @@ async def _receiver(
             "model": JobModel,
             "description": "The job an earlier request with the same Idempotency-Key made",
         },
+        201: {
+            "model": JobModel,
+            "description": "With `Prefer: wait=N`: the job finished within N seconds",
+        },
         **problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
@@ -96,8 +100,18 @@ async def convert(
     account: CurrentAccount,
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    prefer: Annotated[
+        list[str] | None,
+        Header(
+            description="`wait=N` (RFC 7240, 0 < N <= 60): hold the answer until the job"
+            " ends (then 201 with the finished Job) or N seconds pass (then 202)."
+            " Other preferences and values are ignored."
+        ),
+    ] = None,
 ) -> Response:
-    """Upload a video with its options; the job is queued and its id returned at once (202)."""
+    """Upload a video with its options; the job is queued and its id returned at once (202),
+    or with `Prefer: wait=N` once it has finished (201) or N seconds have passed (202)."""
+    wait = preferred_wait(prefer or [])
     form = upload_form(request.headers.get("content-type", ""))
     receive, checked = await _receiver(request, runtime, form)
     slots: UploadSlots = request.app.state.upload_slots
@@ -106,13 +120,15 @@ async def convert(
             runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
         )
     document = await service.submitted_document(
-        runtime, submitted, base_url=_base_url(runtime, request)
+        runtime, submitted, base_url=_base_url(runtime, request), wait_seconds=wait
     )
-    return JSONResponse(
-        document,
-        status_code=200 if submitted.replayed else 202,
-        headers={"Location": f"/job/{document['id']}", **_retry_after(document)},
-    )
+    headers = {"Location": f"/job/{document['id']}", **_retry_after(document)}
+    status = 200 if submitted.replayed else 202
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        if not submitted.replayed and document["status"] in FINISHED:
+            status = 201
+    return JSONResponse(document, status_code=status, headers=headers)
 
 
 @router.get(

@@ -37,12 +37,16 @@ async def document(
 
 
 async def submitted_document(
-    runtime: Runtime, submitted: Submitted, *, base_url: str
+    runtime: Runtime, submitted: Submitted, *, base_url: str, wait_seconds: float | None = None
 ) -> dict[str, Any]:
-    """The Job document of a job just submitted (or replayed)."""
-    return await render_job(
-        runtime.db, submitted.job, base_url=base_url, secret=runtime.signing_key
-    )
+    """The Job document of a job just submitted (or replayed); with `wait_seconds`, once it
+    has finished or after that long, whichever is first."""
+    job = submitted.job
+    if wait_seconds is not None and job.status not in FINISHED:
+        return await wait_for_end(
+            runtime, job.id, job.owner_id, seconds=wait_seconds, base_url=base_url
+        )
+    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
 
 
 async def wait_for_end(
