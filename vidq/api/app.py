@@ -8,7 +8,8 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from vidq import __version__
@@ -25,6 +26,8 @@ from vidq.service import running_service
 log = logging.getLogger("vidq")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+# Swagger UI, served by vidq itself (`make vendor-docs`): /docs loads nothing from elsewhere.
+SWAGGER_UI = "/static/vendor/swagger-ui"
 
 DESCRIPTION = """Convert video files through a REST API built for long-running work.
 
@@ -52,6 +55,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
         redoc_url=None,
         generate_unique_id_function=lambda route: route.name,
     )
@@ -69,6 +73,18 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(routes_files.router, responses=problem_responses(422))
     app.include_router(routes_events.router, responses=problem_responses(422))
     app.include_router(routes_service.router)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+            # No "valid" badge: it would send the document to a validator on the internet.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:
