@@ -15,6 +15,7 @@ from fastapi.staticfiles import StaticFiles
 from vidq import __version__
 from vidq.api import routes_events, routes_files, routes_jobs, routes_output, routes_service
 from vidq.api.connections import ConnectionLimits
+from vidq.api.early_answers import DrainLimits
 from vidq.api.problems import install_problem_handlers
 from vidq.api.ratelimit import RateLimiter
 from vidq.api.schemas import problem_responses
@@ -66,6 +67,9 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         limits.max_concurrent_uploads, retry_after_seconds=limits.retry_after_seconds
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.drain_limits = DrainLimits(
+        settings.refused_upload_drain_seconds, settings.refused_upload_drain_bytes
+    )
     # Every job route takes parameters, and a bad one is answered with a problem (not
     # FastAPI's default validation body, which it would otherwise document).
     app.include_router(routes_jobs.router, responses=problem_responses(422))

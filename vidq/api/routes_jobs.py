@@ -20,7 +20,7 @@ from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_re
 from vidq.api.uploads import UploadSlots, receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
 from vidq.jobs import service, views
-from vidq.jobs.fields import CheckedFields, check_fields
+from vidq.jobs.fields import CheckedFields, check_field_alone, check_fields
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.strict import field_label, whole_number
@@ -49,9 +49,17 @@ async def _receiver(
     idle_seconds = runtime.settings.body_idle_timeout_seconds
     if form == "multipart":
 
+        def check_field(name: str, value: str) -> None:
+            check_field_alone(name, value, runtime.settings)
+
         async def multipart(key: str) -> StoredInput:
             return await receive_multipart(
-                request, runtime.storage, key, max_bytes=max_bytes, idle_seconds=idle_seconds
+                request,
+                runtime.storage,
+                key,
+                max_bytes=max_bytes,
+                idle_seconds=idle_seconds,
+                check_field=check_field,
             )
 
         return multipart, None

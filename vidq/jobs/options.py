@@ -149,6 +149,15 @@ def _parse_raw(raw: Mapping[str, str], errors: FieldErrors) -> dict[str, Any]:
     return given
 
 
+def check_option_alone(name: str, text: str) -> None:
+    """InvalidOption if this option is wrong whatever else the request says: an unknown
+    name, or a value its parser refuses (ranges that depend on other options are checked
+    by `resolve_options`)."""
+    errors = FieldErrors()
+    _parse_raw({name: text}, errors)
+    errors.raise_if_any()
+
+
 def _resolve_codec(
     kind: str, fmt: str, given: dict[str, Any], preset: Preset, errors: FieldErrors
 ) -> str:
