@@ -399,6 +399,7 @@ def test_input_checks_pass_for_a_normal_input() -> None:
         ({"preset": "webm-vp9"}, media(video=None), "preset", "use preset mp3 or m4a"),
         ({"preset": "mp4-h264-720p", "audio_codec": "none"}, media(video=None), "preset", "m4a"),
         ({"format": "mkv"}, media(video=None), "format", "the mkv format makes a video"),
+        ({"format": "mp4"}, media(video=None), "format", "the mp4 format makes a video"),
         ({"video_codec": "none"}, media(audio=None), "video_codec", "output would be empty"),
         (
             {"format": "webm", "video_codec": "copy"},
@@ -430,7 +431,7 @@ def test_input_checks_refuse(
     raw: dict[str, str], info: MediaInfo, field: str, fragment: str
 ) -> None:
     with pytest.raises(InvalidOption) as caught:
-        check_against_input(resolve_options(raw), info)
+        check_against_input(resolve_options(raw), info, sent=raw.keys())
     messages = {e["field"]: e["message"] for e in caught.value.errors}
     assert fragment in messages[field], messages
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from vidq.jobs.option_values import FieldErrors, one_of
 from vidq.jobs.options import MAX_STORYBOARD_TILES, ResolvedOptions
 from vidq.jobs.presets import PRESETS
@@ -15,8 +17,11 @@ from vidq.media.formats import (
 from vidq.media.info import MediaInfo
 
 
-def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
-    """Raise InvalidOption for options that cannot work on this (probed) input."""
+def check_against_input(
+    options: ResolvedOptions, info: MediaInfo, *, sent: Collection[str] = ()
+) -> None:
+    """Raise InvalidOption for options that cannot work on this (probed) input; `sent`:
+    the names of the options the client gave, so that an error names what it chose."""
     errors = FieldErrors()
     fmt = options.format
     duration = info.duration_seconds
@@ -28,8 +33,8 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
     if fmt in ("gif", "jpg") and info.video is None:
         errors.add("format", f"the {fmt} format needs a video stream; the input has none")
     elif _makes_video(options) and info.video is None:
-        # Named as the client chose it: the preset, unless a format of its own replaced the preset's.
-        if fmt == PRESETS[options.preset].options["format"]:
+        # Named as the client chose it: the format if it gave one, else the preset.
+        if "format" not in sent and fmt == PRESETS[options.preset].options["format"]:
             field, what = "preset", f"the {options.preset} preset"
         else:
             field, what = "format", f"the {fmt} format"

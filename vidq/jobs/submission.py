@@ -110,7 +110,7 @@ async def _submit(
         )
         async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
             info = await probe(path, settings)
-        check_against_input(request.options, info)
+        check_against_input(request.options, info, sent=stored.fields.keys())
         check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
         job = await queue.submit(
             runtime.db,
