@@ -116,6 +116,11 @@ class Settings(BaseSettings):
         gt=0,
         description="A conversion whose ffmpeg reports no progress for this long fails with timeout.",
     )
+    transient_retry_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="How long a fault of the database or the bucket that may pass (a connection refused or reset, a timeout, a 5xx or SlowDown answer) is retried, with a pause growing to 5 s, before the job it holds up fails with storage_unavailable (a request answers 503 storage_unavailable). Shorter faults never fail a job.",
+    )
 
     # Live updates (GET /job/{id}/events, GET /jobs/events).
     events_keepalive_seconds: float = Field(

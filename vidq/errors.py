@@ -17,7 +17,8 @@ VidqError                          500 internal_error (the base; never raised it
 ├── RateLimited                    429 rate_limited               + Retry-After
 ├── StorageFull                    507 storage_full
 ├── ServiceUnavailable             503 unavailable                (a branch)
-│   └── DatabaseReplaced           503 unavailable
+│   ├── DatabaseReplaced           503 unavailable
+│   └── StorageUnavailable         503 storage_unavailable        + Retry-After
 ├── Busy                           503 busy                       + Retry-After, Connection: close
 └── WebhookTargetError             422 webhook_target_error       (a branch; not an HTTP answer)
     ├── TargetRefused              422 webhook_target_refused
@@ -32,6 +33,10 @@ such: at submission it becomes `422 invalid_option` on the field `webhook_url`
 (vidq.notify.targets.check_webhook_url); at delivery it is a failed attempt, final for
 TargetRefused and retried for TargetUnresolved. Its status and codes only say what it
 would answer if one ever reached the HTTP layer unconverted: the webhook URL is unusable.
+
+StorageUnavailable is raised once a transient fault of the database or the bucket (a
+connection refused or reset, a timeout, a 5xx) has outlasted VIDQ_TRANSIENT_RETRY_SECONDS
+of retries (vidq.faults): a request then answers 503, a job fails with the same code.
 
 DatabaseReplaced is raised by the database layer (vidq.db.database) on every read and
 write once the database is not the one the process opened: its SQLite file was removed
@@ -215,6 +220,19 @@ class ServiceUnavailable(VidqError):
 
 class DatabaseReplaced(ServiceUnavailable):
     """The database this process opened is gone or was replaced; vidq must be restarted."""
+
+
+class StorageUnavailable(ServiceUnavailable):
+    """The database or the bucket did not answer, though tried again for a while; try again later."""
+
+    code, title = "storage_unavailable", "Storage unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 10) -> None:
+        self.retry_after = retry_after
+        super().__init__(detail)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
 
 
 class Busy(VidqError):

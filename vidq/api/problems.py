@@ -15,11 +15,14 @@ from starlette.routing import Match
 
 from vidq.api.early_answers import answer_early
 from vidq.errors import Busy, InvalidOption, ServiceUnavailable, TooManyJobs, VidqError, leaves
+from vidq.faults import describe, is_transient
 
 log = logging.getLogger("vidq.api")
 
 PROBLEM_TYPE_BASE = "https://vidq.dev/problems/"
 MEDIA_TYPE = "application/problem+json"
+# A transient fault of the database or storage is answered 503 with this Retry-After.
+TRANSIENT_RETRY_AFTER_SECONDS = 5
 
 # Framework answers no leaf of the error tree stands for, and the one code a framework
 # answer takes where several leaves share its status (a 422 is a validation error).
@@ -138,6 +141,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    if is_transient(exc):  # the database or the bucket away for a moment: not a bug
+        log.warning("the database or storage did not answer: %s", describe(exc))
+        return problem(
+            503,
+            ServiceUnavailable.code,
+            "The database or storage did not answer for a moment; try again shortly.",
+            headers={"Retry-After": str(TRANSIENT_RETRY_AFTER_SECONDS)},
+        )
     log.exception("unhandled error", exc_info=exc)
     return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
 

@@ -225,6 +225,38 @@ async def fail(
         return await _end_job(conn, _leased(claim), values, JobStatus.FAILED, payloads, now)
 
 
+async def ended_by(db: Database, claim: Claim, status: JobStatus) -> Job | None:
+    """The job, if it ended with `status` under this claim: the same worker, the same attempt.
+
+    An end written while the connection dropped may have been committed though its answer
+    was lost; tried again, it matches nothing (the lease is gone). This tells such a
+    write, already made, from a lease lost to a cancel or to another worker.
+    """
+    async with db.read() as conn:
+        row = (
+            (
+                await conn.execute(
+                    select(*jobs.columns).where(
+                        jobs.c.id == claim.job.id,
+                        jobs.c.status == status.value,
+                        jobs.c.worker_id == claim.job.worker_id,
+                        jobs.c.attempts == claim.job.attempts,
+                    )
+                )
+            )
+            .mappings()
+            .first()
+        )
+    return Job.from_row(row) if row else None
+
+
+async def cancelled_or_gone(db: Database, job_id: str) -> bool:
+    """Whether a job was cancelled or deleted (rather than, say, leased to another worker)."""
+    async with db.read() as conn:
+        status = (await conn.execute(select(jobs.c.status).where(jobs.c.id == job_id))).scalar()
+    return status is None or status == JobStatus.CANCELLED.value
+
+
 async def requeue(db: Database, claim: Claim, *, count_attempt: bool) -> bool:
     """Put a leased job back in its place in the queue (shutdown, lost worker)."""
     values: dict[str, Any] = {

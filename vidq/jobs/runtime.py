@@ -38,6 +38,8 @@ from vidq.storage import Storage, open_storage
 log = logging.getLogger("vidq")
 
 SIGNING_KEY_SETTING = "download_signing_key"
+# How long a process waits at start to check the store's database mark (see `open`).
+MARK_CHECK_SECONDS = 10.0
 STORE_OF_ANOTHER_DATABASE = (
     "the file store is marked as database %s's, not this one's (%s): files no job owns are "
     "not removed from it. If the store's database was lost, restore it from a backup; if "
@@ -108,9 +110,12 @@ class Runtime:
             settings.resolved_storage_url,
             s3_endpoint_url=settings.s3_endpoint_url,
             s3_region=settings.s3_region,
+            retry_seconds=settings.transient_retry_seconds,
         )
         try:
-            marked = await blobs.mark_database(storage, database_id)
+            # Not waited on for long: a worker must start while a bucket is away.
+            async with asyncio.timeout(MARK_CHECK_SECONDS):
+                marked = await blobs.mark_database(storage, database_id)
         except Exception as exc:  # the store may be down for now: the janitor marks it later
             log.warning("cannot check the file store's database mark now (%r)", exc)
         else:

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from vidq import metrics
 from vidq.db.models import Job
 from vidq.errors import IdempotencyMismatch, NotFound, VidqError
+from vidq.faults import retry_transient
 from vidq.jobs import blobs, idempotency, queue, reads
 from vidq.jobs.capacity import check_capacity
 from vidq.jobs.fields import CheckedFields, check_fields
@@ -73,8 +74,14 @@ async def submit(
         return await _submit(runtime, owner_id, receive, idempotency_key, prior, checked)
     finally:
         if idempotency_key is not None and prior is None:
-            # Undone only if no job was queued: then the client may retry with the key.
-            await idempotency.cancel_reservation(runtime.db, owner_id, idempotency_key)
+            # Undone only if no job was queued: then the client may retry with the key. Made
+            # again through a passing fault (the one that failed the request, often).
+            key = idempotency_key
+            await retry_transient(
+                lambda: idempotency.cancel_reservation(runtime.db, owner_id, key),
+                budget_seconds=runtime.settings.transient_retry_seconds,
+                what="the database",
+            )
 
 
 async def _submit(

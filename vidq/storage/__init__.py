@@ -13,16 +13,27 @@ __all__ = ["BlobWriter", "LocalStorage", "Storage", "open_storage"]
 
 
 def open_storage(
-    url: str, *, s3_endpoint_url: str | None = None, s3_region: str | None = None
+    url: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
+    retry_seconds: float = 0.0,
 ) -> Storage:
-    """The store named by a storage URL: `file:///path` or `s3://bucket[/prefix]`."""
+    """The store named by a storage URL: `file:///path` or `s3://bucket[/prefix]`; a
+    bucket's calls meeting a transient fault are made again for up to `retry_seconds`."""
     parsed = urlparse(url)
     if parsed.scheme == "file":
         return LocalStorage(Path(url2pathname(parsed.path)))
     if parsed.scheme == "s3":
         from vidq.storage.s3 import S3Storage  # boto3 is loaded only when a bucket is used
 
-        return S3Storage(parsed.netloc, parsed.path, endpoint_url=s3_endpoint_url, region=s3_region)
+        return S3Storage(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=s3_endpoint_url,
+            region=s3_region,
+            retry_seconds=retry_seconds,
+        )
     raise ValueError(
         f"unsupported storage URL scheme {parsed.scheme!r}: use file:///path or s3://bucket/prefix"
     )

@@ -4,6 +4,11 @@ Uploads go up as a multipart upload in parts of `PART_BYTES`, so memory stays bo
 and nothing is visible under the key until `commit()` completes it; a blob that never
 fills one part is sent as a single PutObject. boto3 is synchronous and its clients are
 thread-safe, so every call runs in `asyncio.to_thread`.
+
+A call that fails with a transient fault (a connection refused, reset or cut, a timeout,
+a 5xx or SlowDown: `vidq.faults`) is made again, beyond botocore's own few retries, for up
+to `retry_seconds`, then raises StorageUnavailable. A download cut off midway resumes
+where it stopped; a listing resumes at its page.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from vidq.errors import StorageFull
+from vidq.faults import retry_transient
 from vidq.storage.local import _check_key
 
 T = TypeVar("T")
@@ -73,6 +79,7 @@ def _is_missing(exc: BaseException) -> bool:
 
 
 async def _call(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """One blocking boto3 call in a thread, made once."""
     return await asyncio.to_thread(function, *args, **kwargs)
 
 
@@ -80,6 +87,7 @@ class S3Writer:
     """One blob on its way up: buffered to a part, then a multipart upload (or one put)."""
 
     def __init__(self, storage: S3Storage, key: str) -> None:
+        self._call = storage.call
         self._client = storage.client
         self._bucket = storage.bucket
         self._key = key
@@ -106,7 +114,7 @@ class S3Writer:
             body = bytes(self._buffer)
             self._buffer.clear()
             await self._guarded(
-                _call(self._client.put_object, Bucket=self._bucket, Key=self._key, Body=body)
+                self._call(self._client.put_object, Bucket=self._bucket, Key=self._key, Body=body)
             )
         else:
             if self._buffer:
@@ -114,7 +122,7 @@ class S3Writer:
                 self._buffer.clear()
                 await self._guarded(self._upload_part(part))
             await self._guarded(
-                _call(
+                self._call(
                     self._client.complete_multipart_upload,
                     Bucket=self._bucket,
                     Key=self._key,
@@ -130,7 +138,7 @@ class S3Writer:
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
             try:
-                await _call(
+                await self._call(
                     self._client.abort_multipart_upload,
                     Bucket=self._bucket,
                     Key=self._key,
@@ -142,12 +150,12 @@ class S3Writer:
 
     async def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:
-            created = await _call(
+            created = await self._call(
                 self._client.create_multipart_upload, Bucket=self._bucket, Key=self._key
             )
             self._upload_id = str(created["UploadId"])
         number = len(self._parts) + 1
-        answer = await _call(
+        answer = await self._call(
             self._client.upload_part,
             Bucket=self._bucket,
             Key=self._key,
@@ -179,6 +187,7 @@ class S3Storage:
         endpoint_url: str | None = None,
         region: str | None = None,
         client: Any = None,
+        retry_seconds: float = 0.0,
     ) -> None:
         if not bucket:
             raise ValueError("an s3:// storage URL needs a bucket: s3://bucket[/prefix]")
@@ -202,6 +211,16 @@ class S3Storage:
                 "s3", endpoint_url=endpoint_url, region_name=region, config=Config(**options)
             )
         self.client = client
+        self.retry_seconds = retry_seconds
+
+    async def call(self, function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        """One boto3 call in a thread, made again while it meets a transient fault, for up to
+        `retry_seconds`; then StorageUnavailable. The call must be safe to repeat."""
+        return await retry_transient(
+            lambda: _call(function, *args, **kwargs),
+            budget_seconds=self.retry_seconds,
+            what="the bucket",
+        )
 
     def _object(self, key: str) -> str:
         _check_key(key)
@@ -217,7 +236,7 @@ class S3Storage:
         path = scratch_dir / f"download-{uuid.uuid4().hex}"
         try:
             try:
-                await _call(
+                await self.call(
                     self.client.download_file, self.bucket, name, str(path), Config=TRANSFER
                 )
             except ClientError as exc:
@@ -235,7 +254,7 @@ class S3Storage:
     async def put_file(self, key: str, path: Path) -> None:
         name = self._object(key)
         try:
-            await _call(self.client.upload_file, str(path), self.bucket, name, Config=TRANSFER)
+            await self.call(self.client.upload_file, str(path), self.bucket, name, Config=TRANSFER)
         except Exception as exc:
             if _is_full(exc):
                 raise StorageFull() from exc
@@ -247,25 +266,48 @@ class S3Storage:
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
         name = self._object(key)
-        request: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
-        if start > 0 or end is not None:
-            request["Range"] = f"bytes={start}-{'' if end is None else end}"
+        position = start
+        body: Any = None
+
+        async def next_chunk() -> bytes:
+            """The next chunk from `position`, opening (again) the object's stream if need be."""
+            nonlocal body
+            if body is None:
+                request: dict[str, Any] = {"Bucket": self.bucket, "Key": name}
+                if position > 0 or end is not None:
+                    request["Range"] = f"bytes={position}-{'' if end is None else end}"
+                try:
+                    body = (await _call(self.client.get_object, **request))["Body"]
+                except ClientError as exc:
+                    if _is_missing(exc):
+                        raise FileNotFoundError(key) from exc
+                    raise
+            try:
+                return await _call(body.read, CHUNK_BYTES)
+            except BaseException:
+                # Cut off midway: the next try opens the stream again where it stopped.
+                body.close()
+                body = None
+                raise
+
         try:
-            answer = await _call(self.client.get_object, **request)
-        except ClientError as exc:
-            if _is_missing(exc):
-                raise FileNotFoundError(key) from exc
-            raise
-        body = answer["Body"]
-        try:
-            while chunk := await _call(body.read, CHUNK_BYTES):
+            while end is None or position <= end:
+                chunk = await retry_transient(
+                    next_chunk, budget_seconds=self.retry_seconds, what="the bucket"
+                )
+                if not chunk:
+                    break
+                position += len(chunk)
                 yield chunk
         finally:
-            body.close()
+            if body is not None:
+                body.close()
 
     async def size(self, key: str) -> int | None:
         try:
-            answer = await _call(self.client.head_object, Bucket=self.bucket, Key=self._object(key))
+            answer = await self.call(
+                self.client.head_object, Bucket=self.bucket, Key=self._object(key)
+            )
         except ClientError as exc:
             if _is_missing(exc):
                 return None
@@ -274,7 +316,7 @@ class S3Storage:
 
     async def delete(self, key: str) -> None:
         try:
-            await _call(self.client.delete_object, Bucket=self.bucket, Key=self._object(key))
+            await self.call(self.client.delete_object, Bucket=self.bucket, Key=self._object(key))
         except ClientError as exc:
             if not _is_missing(exc):
                 raise
@@ -283,7 +325,7 @@ class S3Storage:
         names = [self._object(key) for key in keys]
         for start in range(0, len(names), DELETE_BATCH):
             batch = [{"Key": name} for name in names[start : start + DELETE_BATCH]]
-            answer = await _call(
+            answer = await self.call(
                 self.client.delete_objects,
                 Bucket=self.bucket,
                 Delete={"Objects": batch, "Quiet": True},
@@ -318,14 +360,18 @@ class S3Storage:
 
     async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
         prefix = prefix.strip("/")
-        pages = iter(
-            self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=f"{self.prefix}{prefix}/" if prefix else self.prefix
-            )
-        )
-        while (page := await _call(next, pages, None)) is not None:
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": f"{self.prefix}{prefix}/" if prefix else self.prefix,
+        }
+        while True:
+            page = await self.call(self.client.list_objects_v2, **request)
             for item in page.get("Contents", []):
                 yield item["Key"][len(self.prefix) :], item["LastModified"].timestamp()
+            if not page.get("IsTruncated"):
+                return
+            request["ContinuationToken"] = page["NextContinuationToken"]
 
     async def ping(self) -> None:
+        # Made once: /readyz says how the bucket is now.
         await _call(self.client.head_bucket, Bucket=self.bucket)

@@ -12,31 +12,35 @@ import contextlib
 import logging
 import shutil
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from vidq import datadir, metrics
 from vidq.config import Settings
 from vidq.db.database import Database
-from vidq.errors import UnsupportedMedia
+from vidq.db.models import Job
+from vidq.errors import StorageUnavailable, UnsupportedMedia
+from vidq.faults import describe, is_transient, retry_transient
 from vidq.jobs import blobs, queue
 from vidq.jobs.events import JobEvents
 from vidq.jobs.options import ResolvedOptions, output_extension
-from vidq.jobs.package_zip import store_package_zip
 from vidq.jobs.queue import Claim
+from vidq.jobs.states import JobStatus
 from vidq.jobs.subscriptions import JobChange
 from vidq.jobs.views import NotificationPayloads
-from vidq.media import package
 from vidq.media.command import job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
-from vidq.media.probe import probe
 from vidq.storage import Storage
-from vidq.worker.outputs import MadeFile, OutputPlan, Step, plan_outputs
+from vidq.worker.outputs import OutputPlan, Step, plan_outputs
+from vidq.worker.results import describe_result, store_outputs
 
 log = logging.getLogger("vidq.worker")
+
+T = TypeVar("T")
 
 OUTPUT_STEM_MAX = 200
 # The longest pause between tries while the worker's loop keeps failing.
@@ -173,7 +177,7 @@ class Worker:
         started = time.monotonic()
         heartbeat = asyncio.create_task(self._heartbeat(running), name=f"heartbeat-{job.id}")
         metrics.CONVERSIONS_RUNNING.inc()
-        outcome = Outcome.FAILED
+        outcome = Outcome.CANCELLED
         try:
             # It left the queue: its clients see it running, the jobs behind it move up.
             await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
@@ -182,10 +186,8 @@ class Worker:
             with self.runtime.job_events.on_stop(job.id, running.abandon):
                 outcome = await self._convert(running, scratch)
         except Exception as exc:
-            log.exception("job %s: unexpected error", job.id)
             if not running.lost:
-                message = f"Internal error while converting ({type(exc).__name__})."
-                outcome = await self._fail(claim, "transcode_failed", message)
+                outcome = await self._after_error(claim, exc)
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -197,21 +199,67 @@ class Worker:
                 time.monotonic() - started
             )
             self.current = None
-        if outcome in (Outcome.COMPLETED, Outcome.FAILED):
-            await self.runtime.announce_finished(job.id, JobChange(job.id, job.owner_id))
-        elif outcome == Outcome.REQUEUED:
-            await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
-        if outcome != Outcome.REQUEUED:
-            # The input is no longer needed once the job has ended.
-            await blobs.delete_input(self.runtime.storage, job.id)
+        await self._after_end(job, outcome)
         return outcome
 
-    async def _fail(self, claim: Claim, code: str, message: str) -> Outcome:
-        """End a leased job as failed (a no-op if the lease was lost meanwhile)."""
-        await queue.fail(
-            self.runtime.db, claim, code=code, message=message, payloads=self.runtime.payloads
+    async def _after_error(self, claim: Claim, exc: Exception) -> Outcome:
+        """End a job that an error interrupted: a fault that outlasted the retry budget fails
+        it with `storage_unavailable`; a transient fault hands it back to the queue without
+        counting the attempt; anything else fails it with `transcode_failed`."""
+        job = claim.job
+        if isinstance(exc, StorageUnavailable):
+            log.error("job %s: %s", job.id, exc.detail)
+            return await self._fail(claim, "storage_unavailable", exc.detail)
+        if is_transient(exc):
+            log.warning("job %s: %s; back to the queue", job.id, describe(exc), exc_info=exc)
+            await self._durably(lambda: queue.requeue(self.runtime.db, claim, count_attempt=False))
+            return Outcome.REQUEUED
+        log.error("job %s: unexpected error", job.id, exc_info=exc)
+        message = f"Internal error while converting ({type(exc).__name__})."
+        return await self._fail(claim, "transcode_failed", message)
+
+    async def _after_end(self, job: Job, outcome: Outcome) -> None:
+        """Tell the fleet how the job ended; drop its input if this worker ended it. Best
+        effort: the notifier polls, and the janitor removes an input left behind."""
+        try:
+            if outcome in (Outcome.COMPLETED, Outcome.FAILED):
+                await self.runtime.announce_finished(job.id, JobChange(job.id, job.owner_id))
+            elif outcome == Outcome.REQUEUED:
+                await self.runtime.announce_changed(
+                    JobChange(job.id, job.owner_id, queue_moved=True)
+                )
+        except Exception as exc:
+            log.warning("job %s: cannot announce its end (%s)", job.id, describe(exc))
+        # A job cancelled or deleted lost its input with it (the API removes it); one that
+        # was leased to another worker still needs it.
+        if outcome in (Outcome.COMPLETED, Outcome.FAILED):
+            try:
+                await blobs.delete_input(self.runtime.storage, job.id)
+            except Exception as exc:
+                log.warning("job %s: its input stays for the janitor (%s)", job.id, describe(exc))
+
+    async def _durably(self, write: Callable[[], Awaitable[T]]) -> T:
+        """A database write of the job's end, made again through a transient fault for up to
+        VIDQ_TRANSIENT_RETRY_SECONDS (then StorageUnavailable)."""
+        return await retry_transient(
+            write,
+            budget_seconds=self.runtime.settings.transient_retry_seconds,
+            what="the database",
         )
-        return Outcome.FAILED
+
+    async def _fail(self, claim: Claim, code: str, message: str) -> Outcome:
+        """End a leased job as failed; CANCELLED if it was no longer ours to end."""
+        runtime = self.runtime
+        failed = await self._durably(
+            lambda: queue.fail(
+                runtime.db, claim, code=code, message=message, payloads=runtime.payloads
+            )
+        )
+        if failed is None:
+            failed = await self._durably(
+                lambda: queue.ended_by(runtime.db, claim, JobStatus.FAILED)
+            )  # written by a first try whose answer was lost?
+        return Outcome.CANCELLED if failed is None else Outcome.FAILED
 
     async def _heartbeat(self, running: RunningJob) -> None:
         settings = self.runtime.settings
@@ -297,7 +345,7 @@ class Worker:
         if running.lost:
             return Outcome.CANCELLED
         if running.shutting_down:
-            await queue.requeue(runtime.db, claim, count_attempt=False)
+            await self._durably(lambda: queue.requeue(runtime.db, claim, count_attempt=False))
             return Outcome.REQUEUED
         if result.stop_reason in ("timeout", "stalled"):
             return await self._fail(claim, "timeout", describe_failure(result))
@@ -314,101 +362,49 @@ class Worker:
             return await self._fail(claim, code, message)
         made = plan.collect()
         try:
-            described = await self._describe(plan, made)
+            described = await describe_result(plan, made, runtime.settings)
         except UnsupportedMedia as exc:
             return await self._fail(
                 claim, "transcode_failed", f"The output is not playable: {exc.detail}"
             )
-        key, download_bytes = await self._store(job.id, plan, made)
-        described["size_bytes"] = download_bytes
-        done = await queue.complete(
-            runtime.db,
-            claim,
-            output_key=key,
-            result=described,
-            retention_seconds=runtime.settings.retention_hours * 3600,
-            payloads=runtime.payloads,
-        )
-        if done is None:  # cancelled or deleted at the last moment: the output is not wanted
-            await blobs.delete_outputs(runtime.storage, job.id, key)
+        # Outputs go under the job's own keys: write none unless the job is still ours (a
+        # worker cut off from the database for longer than its lease may have lost it).
+        if not await self._still_ours(running):
             return Outcome.CANCELLED
-        return Outcome.COMPLETED
-
-    async def _describe(self, plan: OutputPlan, made: list[MadeFile]) -> dict[str, object]:
-        """The job's `result` (less its links): the download, the files, the output as probed."""
-        files = [
-            {
-                "path": f.path,
-                "role": f.role,
-                "size_bytes": f.size_bytes,
-                "content_type": f.content_type,
-            }
-            for f in made
-        ]
-        document: dict[str, object] = {"files": files}
-        if plan.is_package:
-            stem = plan.main_name.rsplit(".", 1)[0]
-            document.update(
-                filename=f"{stem}.zip",
-                content_type="application/zip",
-                manifests={
-                    kind: name
-                    for kind, name in (
-                        ("hls", package.MANIFEST_HLS),
-                        ("dash", package.MANIFEST_DASH),
-                    )
-                    if any(f.path == name for f in made)
-                },
-                **plan.package_description(),
+        key, download_bytes = await store_outputs(runtime.storage, job.id, plan, made)
+        described["size_bytes"] = download_bytes
+        done = await self._durably(
+            lambda: queue.complete(
+                runtime.db,
+                claim,
+                output_key=key,
+                result=described,
+                retention_seconds=runtime.settings.retention_hours * 3600,
+                payloads=runtime.payloads,
             )
-            return document
-        main = made[0]
-        document.update(
-            filename=main.path, size_bytes=main.size_bytes, content_type=main.content_type
         )
-        if plan.options.format == "jpg":
-            width, height = plan.picture or (0, 0)
-            document.update(
-                duration_seconds=None,
-                video={"codec": "mjpeg", "width": width, "height": height, "fps": None},
-                audio=None,
-            )
-            return document
-        # The output is probed out of process like any upload (a warm child, ~0.01 s), not
-        # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
-        # coded stream into it unchanged, the input's metadata is carried over, and an
-        # encoder fed a hostile input could misbehave too; decoding a frame of that here
-        # could crash the server, and a thread stuck in a decoder cannot be stopped or held
-        # to a memory limit. A thread would save only the pipe round trip.
-        output_info = await probe(main.local, self.runtime.settings)
-        document.update(
-            {
-                k: v
-                for k, v in output_info.to_api().items()
-                if k in ("duration_seconds", "video", "audio")
-            }
-        )
-        return document
+        if done is None:
+            done = await self._durably(
+                lambda: queue.ended_by(runtime.db, claim, JobStatus.COMPLETED)
+            )  # written by a first try whose answer was lost?
+        if done is not None:
+            return Outcome.COMPLETED
+        if await self._durably(lambda: queue.cancelled_or_gone(runtime.db, job.id)):
+            # Cancelled or deleted at the last moment: the output is not wanted.
+            await blobs.delete_outputs(runtime.storage, job.id, key)
+        return Outcome.CANCELLED
 
-    async def _store(self, job_id: str, plan: OutputPlan, made: list[MadeFile]) -> tuple[str, int]:
-        """Store every file made under its key; returns the key and size of the download (for
-        a package, a ZIP of all its files, streamed from storage). The job completes only
-        after this."""
-        storage = self.runtime.storage
-        main_key = blobs.output_key(job_id, output_extension(plan.options))
-        for f in made:
-            await storage.put_file(
-                blobs.file_key(job_id, f.path, role=f.role, main_key=main_key), f.local
+    async def _still_ours(self, running: RunningJob) -> bool:
+        """Renew the lease now; False (and the job abandoned) if it is no longer ours."""
+        settings = self.runtime.settings
+        ours = await self._durably(
+            lambda: queue.heartbeat(
+                self.runtime.db,
+                running.claim,
+                progress_percent=None,
+                lease_seconds=settings.lease_seconds,
             )
-        if plan.is_package:
-            files = [
-                {
-                    "path": f.path,
-                    "role": f.role,
-                    "size_bytes": f.size_bytes,
-                    "content_type": f.content_type,
-                }
-                for f in made
-            ]
-            return blobs.package_zip_key(job_id), await store_package_zip(storage, job_id, files)
-        return main_key, made[0].size_bytes
+        )
+        if not ours:
+            running.abandon()
+        return ours
