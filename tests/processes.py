@@ -28,6 +28,7 @@ class VidqProcess:
     umask: int = -1  # the umask the process starts with; -1: this process's own
     # (soft, hard) limit on open files the process starts with; None: this process's own.
     open_files: tuple[int, int] | None = None
+    args: list[str] = field(default_factory=list)  # flags after the command
     process: subprocess.Popen[bytes] | None = None
     log_path: Path = field(init=False)
 
@@ -50,7 +51,7 @@ class VidqProcess:
 
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [*VIDQ, self.command],
+                [*VIDQ, self.command, *self.args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -98,6 +98,22 @@ class Settings(BaseSettings):
         ge=1,
         description="Attempts before a job whose worker keeps disappearing fails with worker_lost.",
     )
+    max_jobs: int | None = Field(
+        None,
+        ge=1,
+        description="vidq worker only: run this many jobs, then exit 0 (a batch runner's task, a Kubernetes Job). Jobs handed back to the queue at shutdown do not count. Default: no limit.",
+    )
+    idle_exit_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="vidq worker only: exit 0 once no job has run for this many seconds (scale to zero). Default: never.",
+    )
+    metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65535,
+        description="Also serve Prometheus metrics (GET /metrics, no key needed) on this port of VIDQ_HOST, from any vidq process: the way to scrape a vidq worker, which has no API. Default: none.",
+    )
     shutdown_grace_seconds: float = Field(
         20.0,
         ge=0,

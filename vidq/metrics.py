@@ -8,6 +8,14 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 JOBS_BY_STATUS = Gauge("vidq_jobs", "Jobs by status", ["status"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge("vidq_queue_depth", "Jobs waiting in the queue", registry=REGISTRY)
+QUEUE_OLDEST_AGE = Gauge(
+    "vidq_queue_oldest_age_seconds",
+    "Seconds the oldest job waiting in the queue has waited since it was submitted (0: none waits)",
+    registry=REGISTRY,
+)
+WORKER_SLOTS = Gauge(
+    "vidq_worker_slots", "Conversions this process may run at once", registry=REGISTRY
+)
 UPLOADS = Counter(
     "vidq_uploads_total", "Uploads received, by outcome", ["outcome"], registry=REGISTRY
 )

@@ -8,6 +8,7 @@ notifier, then the database, then the warm probe child.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -15,9 +16,12 @@ from dataclasses import dataclass
 
 from vidq.config import Settings
 from vidq.errors import DatabaseReplaced
+from vidq.exporter import MetricsExporter
 from vidq.jobs.runtime import Runtime
+from vidq.jobs.service import refresh_queue_metrics
 from vidq.media.probe import close_prober
 from vidq.notify.notifier import Notifier
+from vidq.worker.limits import RunLimits
 from vidq.worker.pool import WorkerPool
 
 log = logging.getLogger("vidq")
@@ -50,9 +54,12 @@ class Service:
 
 @asynccontextmanager
 async def running_service(
-    settings: Settings, *, workers: int, notify: bool
+    settings: Settings, *, workers: int, notify: bool, batch: bool = False
 ) -> AsyncIterator[Service]:
-    """Open the runtime; run `workers` conversion workers, and the notifier if `notify`."""
+    """Open the runtime; run `workers` conversion workers, and the notifier if `notify`;
+    with `batch` (`vidq worker`), the workers honour VIDQ_MAX_JOBS and
+    VIDQ_IDLE_EXIT_SECONDS (`Service.pool.finished`). With VIDQ_METRICS_PORT, metrics are
+    served on that port too."""
     if settings.webhook_allow_private:
         log.warning(
             "VIDQ_WEBHOOK_ALLOW_PRIVATE is on: webhooks may reach loopback and private addresses"
@@ -68,8 +75,22 @@ async def running_service(
             # Made before any loop starts: a bad VIDQ_SMTP_URL stops the start cleanly.
             notifier = Notifier(settings, runtime.db, wakeup=runtime.notify_wakeup)
             stack.push_async_callback(notifier.stop)
+        if settings.metrics_port is not None:
+            exporter = MetricsExporter(
+                settings.host,
+                settings.metrics_port,
+                refresh=lambda: refresh_queue_metrics(runtime),
+                loop=asyncio.get_running_loop(),
+            )
+            exporter.start()
+            stack.callback(exporter.stop)
         if workers > 0:
-            pool = WorkerPool(runtime, workers)
+            limits = None
+            if batch:
+                limits = RunLimits(
+                    max_jobs=settings.max_jobs, idle_exit_seconds=settings.idle_exit_seconds
+                )
+            pool = WorkerPool(runtime, workers, limits)
             await pool.start()
             stack.push_async_callback(pool.stop, settings.shutdown_grace_seconds)
         if notifier is not None:

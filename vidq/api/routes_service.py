@@ -13,7 +13,6 @@ from vidq.api.auth import CurrentAccount, MetricsReader, RuntimeDep
 from vidq.api.schemas import AccountModel, Health, PresetList, problem_responses
 from vidq.jobs import service
 from vidq.jobs.presets import PRESETS
-from vidq.jobs.states import JobStatus
 from vidq.service import Service
 
 router = APIRouter()
@@ -84,10 +83,8 @@ async def readyz(request: Request) -> Response:
     summary="Prometheus metrics",
 )
 async def get_metrics(runtime: RuntimeDep, _: None = MetricsReader) -> Response:
-    """Service-wide totals: jobs by status, queue depth, processing time, uploads and
-    notification deliveries. For the operator's VIDQ_METRICS_TOKEN when set, else any key."""
-    counts = await service.job_counts(runtime)
-    for status, count in counts.items():
-        metrics.JOBS_BY_STATUS.labels(status=status.value).set(count)
-    metrics.QUEUE_DEPTH.set(counts[JobStatus.QUEUED])
+    """Service-wide totals: jobs by status, queue depth and the age of the oldest queued job,
+    processing time, uploads and notification deliveries. For the operator's
+    VIDQ_METRICS_TOKEN when set, else any key."""
+    await service.refresh_queue_metrics(runtime)
     return Response(generate_latest(metrics.REGISTRY), media_type=CONTENT_TYPE_LATEST)

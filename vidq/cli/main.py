@@ -131,10 +131,22 @@ async def _run_workers(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    async with running_service(settings, workers=max(1, settings.workers), notify=True) as service:
+    async with running_service(
+        settings, workers=max(1, settings.workers), notify=True, batch=True
+    ) as service:
         assert service.pool is not None
         log.info("vidq worker running %d conversion slot(s)", len(service.pool.workers))
-        await stop.wait()
+        # SIGTERM drains (running jobs finish within the grace, or go back to the queue);
+        # a batch worker also ends once it has done its work. Either way: exit 0.
+        waits = [
+            asyncio.create_task(stop.wait()),
+            asyncio.create_task(service.pool.finished.wait()),
+        ]
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        for task in waits:
+            task.cancel()
+        if service.pool.finished.is_set():
+            log.info("vidq worker done: %s", service.pool.limits.reason)
 
 
 def cmd_worker(args: argparse.Namespace) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -103,3 +104,11 @@ async def counts_by_status(db: Database) -> dict[JobStatus, int]:
         ).all()
     found = {str(status): int(count) for status, count in rows}
     return {status: found.get(status.value, 0) for status in JobStatus}
+
+
+async def oldest_queued_at(db: Database) -> datetime | None:
+    """When the oldest job still waiting in the queue was submitted; None if none waits."""
+    oldest = select(func.min(jobs.c.created_at)).where(jobs.c.status == JobStatus.QUEUED.value)
+    async with db.read() as conn:
+        found: datetime | None = (await conn.execute(oldest)).scalar()
+    return found

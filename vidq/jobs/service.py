@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from vidq import metrics
 from vidq.clock import utcnow
 from vidq.db.models import Job
 from vidq.errors import Gone, NotFound, Unauthorized
@@ -220,6 +221,13 @@ async def find_signed_file(runtime: Runtime, token: str, path: str) -> StoredFil
     return _stored_file(job, path)
 
 
-async def job_counts(runtime: Runtime) -> dict[JobStatus, int]:
-    """How many jobs are in each state, across all owners (for metrics)."""
-    return await reads.counts_by_status(runtime.db)
+async def refresh_queue_metrics(runtime: Runtime) -> None:
+    """Set the gauges of the whole queue from the database, for a scrape: jobs by status, the
+    queue's depth and how long its oldest job has waited (what an autoscaler reads)."""
+    counts = await reads.counts_by_status(runtime.db)
+    oldest = await reads.oldest_queued_at(runtime.db)
+    for status, count in counts.items():
+        metrics.JOBS_BY_STATUS.labels(status=status.value).set(count)
+    metrics.QUEUE_DEPTH.set(counts[JobStatus.QUEUED])
+    waited = 0.0 if oldest is None else (utcnow() - oldest).total_seconds()
+    metrics.QUEUE_OLDEST_AGE.set(max(0.0, waited))

@@ -11,11 +11,12 @@ import shutil
 import uuid
 from pathlib import Path
 
-from vidq import datadir
+from vidq import datadir, metrics
 from vidq.jobs import queue
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.subscriptions import JobChange
 from vidq.worker.janitor import Janitor
+from vidq.worker.limits import RunLimits
 from vidq.worker.worker import Worker
 
 log = logging.getLogger("vidq.worker")
@@ -57,16 +58,19 @@ class NodeLock:
 class WorkerPool:
     """`count` workers in this process, plus the loop that returns lost jobs to the queue."""
 
-    def __init__(self, runtime: Runtime, count: int) -> None:
+    def __init__(self, runtime: Runtime, count: int, limits: RunLimits | None = None) -> None:
         self.runtime = runtime
         self.count = count
+        # Shared by the workers: `finished` is set once they have run all they may.
+        self.limits = limits or RunLimits()
         self.node = NodeLock(runtime.settings.data_dir)
         self.prefix = f"{self.node.node_id}/"
         instance = f"{self.prefix}{os.getpid()}/{uuid.uuid4().hex[:8]}"
-        self.workers = [Worker(runtime, f"{instance}/{n}") for n in range(count)]
+        self.workers = [Worker(runtime, f"{instance}/{n}", self.limits) for n in range(count)]
         self.tasks: list[asyncio.Task[None]] = []
         self._reaper: asyncio.Task[None] | None = None
         self._supervisor: asyncio.Task[None] | None = None
+        self._idle_watch: asyncio.Task[None] | None = None
         self.janitor = Janitor(runtime, lambda: [w.scratch for w in self.workers if w.scratch])
 
     async def start(self) -> None:
@@ -93,7 +97,15 @@ class WorkerPool:
         ]
         self._reaper = asyncio.create_task(self._reap(), name="lease-reaper")
         self._supervisor = asyncio.create_task(self._supervise(), name="worker-supervisor")
+        self._idle_watch = asyncio.create_task(self.limits.watch_idle(), name="idle-watch")
         self.janitor.start()
+        metrics.WORKER_SLOTS.set(self.count)
+
+    @property
+    def finished(self) -> asyncio.Event:
+        """Set once the workers have run all the jobs they may (VIDQ_MAX_JOBS) or have been
+        idle too long (VIDQ_IDLE_EXIT_SECONDS): the process may stop."""
+        return self.limits.done
 
     def alive(self) -> int:
         """How many worker tasks are running."""
@@ -114,7 +126,7 @@ class WorkerPool:
                     error,
                     exc_info=error,
                 )
-                self.workers[n] = Worker(self.runtime, worker.worker_id)
+                self.workers[n] = Worker(self.runtime, worker.worker_id, self.limits)
                 self.tasks[n] = asyncio.create_task(self.workers[n].run(), name=f"worker-{n}")
 
     async def _reap(self) -> None:
@@ -142,9 +154,9 @@ class WorkerPool:
         for worker in self.workers:
             worker.stopping.set()
         await self.janitor.stop()
-        for loop_task in (self._reaper, self._supervisor):
-            if loop_task is not None:
-                loop_task.cancel()
+        loops = [t for t in (self._reaper, self._supervisor, self._idle_watch) if t is not None]
+        for loop_task in loops:
+            loop_task.cancel()
         pending = [t for t in self.tasks if not t.done()]
         if pending:
             _, pending_set = await asyncio.wait(pending, timeout=grace_seconds)
@@ -158,7 +170,6 @@ class WorkerPool:
                 _, still = await asyncio.wait(pending_set, timeout=STOP_MARGIN_SECONDS)
                 for task in still:
                     task.cancel()
-        loops = [t for t in (self._reaper, self._supervisor) if t is not None]
         for task in [*self.tasks, *loops]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task

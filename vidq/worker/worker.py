@@ -13,7 +13,6 @@ import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, TypeVar
@@ -35,8 +34,10 @@ from vidq.media.command import job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
 from vidq.storage import Storage
+from vidq.worker.limits import RunLimits
 from vidq.worker.outputs import OutputPlan, Step, plan_outputs
 from vidq.worker.results import describe_result, store_outputs
+from vidq.worker.running import RunningJob
 
 log = logging.getLogger("vidq.worker")
 
@@ -76,71 +77,56 @@ def output_filename(input_filename: str, extension: str) -> str:
     return f"{stem[:OUTPUT_STEM_MAX] or 'output'}.{extension}"
 
 
-# The estimate of the time left waits for this much progress and time, to have a rate.
-ETA_MIN_PERCENT = 1.0
-ETA_MIN_SECONDS = 2.0
-
-
-@dataclass
-class RunningJob:
-    """One conversion in progress and the reasons it may be stopped."""
-
-    claim: Claim
-    stop: asyncio.Event = field(default_factory=asyncio.Event)
-    progress_percent: float = 0.0
-    lost: bool = False  # cancelled, deleted or re-leased: make no more writes
-    shutting_down: bool = False  # stopped for shutdown: back to the queue
-    started: float = field(default_factory=time.monotonic)  # this attempt's start
-
-    def eta_seconds(self) -> float | None:
-        """Seconds left at the progress rate of this attempt so far; None while unknown."""
-        percent = self.progress_percent
-        elapsed = time.monotonic() - self.started
-        if percent < ETA_MIN_PERCENT or elapsed < ETA_MIN_SECONDS or percent >= 100.0:
-            return None
-        return round(elapsed * (100.0 - percent) / percent, 1)
-
-    def abandon(self) -> None:
-        """The job is no longer ours (cancelled, deleted, re-leased): stop ffmpeg now."""
-        self.lost = True
-        self.stop.set()
-
-
 class Worker:
     """One conversion slot: claims and runs jobs one at a time until told to stop."""
 
-    def __init__(self, runtime: WorkerHost, worker_id: str) -> None:
+    def __init__(
+        self, runtime: WorkerHost, worker_id: str, limits: RunLimits | None = None
+    ) -> None:
         self.runtime = runtime
         self.worker_id = worker_id
+        self.limits = limits or RunLimits()
         self.current: RunningJob | None = None
         self.scratch: Path | None = None  # the running job's temporary directory
         self.stopping = asyncio.Event()
 
     async def run(self) -> None:
-        """Claim and process jobs until `stopping` is set. No error ends the loop: a failing
-        database, store or prober is logged and retried with a growing pause."""
+        """Claim and process jobs until `stopping` is set (or the process's `limits` are
+        reached). No error ends the loop: a failing database, store or prober is logged and
+        retried with a growing pause."""
         settings = self.runtime.settings
         failures = 0
         while not self.stopping.is_set():
+            if not self.limits.take():
+                await self.stopping.wait()  # this process has run all the jobs it may
+                return
+            outcome: Outcome | None = None
             try:
                 claim = await queue.claim_next(
                     self.runtime.db, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
                 )
-                if claim is None:
-                    await self._idle(settings.poll_seconds)
-                else:
-                    await self.process(claim)
+                if claim is not None:
+                    outcome = await self.process(claim)
                 failures = 0
-            except Exception:
+            except Exception as exc:
                 failures += 1
                 pause = min(MAX_BACKOFF_SECONDS, settings.poll_seconds * 2 ** min(failures, 16))
-                log.exception(
-                    "worker %s: error in its loop (%d in a row); going on in %.1f s",
+                passing = is_transient(exc)  # a database away for a moment: no traceback
+                log.log(
+                    logging.WARNING if passing else logging.ERROR,
+                    "worker %s: error in its loop (%d in a row: %s); going on in %.1f s",
                     self.worker_id,
                     failures,
+                    describe(exc),
                     pause,
+                    exc_info=None if passing else exc,
                 )
                 await self._pause(pause)
+                continue
+            finally:
+                self.limits.give_back(counted=outcome not in (None, Outcome.REQUEUED))
+            if outcome is None:
+                await self._idle(settings.poll_seconds)
 
     async def _pause(self, seconds: float) -> None:
         """Sleep `seconds`, or less if told to stop (new jobs do not cut it short)."""
