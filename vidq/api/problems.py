@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
@@ -153,9 +154,16 @@ async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
     return problem(500, "internal_error", "An unexpected error occurred; it has been logged.")
 
 
+async def _database_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database error: 503 if it may pass, else the 500 of any unexpected error. Handled
+    here rather than as any Exception, which the server would log a second time."""
+    return await _unexpected_error(request, exc)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Route every error, ours or the framework's, through problem+json."""
     app.add_exception_handler(VidqError, _vidq_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -28,6 +28,7 @@ from vidq.db.listen import (
     notify,
 )
 from vidq.db.migrate import migrate
+from vidq.faults import retry_transient
 from vidq.jobs import blobs, reads
 from vidq.jobs.events import JobEvents
 from vidq.jobs.feeds import Feeds
@@ -99,13 +100,26 @@ class Runtime:
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
         """Migrate the database and open everything; the data directory private, the store
-        marked with the database's id if it has no mark."""
+        marked with the database's id if it has no mark. A database that does not answer at
+        first (restarting, failing over) is waited for, up to VIDQ_TRANSIENT_RETRY_SECONDS."""
         url = settings.resolved_database_url
         datadir.secure(settings.data_dir, also=sqlite_files(url))
         settings.tmp_dir.mkdir(mode=datadir.DIR_MODE, exist_ok=True)
-        await migrate(url)
-        db = Database(url)
-        database_id, _ = await db.adopt_id()
+
+        async def open_database() -> tuple[Database, str, str]:
+            await migrate(url)
+            db = Database(url)
+            try:
+                database_id, _ = await db.adopt_id()
+                key = settings.secret_key or await shared_secret(db, SIGNING_KEY_SETTING)
+            except BaseException:
+                await db.close()
+                raise
+            return db, database_id, key
+
+        db, database_id, signing_key = await retry_transient(
+            open_database, budget_seconds=settings.transient_retry_seconds, what="the database"
+        )
         storage = open_storage(
             settings.resolved_storage_url,
             s3_endpoint_url=settings.s3_endpoint_url,
@@ -121,7 +135,6 @@ class Runtime:
         else:
             if marked != database_id:
                 log.error(STORE_OF_ANOTHER_DATABASE, marked, database_id)
-        signing_key = settings.secret_key or await shared_secret(db, SIGNING_KEY_SETTING)
         return cls(
             settings=settings,
             db=db,
@@ -163,11 +176,18 @@ class Runtime:
             self.feeds.resync()
 
     async def _notify(self, notices: list[tuple[str, str]]) -> None:
-        """Send NOTIFYs on PostgreSQL (one transaction); nothing on SQLite."""
-        if self.db.is_postgres and notices:
+        """Send NOTIFYs on PostgreSQL (one transaction); nothing on SQLite. Best effort: a
+        NOTIFY that cannot be sent (the database away for a moment) is logged, never raised,
+        since what it announces is already written: workers also poll, waiters re-read, and
+        feeds re-read when their LISTEN connection is back."""
+        if not (self.db.is_postgres and notices):
+            return
+        try:
             async with self.db.write() as conn:
                 for channel, payload in notices:
                     await notify(conn, channel, payload)
+        except Exception as exc:
+            log.warning("cannot announce to the fleet (%r)", exc)
 
     def _changes(self, changes: tuple[JobChange, ...]) -> list[tuple[str, str]]:
         """Tell this process's feeds; the NOTIFYs that tell the fleet's."""
@@ -195,13 +215,8 @@ class Runtime:
 
     async def announce_changed(self, *changes: JobChange) -> None:
         """Something clients see of these jobs changed (a claim, progress, a deletion): the
-        live feeds here and across the fleet read them again. Best effort: a NOTIFY that
-        cannot be sent is logged, never raised (feeds also re-read on reconnection)."""
-        notices = self._changes(changes)
-        try:
-            await self._notify(notices)
-        except Exception as exc:
-            log.warning("cannot announce a job change to the fleet (%r)", exc)
+        live feeds here and across the fleet read them again."""
+        await self._notify(self._changes(changes))
 
     def base_url_for(self, request_base_url: str) -> str:
         """Base URL for links in an answer: VIDQ_PUBLIC_URL, else the request's own."""

@@ -77,6 +77,13 @@ def output_filename(input_filename: str, extension: str) -> str:
     return f"{stem[:OUTPUT_STEM_MAX] or 'output'}.{extension}"
 
 
+def _attempt(claim: Claim) -> str:
+    """Which life of a job a log line is about: its attempt, its lease, its worker."""
+    return (
+        f"attempt {claim.job.attempts}, lease {claim.lease_token[:8]}, worker {claim.job.worker_id}"
+    )
+
+
 class Worker:
     """One conversion slot: claims and runs jobs one at a time until told to stop."""
 
@@ -357,6 +364,7 @@ class Worker:
         # worker cut off from the database for longer than its lease may have lost it).
         if not await self._still_ours(running):
             return Outcome.CANCELLED
+        log.info("job %s: storing its output (%s)", job.id, _attempt(claim))
         key, download_bytes = await store_outputs(runtime.storage, job.id, plan, made)
         described["size_bytes"] = download_bytes
         done = await self._durably(
@@ -374,6 +382,7 @@ class Worker:
                 lambda: queue.ended_by(runtime.db, claim, JobStatus.COMPLETED)
             )  # written by a first try whose answer was lost?
         if done is not None:
+            log.info("job %s completed (%s)", job.id, _attempt(claim))
             return Outcome.COMPLETED
         if await self._durably(lambda: queue.cancelled_or_gone(runtime.db, job.id)):
             # Cancelled or deleted at the last moment: the output is not wanted.
