@@ -15,6 +15,7 @@ from vidq.db.models import Job
 from vidq.errors import Conflict, NotFound, TooManyJobs
 from vidq.jobs import queue, reads
 from vidq.jobs.accounts import create_owner
+from vidq.jobs.states import JobStatus
 from vidq.jobs.views import NotificationPayloads
 from vidq.notify import outbox
 
@@ -215,3 +216,41 @@ async def test_list_pages_newest_first_with_status_filter(db: Database) -> None:
         db, owner, statuses=["cancelled"], limit=10, before_seq=None
     )
     assert [j.id for j in cancelled] == [ids[1]]
+
+
+async def test_an_end_written_but_not_acknowledged_is_told_from_a_lost_lease(
+    db: Database,
+) -> None:
+    """A worker whose `complete` committed but whose answer was lost tries again: the
+    second try matches nothing, and `ended_by` says the job ended under its own claim; a
+    job re-leased to another worker or cancelled is not its own end."""
+    owner = await _owner(db)
+    await queue.submit(db, new_job(owner), max_unfinished=10)
+    claim = await queue.claim_next(db, worker_id="w/1", lease_seconds=30)
+    assert claim is not None
+    done = dict(output_key="outputs/x.mp4", result={}, retention_seconds=60, payloads=PAYLOADS)
+    assert await queue.complete(db, claim, **done) is not None
+    assert await queue.complete(db, claim, **done) is None  # the retry: lease gone
+    ended = await queue.ended_by(db, claim, JobStatus.COMPLETED)
+    assert ended is not None and ended.id == claim.job.id
+    assert await queue.ended_by(db, claim, JobStatus.FAILED) is None
+    assert not await queue.cancelled_or_gone(db, claim.job.id)
+
+    # The lease lost to another worker: not this claim's end.
+    await queue.submit(db, new_job(owner), max_unfinished=10)
+    first = await queue.claim_next(db, worker_id="w/1", lease_seconds=30)
+    assert first is not None
+    await queue.requeue(db, first, count_attempt=True)
+    second = await queue.claim_next(db, worker_id="w/2", lease_seconds=30)
+    assert second is not None and second.job.id == first.job.id
+    assert await queue.complete(db, second, **done) is not None
+    assert await queue.complete(db, first, **done) is None
+    assert await queue.ended_by(db, first, JobStatus.COMPLETED) is None
+    assert not await queue.cancelled_or_gone(db, first.job.id)
+
+    # Cancelled, then deleted.
+    job = await queue.submit(db, new_job(owner), max_unfinished=10)
+    await queue.request_cancel(db, job.id, owner, payloads=PAYLOADS)
+    assert await queue.cancelled_or_gone(db, job.id)
+    await queue.remove(db, job.id, owner)
+    assert await queue.cancelled_or_gone(db, job.id)
