@@ -4,9 +4,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
-# The players the page bundles (npm packages), copied by `make vendor` into vidq/web/static/vendor.
+# The browser libraries the page bundles (npm packages), copied by `make vendor` into
+# vidq/web/static/vendor: the players, and the resumable-upload client.
 HLS_JS_VERSION := 1.7.4
 DASHJS_VERSION := 5.2.1
+TUS_JS_VERSION := 4.3.1
 
 .PHONY: run test check fuzz bench vendor clean
 
@@ -42,7 +44,7 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/cancel.py
 
 vendor:
-	scripts/vendor-players.sh $(HLS_JS_VERSION) $(DASHJS_VERSION)
+	scripts/vendor-players.sh $(HLS_JS_VERSION) $(DASHJS_VERSION) $(TUS_JS_VERSION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
