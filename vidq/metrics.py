@@ -11,6 +11,12 @@ QUEUE_DEPTH = Gauge("vidq_queue_depth", "Jobs waiting in the queue", registry=RE
 UPLOADS = Counter(
     "vidq_uploads_total", "Uploads received, by outcome", ["outcome"], registry=REGISTRY
 )
+IMPORTS = Counter(
+    "vidq_imports_total",
+    "Inputs fetched from a source_url, by outcome: fetched, failed",
+    ["outcome"],
+    registry=REGISTRY,
+)
 UPLOAD_BYTES = Counter("vidq_upload_bytes_total", "Bytes of accepted uploads", registry=REGISTRY)
 PROCESSING_SECONDS = Histogram(
     "vidq_processing_seconds",

@@ -24,6 +24,7 @@ from vidq.db.listen import (
 )
 from vidq.db.migrate import migrate
 from vidq.jobs import blobs
+from vidq.jobs.chunk_sink import FileDigests
 from vidq.jobs.events import JobEvents
 from vidq.jobs.views import NotificationPayloads
 from vidq.storage import Storage, open_storage
@@ -68,6 +69,8 @@ class Runtime:
     notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Requests waiting for a job's end (GET /job/{id}?wait=N).
     job_events: JobEvents = field(default_factory=JobEvents)
+    # The running SHA-256 of resumable uploads this process received (vidq.jobs.chunk_sink).
+    upload_digests: FileDigests = field(default_factory=FileDigests)
     _listener: asyncio.Task[None] | None = None
 
     @classmethod

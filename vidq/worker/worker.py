@@ -3,12 +3,15 @@
 Each running job has a heartbeat task beside its ffmpeg: it records progress, renews
 the lease and learns whether the job is still ours. If the job was cancelled, deleted
 or re-leased, the heartbeat's conditional update matches nothing and ffmpeg is stopped.
+A job whose input is still at its `source_url` first has it fetched and probed
+(`importer`), under the same lease and stopped the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
@@ -33,6 +36,7 @@ from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
 from vidq.media.probe import probe
 from vidq.storage import Storage
+from vidq.worker.importer import InputRefused, import_unless_stopped
 from vidq.worker.outputs import MadeFile, OutputPlan, Step, plan_outputs
 
 log = logging.getLogger("vidq.worker")
@@ -217,13 +221,36 @@ class Worker:
                 running.abandon()
                 return
 
+    async def _import(self, running: RunningJob, scratch: Path) -> Outcome | None:
+        """Fetch and probe the input of a `source_url` job; None when it is ready to convert,
+        else how the job ended (a cancel, delete or shutdown stops the import at once)."""
+        claim = running.claim
+        try:
+            job = await import_unless_stopped(self.runtime, claim, scratch, running.stop)
+        except InputRefused as exc:
+            if not running.stop.is_set():
+                return await self._fail(claim, exc.code, exc.message)
+            job = None
+        if running.shutting_down and not running.lost:
+            await queue.requeue(self.runtime.db, claim, count_attempt=False)
+            return Outcome.REQUEUED
+        if job is None or running.lost:
+            return Outcome.CANCELLED
+        running.claim = dataclasses.replace(claim, job=job)
+        return None
+
     async def _convert(self, running: RunningJob, scratch: Path) -> Outcome:
         """Run the job's ffmpeg steps (see `outputs`), then conclude."""
         runtime, settings = self.runtime, self.runtime.settings
+        scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
+        if running.claim.job.input_info is None:
+            ended = await self._import(running, scratch)
+            if ended is not None:
+                return ended
         job = running.claim.job
+        assert job.input_info is not None and job.input_size_bytes is not None
         options = ResolvedOptions(**job.options)
         info = MediaInfo.from_json(job.input_info)
-        scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
         main_name = output_filename(job.input_filename, output_extension(options))
         async with runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path:
             plan = plan_outputs(options, info, input_path, scratch, settings, main_name=main_name)
