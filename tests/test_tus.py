@@ -282,13 +282,31 @@ def test_tus_js_client_under_node_resumes_after_a_break(
 
 def test_vidq_client_upload_resumable(server: LiveServer, big_clip: Path) -> None:
     made: list[str] = []
-    with VidqClient(server.url, server.key) as vidq:
-        upload_id = vidq.upload_resumable(big_clip, chunk_size=MIB, created=made.append)
-        assert made == [f"{server.url}/uploads/{upload_id}"]
+    # Through a connection that breaks once: the client goes on from the server's offset
+    # (with a checksum, the broken chunk is sent again whole).
+    with (
+        CuttingProxy(server.settings.port, cut_after_bytes=MIB + MIB // 2) as proxy,
+        VidqClient(proxy.url, server.key) as vidq,
+    ):
+        upload_id = vidq.upload_resumable(
+            big_clip, chunk_size=MIB, created=made.append, checksum="sha256"
+        )
+        assert proxy.cuts == 1
+        assert made == [f"{proxy.url}/uploads/{upload_id}"]
         # Given its URL again, it picks up at the server's offset: here, the end.
         assert vidq.upload_resumable(big_clip, upload_url=made[0]) == upload_id
         job = vidq.wait(vidq.convert_upload(upload_id, preset="gif")["id"], timeout=60)
     assert job["status"] == "completed" and job["input"]["filename"] == "big.mp4"
+    assert job["input"]["size_bytes"] == big_clip.stat().st_size
+
+
+def test_vidq_client_waits_out_the_rate_limit(tmp_path: Path, clip: Path) -> None:
+    settings = make_settings(tmp_path, rate_limit_per_second=4, rate_limit_burst=3)
+    with running_server(settings) as live, VidqClient(live.url, live.key) as vidq:
+        upload_id = vidq.upload_resumable(clip, chunk_size=2048)  # a dozen requests or so
+        with live.client() as client:
+            head = client.head(f"/uploads/{upload_id}", headers=TUS)
+            assert head.headers["upload-offset"] == str(clip.stat().st_size)
 
 
 def test_expired_uploads_are_refused_then_swept(tmp_path: Path, clip: Path) -> None:

@@ -19,18 +19,22 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, BinaryIO, Literal
 
 import httpx
 
 FINISHED = ("completed", "failed", "cancelled")
 CHUNK_BYTES = 1024 * 1024
-# Bytes per PATCH of a resumable upload: large enough that a request's cost is small beside
-# its bytes (bench/README.md), small enough that a broken connection loses little.
-TUS_CHUNK_BYTES = 16 * 1024 * 1024
+# Bytes per PATCH of a resumable upload, streamed from the file (never held whole): large
+# enough that a request's own cost (about 10 ms of the server's CPU) is small beside its
+# bytes, and that a fast upload stays below a key's request rate (bench/README.md). A
+# broken connection loses nothing of it: the service keeps what arrived (without a checksum).
+TUS_CHUNK_BYTES = 64 * 1024 * 1024
 TUS_HEADERS = {"Tus-Resumable": "1.0.0"}
 TUS_RETRIES = 3
 TUS_RETRY_SECONDS = 1.0
+# How many times in a row a tus request waits out `429 rate_limited` before giving up.
+TUS_RATE_LIMIT_WAITS = 30
 
 
 class VidqAPIError(Exception):
@@ -48,6 +52,14 @@ def _file_chunks(path: Path) -> Iterator[bytes]:
     with path.open("rb") as handle:
         while chunk := handle.read(CHUNK_BYTES):
             yield chunk
+
+
+def _file_range(handle: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
+    """The bytes [offset, offset + length) of an open file, a piece at a time."""
+    handle.seek(offset)
+    while length > 0 and (piece := handle.read(min(CHUNK_BYTES, length))):
+        length -= len(piece)
+        yield piece
 
 
 class VidqClient:
@@ -138,14 +150,18 @@ class VidqClient:
         upload_url: str | None = None,
         created: Callable[[str], None] | None = None,
         retries: int = TUS_RETRIES,
+        checksum: Literal["sha1", "sha256"] | None = None,
     ) -> str:
-        """Send a file as a resumable (tus 1.0.0) upload, a chunk per request (each with its
-        SHA-256, checked by the service); returns the upload's id, for `convert_upload`.
+        """Send a file as a resumable (tus 1.0.0) upload, a chunk per request; returns the
+        upload's id, for `convert_upload`.
 
         A new upload is created unless `upload_url` names an earlier one of the same file,
         which is then continued from the offset the service reports. `created` is told the
         URL of a new upload before its first byte is sent (keep it to resume after a crash).
-        A broken connection is retried `retries` times, each from the service's offset.
+        A broken connection is retried `retries` times, each from the service's offset; a
+        `429 rate_limited` is waited out.
+        With `checksum`, each chunk carries its digest and the service keeps it only if
+        its bytes match; it costs a hash of every byte on both sides (bench/README.md).
         """
         path = Path(path)
         size = path.stat().st_size
@@ -157,17 +173,36 @@ class VidqClient:
         failures = 0
         with path.open("rb") as handle:
             while offset < size:
-                handle.seek(offset)
-                chunk = handle.read(min(chunk_size, size - offset))
+                length = min(chunk_size, size - offset)
                 try:
-                    offset = self._send_chunk(upload_url, offset, chunk)
-                except httpx.TransportError:
-                    failures += 1
-                    if failures > retries:
+                    offset = self._send_chunk(upload_url, handle, offset, length, checksum)
+                    continue
+                except httpx.TransportError as exc:
+                    error: Exception = exc  # a broken connection: what arrived was kept
+                except VidqAPIError as exc:
+                    # 409: the offset moved, or a broken request still holds the upload.
+                    if exc.status != 409:
                         raise
-                    time.sleep(TUS_RETRY_SECONDS)
-                    offset = self._upload_offset(upload_url, size)
+                    error = exc
+                failures += 1
+                if failures > retries:
+                    raise error
+                time.sleep(TUS_RETRY_SECONDS)
+                offset = self._upload_offset(upload_url, size)
         return upload_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def _tus(
+        self, method: str, url: str, headers: dict[str, str], body: Callable[[], Any] | None = None
+    ) -> httpx.Response:
+        """A tus request, waiting out `429 rate_limited` as its Retry-After says (a fast
+        upload in small chunks can pass a key's request rate)."""
+        for _ in range(TUS_RATE_LIMIT_WAITS):
+            content = None if body is None else body()
+            response = self._http.request(method, url, headers=headers, content=content)
+            if response.status_code != 429:
+                break
+            time.sleep(float(response.headers.get("retry-after", "1")))
+        return self._check(response)
 
     def _create_upload(self, filename: str, size: int) -> str:
         name = base64.b64encode(filename.encode("utf-8")).decode("ascii")
@@ -176,24 +211,35 @@ class VidqClient:
             "Upload-Length": str(size),
             "Upload-Metadata": f"filename {name}",
         }
-        response = self._check(self._http.post("/uploads", headers=headers))
+        response = self._tus("POST", "/uploads", headers)
         return str(response.headers["location"])
 
     def _upload_offset(self, upload_url: str, size: int) -> int:
-        response = self._check(self._http.head(upload_url, headers=TUS_HEADERS))
+        response = self._tus("HEAD", upload_url, TUS_HEADERS)
         if int(response.headers["upload-length"]) != size:
             raise ValueError(f"the upload at {upload_url} is not of this file's {size} bytes")
         return int(response.headers["upload-offset"])
 
-    def _send_chunk(self, upload_url: str, offset: int, chunk: bytes) -> int:
-        digest = base64.b64encode(hashlib.sha256(chunk).digest()).decode("ascii")
+    def _send_chunk(
+        self, upload_url: str, handle: BinaryIO, offset: int, length: int, checksum: str | None
+    ) -> int:
+        """PATCH the file's bytes [offset, offset + length), streamed from it (read twice
+        with a checksum: once to hash, once to send); the upload's new offset."""
         headers = {
             **TUS_HEADERS,
             "Content-Type": "application/offset+octet-stream",
+            "Content-Length": str(length),
             "Upload-Offset": str(offset),
-            "Upload-Checksum": f"sha256 {digest}",
         }
-        response = self._check(self._http.patch(upload_url, content=chunk, headers=headers))
+        if checksum is not None:
+            hasher = hashlib.new(checksum)
+            for piece in _file_range(handle, offset, length):
+                hasher.update(piece)
+            digest = base64.b64encode(hasher.digest()).decode("ascii")
+            headers["Upload-Checksum"] = f"{checksum} {digest}"
+        response = self._tus(
+            "PATCH", upload_url, headers, lambda: _file_range(handle, offset, length)
+        )
         return int(response.headers["upload-offset"])
 
     def job(self, job_id: str, *, wait: float | None = None) -> dict[str, Any]:

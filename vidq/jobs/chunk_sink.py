@@ -2,8 +2,9 @@
 
 A chunk's bytes are hashed twice over - for its `Upload-Checksum`, if it has one, and
 for the SHA-256 of the whole upload - and written to the store. `ChunkSink` does both for
-one buffer in threads (hashlib lets go of the GIL for large buffers) while the event loop
-receives the next one, keeping their order; the loop never hashes.
+one buffer in threads (hashlib lets go of the GIL for large buffers: the hashes and the
+write run side by side) while the event loop receives the next one, keeping their order;
+the loop never hashes.
 
 The whole upload's SHA-256 is carried from one request to the next in `FileDigests`, by
 the process that received every byte so far: a digest is good only for the offset it
@@ -51,11 +52,6 @@ class FileDigests:
             self._digests.popitem(last=False)
 
 
-def _update(hashers: list[Any], data: bytes) -> None:
-    for hasher in hashers:
-        hasher.update(data)
-
-
 class ChunkSink:
     """Writes buffers to an appender and feeds them to hashes, one buffer in flight."""
 
@@ -65,12 +61,10 @@ class ChunkSink:
         self._pending: asyncio.Task[None] | None = None
 
     async def _consume(self, data: bytes) -> None:
-        if self._hashers:
-            await asyncio.gather(
-                asyncio.to_thread(_update, self._hashers, data), self._appender.write(data)
-            )
-        else:
-            await self._appender.write(data)
+        await asyncio.gather(
+            self._appender.write(data),
+            *(asyncio.to_thread(hasher.update, data) for hasher in self._hashers),
+        )
 
     async def add(self, data: bytes) -> None:
         """Queue a buffer, once the one before it is written and hashed."""
