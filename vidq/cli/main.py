@@ -1,4 +1,4 @@
-"""The `vidq` command: serve, api, worker, keys. Every setting is a flag and a VIDQ_* variable."""
+"""The `vidq` command: serve, api, worker, migrate, keys. Every setting is a flag and a VIDQ_* variable."""
 
 from __future__ import annotations
 
@@ -144,6 +144,22 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(_run_workers(settings))
 
 
+def cmd_migrate(args: argparse.Namespace) -> None:
+    """Bring the configured database to the newest schema and exit. Only a SQLite database
+    touches the data directory: on PostgreSQL it runs on a read-only filesystem."""
+    from vidq.db.database import sqlite_files
+    from vidq.db.migrate import migrate_sync
+
+    datadir.private_by_default()
+    settings = load_settings(args)
+    _setup_logging(settings)
+    url = settings.resolved_database_url
+    if sqlite_files(url):
+        datadir.secure(settings.data_dir, also=sqlite_files(url))
+    migrate_sync(url)
+    print("vidq: the database is at the newest schema", flush=True)
+
+
 async def _create_key(settings: Settings, name: str) -> str:
     from vidq.db.database import sqlite_files
     from vidq.db.migrate import migrated_database
@@ -181,6 +197,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="conversion workers alone (a fleet's back)")
     _add_setting_flags(worker)
     worker.set_defaults(func=cmd_worker)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database to the newest schema and exit (every process also does at start)",
+    )
+    _add_setting_flags(migrate)
+    migrate.set_defaults(func=cmd_migrate)
 
     keys = commands.add_parser("keys", help="manage API keys")
     key_commands = keys.add_subparsers(dest="keys_command", required=True)
