@@ -7,8 +7,11 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+# The players the page bundles (npm packages), copied by `make vendor` into vidq/web/static/vendor.
+HLS_JS_VERSION := 1.7.4
+DASHJS_VERSION := 5.2.1
 
-.PHONY: run install uninstall test check fuzz bench clean
+.PHONY: run install uninstall test check fuzz bench vendor clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +61,9 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/upload.py
 	$(BIN)/python bench/cancel.py
+
+vendor:
+	scripts/vendor-players.sh $(HLS_JS_VERSION) $(DASHJS_VERSION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import psycopg
@@ -23,9 +23,13 @@ from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.migrate import migrated_database
 from vidq.jobs.accounts import create_owner
+from vidq.storage import open_storage
 
 from .helpers import api_client
 from .media_clips import make_clip
+
+if TYPE_CHECKING:
+    from vidq.storage.s3 import S3Storage
 
 # Read before the autouse fixture below clears VIDQ_* from the environment.
 POSTGRES_URL = os.environ.get("VIDQ_TEST_POSTGRES_URL")
@@ -197,3 +201,45 @@ def clip(clips: Path) -> Path:
 def long_clip(clips: Path) -> Path:
     """A 20-second 640x360 clip: long enough to be caught running."""
     return make_clip(clips / "long.mp4", seconds=20, size=(640, 360))
+
+
+S3_BUCKET = "vidq-contract"
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> Iterator[str]:
+    """A moto S3 server on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer  # loaded only by tests that use a bucket
+
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
+    """The endpoint, emptied, with moto's dummy credentials and nothing from the developer's AWS setup."""
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    httpx.post(f"{s3_endpoint}/moto-api/reset").raise_for_status()
+    return s3_endpoint
+
+
+def make_s3(endpoint: str, bucket: str = S3_BUCKET, prefix: str = "files") -> S3Storage:
+    """A bucket on the moto server, made empty, as vidq's storage under `prefix`."""
+    from vidq.storage.s3 import S3Storage
+
+    storage = open_storage(f"s3://{bucket}/{prefix}", s3_endpoint_url=endpoint)
+    assert isinstance(storage, S3Storage)
+    storage.client.create_bucket(Bucket=bucket)
+    return storage

@@ -31,7 +31,8 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
     """A live server holding two finished jobs, and a schemathesis config naming them.
 
     Operations on one job get a real id, so the fuzzer reaches past `404`: one job to
-    read, cancel (409) and download, another for DELETE (then `404`: use-after-free).
+    read, cancel (409), download and fetch files of, another for DELETE (then `404`:
+    use-after-free).
     """
     with running_server(make_settings(tmp_path)) as live, live.client() as client:
         kept, doomed = (
@@ -43,7 +44,8 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
         config.write_text(
             "[[operations]]\n"
             'include-name = ["GET /job/{job_id}", "POST /job/{job_id}/cancel",'
-            ' "GET /job/{job_id}/output", "HEAD /job/{job_id}/output"]\n'
+            ' "GET /job/{job_id}/output", "HEAD /job/{job_id}/output",'
+            ' "GET /job/{job_id}/files/{path}", "HEAD /job/{job_id}/files/{path}"]\n'
             f'parameters = {{ job_id = "{kept["id"]}" }}\n\n'
             "[[operations]]\n"
             'include-name = "DELETE /job/{job_id}"\n'

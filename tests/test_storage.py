@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import ClientError
-from moto.server import ThreadedMotoServer
 from pydantic import ValidationError
 
 from vidq.config import Settings
@@ -20,44 +19,9 @@ from vidq.storage import LocalStorage, Storage, open_storage
 from vidq.storage.memory import MemoryStorage
 from vidq.storage.s3 import PART_BYTES, S3Storage, _is_full
 
-from .conftest import make_settings, running_server
+from .conftest import S3_BUCKET as BUCKET
+from .conftest import make_s3, make_settings, running_server
 from .helpers import assert_problem, post_convert, wait_done
-
-BUCKET = "vidq-contract"
-
-
-@pytest.fixture(scope="session")
-def s3_endpoint() -> Iterator[str]:
-    """A moto S3 server on a free loopback port, for the whole session."""
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def s3(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    """The endpoint, emptied, with moto's dummy credentials and nothing from the developer's AWS setup."""
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
-    httpx.post(f"{s3_endpoint}/moto-api/reset").raise_for_status()
-    return s3_endpoint
-
-
-def make_s3(endpoint: str, bucket: str = BUCKET, prefix: str = "files") -> S3Storage:
-    storage = open_storage(f"s3://{bucket}/{prefix}", s3_endpoint_url=endpoint)
-    assert isinstance(storage, S3Storage)
-    storage.client.create_bucket(Bucket=bucket)
-    return storage
 
 
 @pytest.fixture(params=["local", "s3", "memory"])
@@ -154,6 +118,35 @@ async def test_local_copy_and_put_file(store: Storage, tmp_path: Path) -> None:
     assert await collect(store.read("outputs/a.mp4")) == DATA[::-1]
 
 
+async def test_delete_many(store: Storage) -> None:
+    for name in ("a", "b", "c"):
+        await put(store, f"outputs/job/{name}", name.encode())
+    await store.delete_many(["outputs/job/a", "outputs/job/c", "outputs/job/missing"])
+    await store.delete_many([])
+    assert await all_keys(store, "outputs") == ["outputs/job/b"]
+
+
+async def test_presigned_url(store: Storage) -> None:
+    await put(store, "outputs/job.mp4", DATA)
+    url = await store.presigned_url(
+        "outputs/job.mp4",
+        60,
+        content_type="video/mp4",
+        disposition='attachment; filename="a b.mp4"',
+    )
+    if not isinstance(store, S3Storage):
+        assert url is None, "a directory or memory has no URL of its own: the API serves it"
+        return
+    assert url is not None
+    async with httpx.AsyncClient() as client:
+        fetched = await client.get(url)
+        assert fetched.status_code == 200 and fetched.content == DATA
+        assert fetched.headers["content-type"] == "video/mp4"
+        assert fetched.headers["content-disposition"] == 'attachment; filename="a b.mp4"'
+        part = await client.get(url, headers={"Range": "bytes=5-9"})
+        assert part.status_code == 206 and part.content == DATA[5:10]
+
+
 async def test_ping(store: Storage) -> None:
     await store.ping()
 
@@ -209,9 +202,17 @@ def test_storage_url_is_checked_at_start(url: str) -> None:
 
 
 def test_convert_download_delete_on_s3(s3: str, tmp_path: Path, clip: Path) -> None:
-    """The whole service on a bucket: upload, convert, download (Range, HEAD, ETag), delete."""
+    """The whole service on a bucket: upload, convert, download (Range, HEAD, ETag), delete.
+
+    Downloads stream through the API here (no redirect); tests/test_files.py follows them
+    to the bucket."""
     bucket = make_s3(s3, "vidq-test", "files")
-    settings = make_settings(tmp_path, storage_url="s3://vidq-test/files", s3_endpoint_url=s3)
+    settings = make_settings(
+        tmp_path,
+        storage_url="s3://vidq-test/files",
+        s3_endpoint_url=s3,
+        s3_redirect_downloads=False,
+    )
 
     def objects() -> list[str]:
         """The job blobs in the bucket (not the mark naming the database)."""

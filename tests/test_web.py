@@ -17,18 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from .browser import browser_page, require_chromium
 from .conftest import LiveServer
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # Read at import: an autouse fixture clears VIDQ_* from the environment of each test.
 KEEP_SCREENSHOTS = os.environ.get("VIDQ_TEST_SCREENSHOTS")
@@ -36,54 +26,23 @@ KEEP_SCREENSHOTS = os.environ.get("VIDQ_TEST_SCREENSHOTS")
 pytestmark = pytest.mark.browser
 
 
-def _unavailable(reason: str) -> None:
-    """No browser: a failure in CI (it must not pass by skipping), a skip elsewhere."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI is set, so the browser test must run", pytrace=False)
-    pytest.skip(reason)
-
-
 @pytest.fixture
 def chromium() -> Path:
     """The browser, checked before anything else is set up."""
-    if not CHROMIUM.is_file():
-        _unavailable(f"{CHROMIUM} is missing: install Chromium (apt-get install chromium)")
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        _unavailable("the playwright package is missing: pip install -e '.[dev]'")
-    return CHROMIUM
+    return require_chromium()
 
 
 @pytest.fixture
 def page(chromium: Path, live_server: LiveServer) -> Iterator[Any]:
-    """A fresh Chromium page. Script errors on the page fail the test.
+    """A fresh Chromium page on which script errors fail the test.
 
-    It needs the live server first: the server's set-up runs its own event loop, which it
-    cannot do while Playwright's (sync API) runs in this thread.
+    The browser logs every non-2xx fetch ("Failed to load resource"); the wrong key and the
+    deleted job are meant to give some. Any other console error is a real one.
     """
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-
-    def on_console(message: Any) -> None:
-        # The browser logs every non-2xx fetch ("Failed to load resource"); the wrong key
-        # and the deleted job are meant to give some. Anything else is a real error.
-        if message.type == "error" and "Failed to load resource" not in message.text:
-            errors.append(f"console: {message.text}")
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
-        try:
-            context = browser.new_context(viewport={"width": 1100, "height": 800})
-            context.set_default_timeout(15_000)
-            page = context.new_page()
-            page.on("pageerror", lambda error: errors.append(f"page error: {error}"))
-            page.on("console", on_console)
-            yield page
-        finally:
-            browser.close()
-    assert not errors, errors
+    with browser_page(
+        chromium, expected_console_error=lambda text: "Failed to load resource" in text
+    ) as page:
+        yield page
 
 
 def screenshot(page: Any, path: Path) -> None:

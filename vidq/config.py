@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         None,
         description="Region of the bucket. Default: AWS_DEFAULT_REGION or the AWS config file.",
     )
+    s3_redirect_downloads: bool = Field(
+        True,
+        description="On an S3 bucket, answer requests for a job's stored bytes (download_url, media segments, init segments, posters, storyboards) with 302 to a presigned bucket URL valid for a few minutes, so the bytes skip the API; false: vidq streams them itself (a bucket clients cannot reach). Playlists and manifests are always served by vidq.",
+    )
     secret_key: str | None = Field(
         None,
         description="Key that signs download URLs. Default: generated once and kept in the database.",

@@ -12,7 +12,7 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from vidq import __version__
-from vidq.api import routes_jobs, routes_output, routes_service
+from vidq.api import routes_files, routes_jobs, routes_output, routes_service
 from vidq.api.connections import ConnectionLimits
 from vidq.api.problems import install_problem_handlers
 from vidq.api.ratelimit import RateLimiter
@@ -66,6 +66,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     # FastAPI's default validation body, which it would otherwise document).
     app.include_router(routes_jobs.router, responses=problem_responses(422))
     app.include_router(routes_output.router, responses=problem_responses(422))
+    app.include_router(routes_files.router, responses=problem_responses(422))
     app.include_router(routes_service.router)
 
     @app.get("/", include_in_schema=False)

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, VIDEO_CODECS
+from vidq.jobs.output_files import Role
 from vidq.jobs.presets import PRESETS
 
 
@@ -33,8 +34,19 @@ class InputInfo(BaseModel):
     audio: AudioStream | None
 
 
+class OutputFileModel(BaseModel):
+    """One file of a job's output, reachable as `base_url + path`."""
+
+    path: str = Field(description="Relative to the job, e.g. `master.m3u8`, `720p/seg_00001.m4s`")
+    role: Role
+    size_bytes: int
+    content_type: str
+
+
 class ResultInfo(BaseModel):
-    download_url: str
+    download_url: str = Field(
+        description="The output file, or for a streaming package a ZIP of the whole package"
+    )
     expires_at: str
     filename: str
     size_bytes: int
@@ -42,6 +54,14 @@ class ResultInfo(BaseModel):
     duration_seconds: float | None
     video: VideoStream | None
     audio: AudioStream | None
+    base_url: str = Field(
+        description="Signed URL prefix (ends with `/`): each file is at `base_url + path` until `expires_at`"
+    )
+    files: list[OutputFileModel]
+    manifests: dict[str, str] | None = Field(
+        None,
+        description='For a streaming package: `{"hls": url, "dash": url}` (those it has); absent otherwise',
+    )
 
 
 class JobError(BaseModel):

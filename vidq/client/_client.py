@@ -280,7 +280,10 @@ class VidqClient:
             destination = free_path(destination, output_name(self.job(job_id)))
         partial = destination.with_name(destination.name + ".part")
         try:
-            with self._http.stream("GET", f"/job/{job_id}/output") as response:
+            # On a bucket the service may redirect to it (httpx drops the key for another host).
+            with self._http.stream(
+                "GET", f"/job/{job_id}/output", follow_redirects=True
+            ) as response:
                 if response.status_code >= 400:
                     response.read()
                     self._check(response)

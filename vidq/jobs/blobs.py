@@ -1,9 +1,11 @@
 """Every blob a job owns, named in one place.
 
 A job owns its input (`inputs/<job>`) until it ends, and its outputs once completed: the
-main file (`outputs/<job>.<ext>`) and any further files (a streaming package's playlists
-and segments, a poster, a storyboard) under `outputs/<job>/`. Delete, expiry, cancel and
-the janitor work on that set through this module, never on a key spelled elsewhere.
+main file (`outputs/<job>.<ext>`; for a streaming package, its ZIP `outputs/<job>.zip`) and
+any further files (a package's playlists and segments, a poster, a storyboard) under
+`outputs/<job>/`. `file_key` says where each file a job lists in `result.files` is stored.
+Delete, expiry, cancel and the janitor work on that set through this module, never on a
+key spelled elsewhere.
 
 One more blob belongs to no job: `database-id`, the mark naming the database whose jobs
 own the store's blobs (its `database_id`). A process writes it if the store has none (at
@@ -20,6 +22,8 @@ from typing import Literal
 
 from vidq.storage import Storage
 
+MAIN_ROLE = "main"
+
 INPUTS = "inputs"
 OUTPUTS = "outputs"
 # Prefixes the janitor sweeps for blobs no job owns. `.partial` holds writes in progress.
@@ -28,6 +32,9 @@ SWEPT_PREFIXES = (INPUTS, OUTPUTS, ".partial")
 DATABASE_MARK = "database-id"
 
 _JOB_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+# A character no path inside a job may hold: controls (NUL among them) and the backslash.
+_BAD_PATH_CHARACTER = re.compile(r"[\x00-\x1f\x7f\\]")
+_MAX_PATH_LENGTH = 1024
 _OWNED_KEY = re.compile(rf"(?P<kind>{INPUTS}|{OUTPUTS})/(?P<job>{_JOB_ID})(?:$|[./])")
 
 
@@ -49,11 +56,39 @@ def output_key(job_id: str, extension: str) -> str:
     return f"{OUTPUTS}/{job_id}.{extension}"
 
 
+def package_zip_key(job_id: str) -> str:
+    """The key of a streaming package's ZIP, which is also the job's main output key."""
+    return output_key(job_id, "zip")
+
+
+def is_job_path(path: str) -> bool:
+    """Whether `path` names a file inside a job: relative, made of plain `/`-separated names
+    (no empty, `.` or `..` segment), with no backslash or control character."""
+    return (
+        0 < len(path) <= _MAX_PATH_LENGTH
+        and _BAD_PATH_CHARACTER.search(path) is None
+        and all(segment not in ("", ".", "..") for segment in path.split("/"))
+    )
+
+
 def output_file_key(job_id: str, path: str) -> str:
     """The key of one more file of a job's output (`path` relative to the job, checked)."""
-    if not path or path.startswith("/") or ".." in path.split("/"):
+    if not is_job_path(path):
         raise ValueError(f"not a path inside a job: {path!r}")
     return f"{OUTPUTS}/{job_id}/{path}"
+
+
+def file_key(job_id: str, path: str, *, role: str, main_key: str | None = None) -> str:
+    """Where one file of a job's output (an entry of `result.files`) is stored.
+
+    The file of role `main` is the job's main output, at `main_key` (`output_key(job, ext)`,
+    the job's `output_key` once completed); every other file is at `output_file_key`.
+    """
+    if role == MAIN_ROLE:
+        if main_key is None:
+            raise ValueError("the main file of an output is stored at the job's output key")
+        return main_key
+    return output_file_key(job_id, path)
 
 
 def owner_of(key: str) -> BlobOwner | None:
@@ -75,8 +110,7 @@ async def delete_outputs(storage: Storage, job_id: str, main_key: str | None) ->
         await storage.delete(main_key)
     folder = f"{OUTPUTS}/{job_id}"
     keys = [key async for key, _ in storage.keys(folder)]
-    for key in keys:
-        await storage.delete(key)
+    await storage.delete_many(keys)
 
 
 async def delete_all(storage: Storage, job_id: str, main_output_key: str | None) -> None:

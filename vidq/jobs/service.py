@@ -1,4 +1,5 @@
-"""What a client can do with jobs it already has: follow, list, cancel, delete, download.
+"""What a client can do with jobs it already has: follow, list, cancel, delete, download,
+fetch one file of an output.
 
 Each function takes the process's `Runtime` and the owner asking, and returns what the
 route renders: Job documents (API.md "The Job") or a stored output. Routes keep HTTP.
@@ -9,13 +10,15 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from vidq.clock import utcnow
+from vidq.db.models import Job
 from vidq.errors import Gone, NotFound, Unauthorized
-from vidq.jobs import blobs, queue, reads
+from vidq.jobs import blobs, output_files, queue, reads
 from vidq.jobs.runtime import Runtime
-from vidq.jobs.signing import signed_expiry
+from vidq.jobs.signing import files_token_valid, parse_files_token, signed_expiry
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.submission import Submitted
 from vidq.jobs.views import render_job, render_jobs
@@ -97,6 +100,17 @@ class StoredOutput:
     key: str
     filename: str
     content_type: str
+    expires_at: datetime | None
+
+
+def _servable_output(job: Job) -> tuple[str, dict[str, Any]]:
+    """The main output key and the result of a job whose output can be served; 404 unless
+    it completed, 410 once it has expired."""
+    if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
+        raise NotFound(f"Job {job.id} has no output (it is {job.status}).")
+    if job.expired or (job.expires_at is not None and job.expires_at <= utcnow()):
+        raise Gone(f"The output of job {job.id} has expired.")
+    return job.output_key, job.result
 
 
 async def find_output(
@@ -118,10 +132,7 @@ async def find_output(
         if expires_unix is None:
             raise Unauthorized("The download link's signature is not valid.")
     job = await reads.get(runtime.db, job_id, owner_id)
-    if job.status != JobStatus.COMPLETED or not job.output_key or not job.result:
-        raise NotFound(f"Job {job_id} has no output (it is {job.status}).")
-    if job.expired or (job.expires_at is not None and job.expires_at <= utcnow()):
-        raise Gone(f"The output of job {job_id} has expired.")
+    key, result = _servable_output(job)
     if (
         owner_id is None
         and job.expires_at is not None
@@ -130,10 +141,61 @@ async def find_output(
         raise Unauthorized("The download link's signature is not valid.")
     return StoredOutput(
         job_id=job.id,
-        key=job.output_key,
-        filename=job.result["filename"],
-        content_type=job.result["content_type"],
+        key=key,
+        filename=result["filename"],
+        content_type=result["content_type"],
+        expires_at=job.expires_at,
     )
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """One file of a completed job's output, where it is stored and how it is served."""
+
+    job_id: str
+    key: str
+    path: str
+    content_type: str
+    # Whether a client may be sent to fetch it straight from the store (a bucket).
+    redirectable: bool
+    expires_at: datetime | None
+
+
+def _stored_file(job: Job, path: str) -> StoredFile:
+    """The file at `path` of a job's output: 404 unless the path is one the job lists."""
+    main_key, _ = _servable_output(job)
+    file = output_files.find_file(job, path) if blobs.is_job_path(path) else None
+    if file is None:
+        raise NotFound(f"Job {job.id} has no file {path!r}.")
+    return StoredFile(
+        job_id=job.id,
+        key=blobs.file_key(job.id, file.path, role=file.role, main_key=main_key),
+        path=file.path,
+        content_type=output_files.served_content_type(file),
+        redirectable=file.role in output_files.REDIRECTABLE_ROLES,
+        expires_at=job.expires_at,
+    )
+
+
+async def find_file(runtime: Runtime, job_id: str, owner_id: str, path: str) -> StoredFile:
+    """One file of the owner's completed job, by its path relative to the job."""
+    reads.require_job_id(job_id)
+    return _stored_file(await reads.get(runtime.db, job_id, owner_id), path)
+
+
+async def find_signed_file(runtime: Runtime, token: str, path: str) -> StoredFile:
+    """One file of a completed job under its signed prefix `/s/<token>/` (no key)."""
+    parsed = parse_files_token(token)
+    if parsed is None:
+        raise NotFound("No such file: the link is not one this service made.")
+    if not files_token_valid(runtime.signing_key, parsed):
+        raise Unauthorized("The link's signature is not valid.")
+    if parsed.expires_unix <= utcnow().timestamp():
+        raise Gone(f"The output of job {parsed.job_id} has expired.")
+    job = await reads.get(runtime.db, parsed.job_id)
+    if job.expires_at is not None and parsed.expires_unix != int(job.expires_at.timestamp()):
+        raise Unauthorized("The link's signature is not valid.")
+    return _stored_file(job, path)
 
 
 async def job_counts(runtime: Runtime) -> dict[JobStatus, int]:

@@ -5,13 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from vidq.clock import rfc3339
 from vidq.db.database import Database
 from vidq.db.models import Job
+from vidq.jobs.output_files import output_files
 from vidq.jobs.reads import queue_position
-from vidq.jobs.signing import download_signature
+from vidq.jobs.signing import download_signature, files_token
 from vidq.jobs.states import EVENT_TYPES, JobStatus
 from vidq.media.info import MediaInfo
 from vidq.notify import outbox
@@ -26,6 +27,35 @@ def download_url(job: Job, *, base_url: str, secret: str) -> str | None:
         {"expires": expires, "signature": download_signature(secret, job.id, expires)}
     )
     return f"{base_url.rstrip('/')}/job/{job.id}/output?{query}"
+
+
+def files_base_url(job: Job, *, base_url: str, secret: str) -> str | None:
+    """The signed prefix (`…/s/<token>/`) under which every file of a completed job is
+    reachable as `prefix + path`, valid until it expires."""
+    if job.expires_at is None:
+        return None
+    token = files_token(secret, job.id, int(job.expires_at.timestamp()))
+    return f"{base_url.rstrip('/')}/s/{token}/"
+
+
+def _result_view(job: Job, *, base_url: str, secret: str) -> dict[str, Any]:
+    """`result` of a completed job: its stored result, with its links and its files."""
+    stored = job.result or {}
+    prefix = files_base_url(job, base_url=base_url, secret=secret)
+    result = {
+        "download_url": download_url(job, base_url=base_url, secret=secret),
+        "expires_at": rfc3339(job.expires_at),
+        **stored,
+        "base_url": prefix,
+        "files": [file.to_json() for file in output_files(job)],
+    }
+    manifests = stored.get("manifests")
+    result.pop("manifests", None)
+    if manifests and prefix is not None:
+        result["manifests"] = {
+            name: prefix + quote(path, safe="/") for name, path in manifests.items()
+        }
+    return result
 
 
 def _notification_view(
@@ -60,11 +90,7 @@ def job_view(
         processing_seconds = round((job.finished_at - job.started_at).total_seconds(), 3)
     result = None
     if job.status == JobStatus.COMPLETED and job.result is not None:
-        result = {
-            "download_url": download_url(job, base_url=base_url, secret=secret),
-            "expires_at": rfc3339(job.expires_at),
-            **job.result,
-        }
+        result = _result_view(job, base_url=base_url, secret=secret)
     error = None
     if job.error_code:
         error = {"code": job.error_code, "message": job.error_message or ""}

@@ -106,6 +106,7 @@ def package_args(
     segment_seconds: float,
     fps: float | None,
     out_dir: Path,
+    span_seconds: float | None = None,
 ) -> list[str]:
     """ffmpeg's arguments after the input: the filter graph, the encoders and the muxer.
 
@@ -148,7 +149,14 @@ def package_args(
         ]
         streams += len(renditions)
     if info.audio is not None:
-        args += ["-map", "0:a:0", "-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
+        args += ["-map", "0:a:0"]
+        if info.video is not None and renditions and span_seconds:
+            # The sound ends two AAC frames before the picture: AAC's last frame runs past
+            # the end otherwise, and becomes a last audio segment of a few milliseconds
+            # that starts after the video ends, which hls.js then never finishes playing.
+            tail = 2048 / (info.audio.sample_rate or 48000)
+            args += ["-af", f"atrim=duration={max(0.1, span_seconds - tail):.6f}"]
+        args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
         streams += 1
     sets = []
     if info.video is not None and renditions:

@@ -1,8 +1,8 @@
-"""The blob store interface: stream in, stream out, hand ffmpeg a local file."""
+"""The blob store interface: stream in, stream out, hand ffmpeg a local file, sign a URL."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Protocol
@@ -49,6 +49,22 @@ class Storage(Protocol):
 
     async def delete(self, key: str) -> None:
         """Remove a blob; no error if it is already gone."""
+        ...
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove several blobs (in as few requests as the store allows); missing ones are fine."""
+        ...
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires_seconds: int,
+        *,
+        content_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
+        """A short-lived URL that fetches the blob straight from the store, answered with
+        `content_type` and `disposition` (Content-Disposition); None if the store has none."""
         ...
 
     def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:

@@ -6,7 +6,7 @@ import asyncio
 import errno
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -125,6 +125,20 @@ class LocalStorage:
     async def delete(self, key: str) -> None:
         _check_key(key)
         (self.root / key).unlink(missing_ok=True)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.delete(key)
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires_seconds: int,
+        *,
+        content_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
+        return None  # the API serves these bytes itself
 
     async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
         base = self.root / prefix

@@ -8,7 +8,7 @@ writes a temporary file into the scratch directory, as the S3 backend does.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -85,6 +85,20 @@ class MemoryStorage:
     async def delete(self, key: str) -> None:
         _check_key(key)
         self.blobs.pop(key, None)
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.delete(key)
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires_seconds: int,
+        *,
+        content_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
+        return None  # the API serves these bytes itself
 
     async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
         folder = prefix.strip("/") + "/"

@@ -12,7 +12,7 @@ import asyncio
 import errno
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +29,8 @@ T = TypeVar("T")
 
 PART_BYTES = 8 * 1024 * 1024
 CHUNK_BYTES = 1024 * 1024
+# DeleteObjects takes at most this many keys a request.
+DELETE_BATCH = 1000
 TRANSFER = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
 
 # Error codes S3-compatible stores answer when they cannot take more bytes.
@@ -276,6 +278,43 @@ class S3Storage:
         except ClientError as exc:
             if not _is_missing(exc):
                 raise
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        names = [self._object(key) for key in keys]
+        for start in range(0, len(names), DELETE_BATCH):
+            batch = [{"Key": name} for name in names[start : start + DELETE_BATCH]]
+            answer = await _call(
+                self.client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": batch, "Quiet": True},
+            )
+            failed = [e for e in answer.get("Errors", []) if e.get("Code") not in _MISSING_CODES]
+            if failed:
+                raise OSError(
+                    f"the bucket kept {len(failed)} of {len(batch)} objects: {failed[0].get('Code')}"
+                )
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires_seconds: int,
+        *,
+        content_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
+        params = {"Bucket": self.bucket, "Key": self._object(key)}
+        if content_type:
+            params["ResponseContentType"] = content_type
+        if disposition:
+            params["ResponseContentDisposition"] = disposition
+        # Signing is local, but the first use may have to find the credentials (a role).
+        url = await _call(
+            self.client.generate_presigned_url,
+            "get_object",
+            Params=params,
+            ExpiresIn=expires_seconds,
+        )
+        return str(url)
 
     async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
         prefix = prefix.strip("/")

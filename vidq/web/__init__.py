@@ -1,1 +1,1 @@
-"""The page at `/`: upload, live progress, cancel, download."""
+"""The page at `/`: upload, live progress, cancel, play, download; its players under static/vendor."""

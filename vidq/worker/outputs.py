@@ -9,7 +9,6 @@ is stored under.
 
 from __future__ import annotations
 
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -259,16 +258,8 @@ def package_command(
         segment_seconds=options.segment_seconds or package.DEFAULT_SEGMENT_SECONDS,
         fps=options.fps,
         out_dir=plan.package_dir,
+        span_seconds=plan.span_seconds,
     )
     if options.end is not None:
         argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
     return [*argv, "file:" + str((plan.package_dir / package.MANIFEST_DASH).absolute())]
-
-
-def write_zip(made: list[MadeFile], zip_path: Path) -> int:
-    """A ZIP of the files made, stored uncompressed (media is compressed already), copied
-    from disk in chunks; returns its size."""
-    with zipfile.ZipFile(zip_path, "w", compression=zipfile.ZIP_STORED) as archive:
-        for f in made:
-            archive.write(f.local, f.path)
-    return zip_path.stat().st_size

@@ -24,6 +24,7 @@ from vidq.errors import UnsupportedMedia
 from vidq.jobs import blobs, queue
 from vidq.jobs.events import JobEvents
 from vidq.jobs.options import ResolvedOptions, output_extension
+from vidq.jobs.package_zip import store_package_zip
 from vidq.jobs.queue import Claim
 from vidq.jobs.views import NotificationPayloads
 from vidq.media import package
@@ -32,7 +33,7 @@ from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
 from vidq.media.probe import probe
 from vidq.storage import Storage
-from vidq.worker.outputs import MadeFile, OutputPlan, Step, plan_outputs, write_zip
+from vidq.worker.outputs import MadeFile, OutputPlan, Step, plan_outputs
 
 log = logging.getLogger("vidq.worker")
 
@@ -364,20 +365,23 @@ class Worker:
 
     async def _store(self, job_id: str, plan: OutputPlan, made: list[MadeFile]) -> tuple[str, int]:
         """Store every file made under its key; returns the key and size of the download (for
-        a package, a ZIP of all its files). The job completes only after this."""
+        a package, a ZIP of all its files, streamed from storage). The job completes only
+        after this."""
         storage = self.runtime.storage
-        download: tuple[str, int] | None = None
-        if plan.is_package:  # zipped first: storing a file may move it away from scratch
-            zip_path = plan.scratch / "package.zip"
-            size = await asyncio.to_thread(write_zip, made, zip_path)
-            download = blobs.output_key(job_id, "zip"), size
+        main_key = blobs.output_key(job_id, output_extension(plan.options))
         for f in made:
-            if f.role != "main":
-                await storage.put_file(blobs.output_file_key(job_id, f.path), f.local)
-        if download is not None:
-            await storage.put_file(download[0], plan.scratch / "package.zip")
-            return download
-        key = blobs.output_key(job_id, output_extension(plan.options))
-        size = made[0].size_bytes
-        await storage.put_file(key, made[0].local)
-        return key, size
+            await storage.put_file(
+                blobs.file_key(job_id, f.path, role=f.role, main_key=main_key), f.local
+            )
+        if plan.is_package:
+            files = [
+                {
+                    "path": f.path,
+                    "role": f.role,
+                    "size_bytes": f.size_bytes,
+                    "content_type": f.content_type,
+                }
+                for f in made
+            ]
+            return blobs.package_zip_key(job_id), await store_package_zip(storage, job_id, files)
+        return main_key, made[0].size_bytes

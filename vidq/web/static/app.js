@@ -1,4 +1,4 @@
-// The vidq page: upload with progress, live job status, cancel, download, delete.
+// The vidq page: upload with progress, live job status, cancel, play, download, delete.
 // It speaks only the public API (API.md) with the key the user gives it.
 "use strict";
 
@@ -17,6 +17,7 @@ let errorSource = "";
 let currentUpload = null;
 const presetDescriptions = new Map();
 const rows = new Map(); // job id -> {row, cells, keys, job, busy}
+let player = null; // the job in the player: {jobId, stop}
 
 // ---- talking to the API -------------------------------------------------------------------
 
@@ -105,6 +106,7 @@ function signOut() {
   accountName = "";
   refreshSeq += 1; // answers still on their way are for the old key
   clearTimeout(pollTimer);
+  closePlayer();
   rows.clear();
   $("#jobs tbody").replaceChildren();
   $("#key-status").textContent = "";
@@ -260,7 +262,8 @@ const PARTS = {
     return [job.created_at];
   },
   actions(job) {
-    return [job.status, job.result ? job.result.download_url : null];
+    const plan = VidqPlayer.describe(job);
+    return [job.status, job.result ? job.result.download_url : null, plan && plan.kind];
   },
 };
 
@@ -295,6 +298,13 @@ const RENDER = {
   actions(td, job, entry) {
     const name = fileName(job);
     const wrap = element("div", "actions");
+    const plan = VidqPlayer.describe(job);
+    if (plan) {
+      const label = plan.kind === "image" ? "Show" : "Play";
+      const play = button(label, `${label} ${name}`, () => openPlayer(entry), "secondary play");
+      play.setAttribute("aria-controls", "player-section");
+      wrap.append(play);
+    }
     if (job.status === "completed" && job.result && job.result.download_url) {
       const link = element("a", "button download", "Download");
       link.href = job.result.download_url;
@@ -347,6 +357,7 @@ function removeRow(id) {
   const entry = rows.get(id);
   if (entry) entry.row.remove();
   rows.delete(id);
+  if (player && player.jobId === id) closePlayer({ returnFocus: false });
   showEmptyState();
 }
 
@@ -458,6 +469,43 @@ async function deleteJob(entry) {
   refreshJobs();
 }
 
+// ---- the player ---------------------------------------------------------------------------
+
+function playerStatus(message) {
+  $("#player-status").textContent = message || "";
+}
+
+function openPlayer(entry) {
+  const job = entry.job;
+  const plan = VidqPlayer.describe(job);
+  if (!plan) return;
+  closePlayer({ returnFocus: false });
+  const name = fileName(job);
+  $("#player-heading").textContent = plan.kind === "image" ? name : `Playing ${name}`;
+  $("#close-player").setAttribute("aria-label", `Close the player of ${name}`);
+  const section = $("#player-section");
+  section.hidden = false;
+  playerStatus("");
+  const stop = VidqPlayer.mount($("#player"), job, plan, playerStatus);
+  player = { jobId: job.id, stop };
+  section.scrollIntoView({ block: "nearest" });
+  const media = $("#player video, #player audio");
+  (media || $("#close-player")).focus();
+}
+
+// Stop and hide the player; focus goes back to the Play button it came from.
+function closePlayer({ returnFocus = true } = {}) {
+  if (!player) return;
+  const { jobId, stop } = player;
+  player = null;
+  stop();
+  playerStatus("");
+  $("#player-section").hidden = true;
+  const entry = rows.get(jobId);
+  const play = entry && entry.row.querySelector("button.play");
+  if (returnFocus && play) play.focus();
+}
+
 // ---- upload -------------------------------------------------------------------------------
 
 function upload(form, file) {
@@ -555,6 +603,10 @@ $("#forget-key").addEventListener("click", forgetKey);
 $("#preset").addEventListener("change", describePreset);
 $("#upload-form").addEventListener("submit", onSubmit);
 $("#abort-upload").addEventListener("click", () => { if (currentUpload) currentUpload.abort(); });
+$("#close-player").addEventListener("click", () => closePlayer());
+$("#player-section").addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && !document.fullscreenElement) closePlayer();
+});
 window.addEventListener("beforeunload", (event) => {
   if (currentUpload) {
     event.preventDefault();
