@@ -21,7 +21,7 @@ import pexpect
 import pyte
 import pytest
 
-from vidq.client import VidqClient, parse_events
+from vidq.client import JobDeleted, VidqClient, parse_events
 from vidq.jobs.accounts import hash_key, key_id_of
 
 from .conftest import LiveServer, free_port, make_settings, running_server
@@ -359,3 +359,17 @@ def test_last_use_is_written_at_most_once_a_minute(server: LiveServer) -> None:
     first = last_used()
     assert httpx.get(server.url + "/presets", headers=headers).status_code == 200
     assert last_used() == first
+
+
+def test_follow_says_when_the_job_is_deleted() -> None:
+    running = {"id": "j", "status": "running", "progress_percent": 10.0}
+    body = f'event: job\ndata: {json.dumps(running)}\n\nevent: deleted\ndata: {{"id": "j"}}\n\n'
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers={"content-type": "text/event-stream"}, text=body)
+
+    with VidqClient("http://vidq.test", "k", transport=httpx.MockTransport(handler)) as client:
+        followed = client.follow("j")
+        assert next(followed)["status"] == "running"
+        with pytest.raises(JobDeleted):
+            next(followed)

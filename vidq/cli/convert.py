@@ -31,7 +31,7 @@ from vidq.cli.failures import (
     transport_failure,
 )
 from vidq.cli.target import Target
-from vidq.client import FINISHED, Job, VidqAPIError, VidqClient
+from vidq.client import FINISHED, Job, JobDeleted, VidqAPIError, VidqClient
 
 UPLOADS_AT_ONCE = 2
 _LOOKS_LIKE_OPTION = re.compile(r"^[a-z_]+=[^/]*$")
@@ -175,6 +175,8 @@ class Session:
             row.end("stopped", full=False)
         except VidqAPIError as exc:
             out.failure = api_failure(exc, url=self.target.url, key_source=self.target.key_source)
+        except JobDeleted as exc:
+            out.failure = CommandFailed(str(exc), JOB_FAILED)
         except httpx.HTTPError as exc:
             out.failure = transport_failure(
                 exc, url=self.target.url, url_source=self.target.url_source

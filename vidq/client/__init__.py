@@ -11,6 +11,7 @@ with VidqClient("http://127.0.0.1:8000", api_key) as client:
 from vidq.client._client import (
     FINISHED,
     Job,
+    JobDeleted,
     VidqAPIError,
     VidqClient,
     free_path,
@@ -21,6 +22,7 @@ from vidq.client._sse import ServerSentEvent, parse_events
 __all__ = [
     "FINISHED",
     "Job",
+    "JobDeleted",
     "ServerSentEvent",
     "VidqAPIError",
     "VidqClient",

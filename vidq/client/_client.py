@@ -45,6 +45,14 @@ class VidqAPIError(Exception):
         super().__init__(f"{status} {code}: {detail}")
 
 
+class JobDeleted(Exception):
+    """The job followed was deleted meanwhile (its events stream said so)."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"Job {job_id} was deleted while it was followed.")
+        self.job_id = job_id
+
+
 class _NoEventStream(Exception):
     """The service has no events stream for jobs (an older vidq): poll instead."""
 
@@ -176,7 +184,8 @@ class VidqClient:
         return job
 
     def follow(self, job_id: str) -> Iterator[Job]:
-        """The Job as it is now, then again at each change, until it has ended.
+        """The Job as it is now, then again at each change, until it has ended; JobDeleted
+        if it is deleted meanwhile.
 
         Read from the events stream (`GET /job/{id}/events`); from a service without one
         (it answers 404), by asking `GET /job/{id}?wait=1` once a second instead."""
@@ -208,6 +217,8 @@ class VidqClient:
                     for event in parse_events(response.iter_lines()):
                         if event.retry_ms is not None:
                             delay = event.retry_ms / 1000
+                        if event.event == "deleted":
+                            raise JobDeleted(job_id)
                         if event.event not in ("job", "message"):
                             continue
                         job: Job = json.loads(event.data)
