@@ -4,6 +4,7 @@ plus the raw stream (what it showed along the way)."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -373,3 +374,22 @@ def test_follow_says_when_the_job_is_deleted() -> None:
         assert next(followed)["status"] == "running"
         with pytest.raises(JobDeleted):
             next(followed)
+
+
+def test_every_command_and_option_has_help_with_examples() -> None:
+    from vidq.cli.main import build_parser
+
+    def commands(parser: argparse.ArgumentParser) -> Iterator[argparse.ArgumentParser]:
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    yield from commands(sub)
+                return
+        yield parser
+
+    found = list(commands(build_parser()))
+    assert {p.prog for p in found} >= {"vidq convert", "vidq watch", "vidq keys revoke"}
+    for parser in found:
+        assert "example" in (parser.epilog or ""), parser.prog
+        undocumented = [a.dest for a in parser._actions if not a.help]
+        assert undocumented == [], parser.prog

@@ -210,8 +210,22 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_serve,
         "example:\n  vidq serve --port 8080 --data-dir /srv/vidq",
     )
-    _server_command(commands, "api", "run the HTTP API alone (a fleet's front)", cmd_api)
-    _server_command(commands, "worker", "run conversion workers alone (a fleet's back)", cmd_worker)
+    _server_command(
+        commands,
+        "api",
+        "run the HTTP API alone (a fleet's front)",
+        cmd_api,
+        "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq VIDQ_STORAGE_URL=s3://bucket/vidq \\\n"
+        "    vidq api --host 0.0.0.0",
+    )
+    _server_command(
+        commands,
+        "worker",
+        "run conversion workers alone (a fleet's back)",
+        cmd_worker,
+        "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq VIDQ_STORAGE_URL=s3://bucket/vidq \\\n"
+        "    vidq worker --workers 2",
+    )
 
     keys = commands.add_parser(
         "keys",
