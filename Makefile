@@ -10,8 +10,11 @@ DEV_STAMP := $(VENV)/.installed-dev
 # The players the page bundles (npm packages), copied by `make vendor` into vidq/web/static/vendor.
 HLS_JS_VERSION := 1.7.4
 DASHJS_VERSION := 5.2.1
+# Swagger UI for /docs (npm swagger-ui-dist), copied by `make vendor-docs` (and `make vendor`)
+# into vidq/web/static/vendor/swagger-ui.
+SWAGGER_UI_VERSION := 5.35.0
 
-.PHONY: run install uninstall test check fuzz bench vendor clean
+.PHONY: run install uninstall test check fuzz bench vendor vendor-docs clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,8 +65,11 @@ bench: $(DEV_STAMP)
 	$(BIN)/python bench/upload.py
 	$(BIN)/python bench/cancel.py
 
-vendor:
+vendor: vendor-docs
 	scripts/vendor-players.sh $(HLS_JS_VERSION) $(DASHJS_VERSION)
+
+vendor-docs:
+	scripts/vendor-docs.sh $(SWAGGER_UI_VERSION)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -17,14 +15,14 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
-from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
+from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, preferred_wait, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import UploadSlots, receive_multipart, receive_raw, upload_form
 from vidq.errors import InvalidOption
-from vidq.jobs import service
-from vidq.jobs.fields import CheckedFields, check_fields
+from vidq.jobs import service, views
+from vidq.jobs.fields import CheckedFields, check_field_alone, check_fields
 from vidq.jobs.runtime import Runtime
-from vidq.jobs.states import JobStatus
+from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.strict import field_label, whole_number
 from vidq.jobs.submission import Receiver, StoredInput, submit
 
@@ -36,11 +34,6 @@ RETRY_AFTER_SECONDS = {JobStatus.QUEUED.value: 5, JobStatus.RUNNING.value: 2}
 def _retry_after(document: dict[str, Any]) -> dict[str, str]:
     seconds = RETRY_AFTER_SECONDS.get(document["status"])
     return {} if seconds is None else {"Retry-After": str(seconds)}
-
-
-def _etag(document: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    return f'"{digest[:32]}"'
 
 
 def _base_url(runtime: Runtime, request: Request) -> str:
@@ -56,9 +49,17 @@ async def _receiver(
     idle_seconds = runtime.settings.body_idle_timeout_seconds
     if form == "multipart":
 
+        def check_field(name: str, value: str) -> None:
+            check_field_alone(name, value, runtime.settings)
+
         async def multipart(key: str) -> StoredInput:
             return await receive_multipart(
-                request, runtime.storage, key, max_bytes=max_bytes, idle_seconds=idle_seconds
+                request,
+                runtime.storage,
+                key,
+                max_bytes=max_bytes,
+                idle_seconds=idle_seconds,
+                check_field=check_field,
             )
 
         return multipart, None
@@ -93,6 +94,10 @@ async def _receiver(
             "model": JobModel,
             "description": "The job an earlier request with the same Idempotency-Key made",
         },
+        201: {
+            "model": JobModel,
+            "description": "With `Prefer: wait=N`: the job finished within N seconds",
+        },
         **problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
@@ -103,8 +108,18 @@ async def convert(
     account: CurrentAccount,
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    prefer: Annotated[
+        list[str] | None,
+        Header(
+            description="`wait=N` (RFC 7240, 0 < N <= 60): hold the answer until the job"
+            " ends (then 201 with the finished Job) or N seconds pass (then 202)."
+            " Other preferences and values are ignored."
+        ),
+    ] = None,
 ) -> Response:
-    """Upload a video with its options; the job is queued and its id returned at once (202)."""
+    """Upload a video with its options; the job is queued and its id returned at once (202),
+    or with `Prefer: wait=N` once it has finished (201) or N seconds have passed (202)."""
+    wait = preferred_wait(prefer or [])
     form = upload_form(request.headers.get("content-type", ""))
     receive, checked = await _receiver(request, runtime, form)
     slots: UploadSlots = request.app.state.upload_slots
@@ -113,13 +128,15 @@ async def convert(
             runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
         )
     document = await service.submitted_document(
-        runtime, submitted, base_url=_base_url(runtime, request)
+        runtime, submitted, base_url=_base_url(runtime, request), wait_seconds=wait
     )
-    return JSONResponse(
-        document,
-        status_code=200 if submitted.replayed else 202,
-        headers={"Location": f"/job/{document['id']}", **_retry_after(document)},
-    )
+    headers = {"Location": f"/job/{document['id']}", **_retry_after(document)}
+    status = 200 if submitted.replayed else 202
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        if not submitted.replayed and document["status"] in FINISHED:
+            status = 201
+    return JSONResponse(document, status_code=status, headers=headers)
 
 
 @router.get(
@@ -152,7 +169,7 @@ async def get_job(
         document = await service.wait_for_end(
             runtime, job_id, account.id, seconds=wait, base_url=base_url
         )
-    etag = _etag(document)
+    etag = views.etag(document)
     headers = {"ETag": etag, **_retry_after(document)}
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)

@@ -17,14 +17,22 @@ import asyncio
 import hashlib
 import mimetypes
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from vidq.errors import BadRequest, Busy, RequestTimeout, UnsupportedContentType, UploadTooLarge
+from vidq.api.early_answers import mark_body_read
+from vidq.errors import (
+    BadRequest,
+    Busy,
+    InvalidOption,
+    RequestTimeout,
+    UnsupportedContentType,
+    UploadTooLarge,
+)
 from vidq.jobs.strict import decode_text
 from vidq.jobs.submission import StoredInput
 from vidq.storage import BlobWriter, Storage
@@ -34,6 +42,8 @@ MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
 RAW_TYPES = ("video/", "audio/")
 DEFAULT_FILENAME = "upload"
+# Checks one form field (name, value) as it arrives; raises InvalidOption to refuse it.
+FieldCheck = Callable[[str, str], None]
 # type "/" subtype, each an RFC 9110 token: a declared type that is anything else is ignored.
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", re.ASCII)
 
@@ -70,6 +80,7 @@ async def _chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]
                 async with asyncio.timeout(idle_seconds):
                     chunk = await anext(stream)
             except StopAsyncIteration:
+                mark_body_read(request)
                 return
             except TimeoutError as exc:
                 raise RequestTimeout(
@@ -192,9 +203,12 @@ async def receive_raw(
 class _MultipartReceiver:
     """Feeds python-multipart's push parser and routes each part's bytes."""
 
-    def __init__(self, blob: _CappedBlob) -> None:
+    def __init__(self, blob: _CappedBlob, check_field: FieldCheck | None) -> None:
         self.blob = blob
+        self.check_field = check_field
         self.fields: dict[str, str] = {}
+        self.new_fields: list[str] = []  # read, not yet checked
+        self.field_errors: list[dict[str, str]] = []  # of the fields refused by check_field
         self.filename: str | None = None
         self.file_content_type: str | None = None
         self.seen_file = False
@@ -270,7 +284,23 @@ class _MultipartReceiver:
             if self._part in self.fields:
                 self.error = BadRequest(f"Form field {self._part!r} is given twice.")
             self.fields[self._part] = decode_text(bytes(self._field_value))
+            self.new_fields.append(self._part)
         self._part = None
+
+    def check_new_fields(self) -> None:
+        """Check each field read since the last call alone (`check_field`); once the file
+        has begun, InvalidOption naming every field refused so far. So a bad field before
+        the file ends the upload as the file starts, none of it read; a form without a file
+        is still `400` first. The whole form is checked again once it has arrived."""
+        names, self.new_fields = self.new_fields, []
+        if self.check_field is not None:
+            for name in names:
+                try:
+                    self.check_field(name, self.fields[name])
+                except InvalidOption as exc:
+                    self.field_errors.extend(exc.errors)
+        if self.field_errors and self.seen_file:
+            raise InvalidOption(errors=self.field_errors)
 
     async def drain(self) -> None:
         """Move the file bytes parsed so far into storage."""
@@ -282,21 +312,30 @@ class _MultipartReceiver:
 
 
 async def receive_multipart(
-    request: Request, storage: Storage, key: str, *, max_bytes: int, idle_seconds: float
+    request: Request,
+    storage: Storage,
+    key: str,
+    *,
+    max_bytes: int,
+    idle_seconds: float,
+    check_field: FieldCheck | None = None,
 ) -> StoredInput:
-    """Store the `file` part of a multipart body as the blob `key`; return its fields too."""
+    """Store the `file` part of a multipart body as the blob `key`; return its fields too.
+    Each field is given to `check_field` as soon as it has arrived: one it refuses ends the
+    upload as the file begins (`422`, nothing kept), before any of the file is read."""
     check_declared_length(request, max_bytes)
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart Content-Type has no boundary.")
     async with _stored(storage, key, max_bytes) as blob:
-        receiver = _MultipartReceiver(blob)
+        receiver = _MultipartReceiver(blob, check_field)
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         try:
             async for chunk in _chunks(request, idle_seconds):
                 if chunk:
                     parser.write(chunk)
+                    receiver.check_new_fields()
                     await receiver.drain()
             parser.finalize()
         except MultipartParseError as exc:

@@ -109,6 +109,8 @@ class Job(Base):
     email: Mapped[str | None] = mapped_column(String(320))
 
     progress_percent: Mapped[float | None] = mapped_column(Float)
+    # While running: the seconds left as its worker estimates them from the progress rate.
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None]

@@ -23,6 +23,7 @@ from vidq.jobs.capacity import check_capacity
 from vidq.jobs.fields import CheckedFields, check_fields
 from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.runtime import Runtime
+from vidq.jobs.subscriptions import JobChange
 from vidq.media.probe import probe
 
 
@@ -109,7 +110,7 @@ async def _submit(
         )
         async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
             info = await probe(path, settings)
-        check_against_input(request.options, info)
+        check_against_input(request.options, info, sent=stored.fields.keys())
         check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
         job = await queue.submit(
             runtime.db,
@@ -135,7 +136,7 @@ async def _submit(
         raise
     metrics.UPLOADS.labels(outcome="accepted").inc()
     metrics.UPLOAD_BYTES.inc(stored.size_bytes)
-    await runtime.announce_queued()
+    await runtime.announce_queued(JobChange(job.id, owner_id))
     return Submitted(job)
 
 

@@ -26,6 +26,7 @@ from vidq.jobs.events import JobEvents
 from vidq.jobs.options import ResolvedOptions, output_extension
 from vidq.jobs.package_zip import store_package_zip
 from vidq.jobs.queue import Claim
+from vidq.jobs.subscriptions import JobChange
 from vidq.jobs.views import NotificationPayloads
 from vidq.media import package
 from vidq.media.command import job_timeout_seconds
@@ -52,7 +53,8 @@ class WorkerHost(Protocol):
     wakeup: asyncio.Event
     job_events: JobEvents
 
-    async def announce_finished(self, job_id: str) -> None: ...
+    async def announce_finished(self, job_id: str, *changes: JobChange) -> None: ...
+    async def announce_changed(self, *changes: JobChange) -> None: ...
 
 
 class Outcome(StrEnum):
@@ -70,6 +72,11 @@ def output_filename(input_filename: str, extension: str) -> str:
     return f"{stem[:OUTPUT_STEM_MAX] or 'output'}.{extension}"
 
 
+# The estimate of the time left waits for this much progress and time, to have a rate.
+ETA_MIN_PERCENT = 1.0
+ETA_MIN_SECONDS = 2.0
+
+
 @dataclass
 class RunningJob:
     """One conversion in progress and the reasons it may be stopped."""
@@ -79,6 +86,15 @@ class RunningJob:
     progress_percent: float = 0.0
     lost: bool = False  # cancelled, deleted or re-leased: make no more writes
     shutting_down: bool = False  # stopped for shutdown: back to the queue
+    started: float = field(default_factory=time.monotonic)  # this attempt's start
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the progress rate of this attempt so far; None while unknown."""
+        percent = self.progress_percent
+        elapsed = time.monotonic() - self.started
+        if percent < ETA_MIN_PERCENT or elapsed < ETA_MIN_SECONDS or percent >= 100.0:
+            return None
+        return round(elapsed * (100.0 - percent) / percent, 1)
 
     def abandon(self) -> None:
         """The job is no longer ours (cancelled, deleted, re-leased): stop ffmpeg now."""
@@ -159,6 +175,8 @@ class Worker:
         metrics.CONVERSIONS_RUNNING.inc()
         outcome = Outcome.FAILED
         try:
+            # It left the queue: its clients see it running, the jobs behind it move up.
+            await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
             # A cancel or delete in this process (or, on PostgreSQL, anywhere in the fleet)
             # stops ffmpeg at once; the heartbeat would notice too, but only at its next beat.
             with self.runtime.job_events.on_stop(job.id, running.abandon):
@@ -180,7 +198,9 @@ class Worker:
             )
             self.current = None
         if outcome in (Outcome.COMPLETED, Outcome.FAILED):
-            await self.runtime.announce_finished(job.id)
+            await self.runtime.announce_finished(job.id, JobChange(job.id, job.owner_id))
+        elif outcome == Outcome.REQUEUED:
+            await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
         if outcome != Outcome.REQUEUED:
             # The input is no longer needed once the job has ended.
             await blobs.delete_input(self.runtime.storage, job.id)
@@ -195,15 +215,22 @@ class Worker:
 
     async def _heartbeat(self, running: RunningJob) -> None:
         settings = self.runtime.settings
+        job = running.claim.job
+        recorded: tuple[float, float | None] | None = None
         while True:
             await asyncio.sleep(settings.heartbeat_seconds)
+            progress = (running.progress_percent, running.eta_seconds())
             try:
                 ours = await queue.heartbeat(
                     self.runtime.db,
                     running.claim,
-                    progress_percent=running.progress_percent,
+                    progress_percent=progress[0],
+                    eta_seconds=progress[1],
                     lease_seconds=settings.lease_seconds,
                 )
+                if ours and progress != recorded:
+                    recorded = progress
+                    await self.runtime.announce_changed(JobChange(job.id, job.owner_id))
             except Exception:
                 log.warning(
                     "job %s: heartbeat failed; will retry", running.claim.job.id, exc_info=True
