@@ -31,8 +31,9 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
     """A live server holding two finished jobs, and a schemathesis config naming them.
 
     Operations on one job get a real id, so the fuzzer reaches past `404`: one job to
-    read, cancel (409), download and fetch files of, another for DELETE (then `404`:
-    use-after-free).
+    read, follow (a finished job's stream ends after one event), cancel (409), download
+    and fetch files of, another for DELETE (then `404`: use-after-free). GET /jobs/events
+    is left out: it stays open until the client leaves.
     """
     with running_server(make_settings(tmp_path)) as live, live.client() as client:
         kept, doomed = (
@@ -45,11 +46,16 @@ def fuzzed(tmp_path: Path, clip: Path) -> Iterator[tuple[LiveServer, Path]]:
             "[[operations]]\n"
             'include-name = ["GET /job/{job_id}", "POST /job/{job_id}/cancel",'
             ' "GET /job/{job_id}/output", "HEAD /job/{job_id}/output",'
-            ' "GET /job/{job_id}/files/{path}", "HEAD /job/{job_id}/files/{path}"]\n'
+            ' "GET /job/{job_id}/files/{path}", "HEAD /job/{job_id}/files/{path}",'
+            ' "GET /job/{job_id}/events"]\n'
             f'parameters = {{ job_id = "{kept["id"]}" }}\n\n'
             "[[operations]]\n"
             'include-name = "DELETE /job/{job_id}"\n'
-            f'parameters = {{ job_id = "{doomed["id"]}" }}\n'
+            f'parameters = {{ job_id = "{doomed["id"]}" }}\n\n'
+            # The stream of all jobs stays open by design: a request of it never ends.
+            "[[operations]]\n"
+            'include-name = "GET /jobs/events"\n'
+            "enabled = false\n"
         )
         yield live, config
 

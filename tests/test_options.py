@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from vidq.config import Settings
 from vidq.errors import InvalidOption
 from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.options import (
     DEFAULT_PRESET,
     OPTION_FIELDS,
+    PRESET_ONLY_FIELDS,
     PRESETS,
     ResolvedOptions,
     output_content_type,
     output_extension,
     resolve_options,
 )
+from vidq.media.command import build_command, output_size
 from vidq.media.formats import (
     AUDIO_CODECS,
     FORMATS,
@@ -77,7 +82,10 @@ def test_presets_named_by_the_api_exist_and_resolve() -> None:
 @pytest.mark.parametrize(
     ("preset", "expected"),
     [
-        ("mp4-h264-720p", {"height": 720, "width": None, "video_codec": "h264"}),
+        (
+            "mp4-h264-720p",
+            {"short_side": 720, "height": None, "width": None, "video_codec": "h264"},
+        ),
         ("webm-vp9", {"format": "webm", "video_codec": "vp9", "audio_codec": "opus", "crf": 32}),
         ("mp4-av1", {"video_codec": "av1", "audio_codec": "aac", "crf": 35}),
         (
@@ -244,7 +252,9 @@ def test_every_field_has_a_validator() -> None:
 
 
 def test_the_option_fields_are_the_resolved_fields_and_each_is_parsed() -> None:
-    assert tuple(ResolvedOptions.model_fields) == OPTION_FIELDS
+    assert tuple(ResolvedOptions.model_fields) == (*OPTION_FIELDS, *PRESET_ONLY_FIELDS)
+    assert PRESET_ONLY_FIELDS == ("short_side",)  # set by a preset; a client cannot send it
+    assert "unknown option" in errors_of({"short_side": "720"})["short_side"]
     # Each is a known option (an empty value counts as not given).
     assert resolve_options(dict.fromkeys(OPTION_FIELDS, "")) == resolve_options({})
 
@@ -371,7 +381,9 @@ def test_output_names(fmt: str, extension: str, content_type: str) -> None:
 
 def test_input_checks_pass_for_a_normal_input() -> None:
     check_against_input(resolve_options({"start": "2", "end": "60"}), media())
-    check_against_input(resolve_options({}), media(video=None))  # audio-only mp4 is fine
+    # Sound only into mp4 when asked for it; a package of sound alone.
+    check_against_input(resolve_options({"video_codec": "none"}), media(video=None))
+    check_against_input(resolve_options({"preset": "hls"}), media(video=None))
     check_against_input(resolve_options({}), media(audio=None))
     check_against_input(resolve_options({"start": "5"}), media(duration=None))
 
@@ -383,7 +395,11 @@ def test_input_checks_pass_for_a_normal_input() -> None:
         ({"preset": "gif"}, media(video=None), "format", "gif format needs a video stream"),
         ({"preset": "mp3"}, media(audio=None), "format", "mp3 format needs an audio stream"),
         ({"preset": "m4a"}, media(audio=None), "format", "m4a format needs an audio stream"),
-        ({"audio_codec": "none"}, media(video=None), "audio_codec", "output would be empty"),
+        ({}, media(video=None), "preset", "the mp4-h264 preset makes a video"),
+        ({"preset": "webm-vp9"}, media(video=None), "preset", "use preset mp3 or m4a"),
+        ({"preset": "mp4-h264-720p", "audio_codec": "none"}, media(video=None), "preset", "m4a"),
+        ({"format": "mkv"}, media(video=None), "format", "the mkv format makes a video"),
+        ({"format": "mp4"}, media(video=None), "format", "the mp4 format makes a video"),
         ({"video_codec": "none"}, media(audio=None), "video_codec", "output would be empty"),
         (
             {"format": "webm", "video_codec": "copy"},
@@ -415,7 +431,7 @@ def test_input_checks_refuse(
     raw: dict[str, str], info: MediaInfo, field: str, fragment: str
 ) -> None:
     with pytest.raises(InvalidOption) as caught:
-        check_against_input(resolve_options(raw), info)
+        check_against_input(resolve_options(raw), info, sent=raw.keys())
     messages = {e["field"]: e["message"] for e in caught.value.errors}
     assert fragment in messages[field], messages
 
@@ -475,3 +491,45 @@ def test_the_poster_preset_is_a_still_only() -> None:
         "poster",
     }
     assert output_extension(options) == "jpg"
+
+
+def test_the_720p_preset_sizes_the_short_side() -> None:
+    """1280x720 landscape, 720x1280 portrait, never up; a given width or height wins."""
+    preset = resolve_options({"preset": "mp4-h264-720p"})
+    for size, expected in (
+        ((1920, 1080), (1280, 720)),
+        ((1080, 1920), (720, 1280)),
+        ((3840, 2160), (1280, 720)),
+        ((720, 720), (720, 720)),
+        ((640, 360), (640, 360)),  # smaller: kept
+        ((1440, 1080), (960, 720)),
+    ):
+        video = VideoInfo("h264", *size, 25.0, "yuv420p", 0)
+        assert output_size(video, preset) == expected, size
+    portrait = VideoInfo("h264", 1080, 1920, 25.0, "yuv420p", 0)
+    given = resolve_options({"preset": "mp4-h264-720p", "height": "480"})
+    assert given.short_side is None and output_size(portrait, given) == (270, 480)
+    given = resolve_options({"preset": "mp4-h264-720p", "width": "360"})
+    assert output_size(portrait, given) == (360, 640)
+    upscaled = resolve_options({"preset": "mp4-h264-720p", "upscale": "true"})
+    small = VideoInfo("h264", 360, 640, 25.0, "yuv420p", 0)
+    assert output_size(small, upscaled) == (720, 1280)
+
+
+def test_the_720p_command_scales_a_portrait_video_to_720x1280(tmp_path: Path) -> None:
+    info = MediaInfo(
+        container="mp4",
+        format_name="mov,mp4,m4a,3gp,3g2,mj2",
+        duration_seconds=10.0,
+        video=VideoInfo("h264", 1080, 1920, 30.0, "yuv420p", 0),
+        audio=AudioInfo("aac", 2, 48000),
+    )
+    options = resolve_options({"preset": "mp4-h264-720p"})
+    argv = build_command("ffmpeg", tmp_path / "in", tmp_path / "out.mp4", options, info, Settings())
+    assert any(arg.startswith("scale=720:1280:") for arg in argv[argv.index("-vf") + 1].split(","))
+
+
+def test_preset_descriptions_claim_no_superlatives() -> None:
+    for preset in PRESETS.values():
+        text = preset.description.lower()
+        assert "smallest" not in text and "best" not in text, preset.name

@@ -118,6 +118,19 @@ class Settings(BaseSettings):
         description="A conversion whose ffmpeg reports no progress for this long fails with timeout.",
     )
 
+    # Live updates (GET /job/{id}/events, GET /jobs/events).
+    events_keepalive_seconds: float = Field(
+        15.0,
+        gt=0,
+        le=15,
+        description="How often an idle live-update stream (Server-Sent Events) sends a `: keep-alive` comment, so that proxies keep it open.",
+    )
+    events_recheck_seconds: float = Field(
+        2.0,
+        gt=0,
+        description="On SQLite, how often each watched job is read again for live updates, to see changes made by another process sharing the database file (PostgreSQL tells every process at once with NOTIFY).",
+    )
+
     # Limits on what clients send and hold (README: "Limits on connections").
     header_timeout_seconds: float = Field(
         10.0,
@@ -128,6 +141,16 @@ class Settings(BaseSettings):
         30.0,
         gt=0,
         description="Longest pause in an upload's body (the upload ends with 408 request_timeout, nothing kept) or in a client's reading of an answer (the connection is closed).",
+    )
+    refused_upload_drain_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="An upload refused before its body is read (a bad option, a declared size over the limit) is answered at once; then the rest of its body is read and dropped for up to this many seconds before the connection is closed, so that the client reads the answer instead of a reset connection.",
+    )
+    refused_upload_drain_bytes: int = Field(
+        64 * 1024**2,
+        ge=0,
+        description="How much of a refused upload's body is read and dropped, at most, before the connection is closed (see VIDQ_REFUSED_UPLOAD_DRAIN_SECONDS). Default: 64 MiB.",
     )
     max_connections: int | None = Field(
         None,

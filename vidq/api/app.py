@@ -8,12 +8,21 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
-from fastapi.responses import FileResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from vidq import __version__
-from vidq.api import routes_files, routes_jobs, routes_output, routes_service, routes_tus
+from vidq.api import (
+    routes_events,
+    routes_files,
+    routes_jobs,
+    routes_output,
+    routes_service,
+    routes_tus,
+)
 from vidq.api.connections import ConnectionLimits
+from vidq.api.early_answers import DrainLimits
 from vidq.api.problems import install_problem_handlers
 from vidq.api.ratelimit import RateLimiter
 from vidq.api.schemas import problem_responses
@@ -25,6 +34,8 @@ from vidq.service import running_service
 log = logging.getLogger("vidq")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "web" / "static"
+# Swagger UI, served by vidq itself (`make vendor-docs`): /docs loads nothing from elsewhere.
+SWAGGER_UI = "/static/vendor/swagger-ui"
 
 DESCRIPTION = """Convert video files through a REST API built for long-running work.
 
@@ -52,6 +63,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         version=__version__,
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,
         redoc_url=None,
         generate_unique_id_function=lambda route: route.name,
     )
@@ -62,14 +74,30 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         limits.max_concurrent_uploads, retry_after_seconds=limits.retry_after_seconds
     )
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+    app.state.drain_limits = DrainLimits(
+        settings.refused_upload_drain_seconds, settings.refused_upload_drain_bytes
+    )
     # Every job route takes parameters, and a bad one is answered with a problem (not
     # FastAPI's default validation body, which it would otherwise document).
     app.include_router(routes_jobs.router, responses=problem_responses(422))
     app.include_router(routes_output.router, responses=problem_responses(422))
     app.include_router(routes_files.router, responses=problem_responses(422))
+    app.include_router(routes_events.router, responses=problem_responses(422))
     app.include_router(routes_tus.router)
     app.add_middleware(routes_tus.TusResumableHeader)
     app.include_router(routes_service.router)
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title=f"{app.title} API",
+            swagger_js_url=f"{SWAGGER_UI}/swagger-ui-bundle.js",
+            swagger_css_url=f"{SWAGGER_UI}/swagger-ui.css",
+            swagger_favicon_url=f"{SWAGGER_UI}/favicon-32x32.png",
+            # No "valid" badge: it would send the document to a validator on the internet.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
 
     @app.get("/", include_in_schema=False)
     async def index() -> FileResponse:

@@ -77,3 +77,46 @@ def query_items(query_string: bytes) -> list[tuple[str, str]]:
 
 def _query_text(data: bytes) -> str:
     return decode_text(unquote_to_bytes(data.replace(b"+", b" ")))
+
+
+MAX_PREFER_WAIT_SECONDS = 60.0
+
+
+def preferred_wait(headers: list[str]) -> float | None:
+    """The `wait` preference of a request's `Prefer` headers (RFC 7240), in seconds: the
+    first one given, if it is a number with 0 < N <= 60; None otherwise. A preference the
+    server cannot honour is ignored, never an error (RFC 7240 section 2)."""
+    for header in headers:
+        for preference in _outside_quotes(header, ","):
+            name, _, value = _outside_quotes(preference, ";")[0].partition("=")
+            if name.strip().lower() != "wait":
+                continue
+            value = value.strip()
+            if len(value) >= 2 and value[0] == value[-1] == '"':
+                value = value[1:-1]
+            seconds = decimal_number(value)
+            if seconds is None or not 0 < seconds <= MAX_PREFER_WAIT_SECONDS:
+                return None
+            return seconds
+    return None
+
+
+def _outside_quotes(text: str, separator: str) -> list[str]:
+    """`text` split at each `separator` that is not inside a quoted string."""
+    parts: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == separator and not quoted:
+            parts.append("".join(current))
+            current = []
+            continue
+        current.append(char)
+    parts.append("".join(current))
+    return parts

@@ -9,10 +9,11 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
+from vidq.api.early_answers import answer_early
 from vidq.errors import Busy, InvalidOption, ServiceUnavailable, TooManyJobs, VidqError, leaves
 
 log = logging.getLogger("vidq.api")
@@ -82,18 +83,26 @@ def problem_document(
     }
 
 
-async def _vidq_error(_: Request, exc: Exception) -> JSONResponse:
+async def _vidq_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, VidqError)
     if isinstance(exc, Busy):  # a limit doing its work, not a fault; may come in floods
         log.info("%s: %s", exc.code, exc.detail)
     elif exc.status >= 500:
         log.error("%s: %s", exc.code, exc.detail)
-    return problem(
-        exc.status, exc.code, exc.detail, title=exc.title, headers=exc.headers(), **exc.members()
+    return answer_early(
+        request,
+        problem(
+            exc.status,
+            exc.code,
+            exc.detail,
+            title=exc.title,
+            headers=exc.headers(),
+            **exc.members(),
+        ),
     )
 
 
-async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES_BY_STATUS.get(exc.status_code, "error")
     detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
@@ -102,7 +111,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405 and "Allow" in headers:  # a route's 405, not a static file's
         headers["Allow"] = ", ".join(_allowed_methods(request))
-    return problem(exc.status_code, code, detail, headers=headers)
+    return answer_early(request, problem(exc.status_code, code, detail, headers=headers))
 
 
 _METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
@@ -129,11 +138,13 @@ def _field_name(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or "request"
 
 
-async def _validation_error(_: Request, exc: Exception) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [{"field": _field_name(tuple(e["loc"])), "message": e["msg"]} for e in exc.errors()]
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
-    return problem(422, "invalid_option", detail, title="Invalid option", errors=errors)
+    return answer_early(
+        request, problem(422, "invalid_option", detail, title="Invalid option", errors=errors)
+    )
 
 
 async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:

@@ -8,8 +8,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response
@@ -18,7 +16,7 @@ from fastapi.responses import JSONResponse
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
 from vidq.api.json_request import read_json_convert
-from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, query_items
+from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, preferred_wait, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
 from vidq.api.uploads import (
     UploadSlots,
@@ -28,10 +26,10 @@ from vidq.api.uploads import (
     receive_raw,
 )
 from vidq.errors import BadRequest, InvalidOption
-from vidq.jobs import service
-from vidq.jobs.fields import CheckedFields, check_fields, check_json_fields
+from vidq.jobs import service, views
+from vidq.jobs.fields import CheckedFields, check_field_alone, check_fields, check_json_fields
 from vidq.jobs.runtime import Runtime
-from vidq.jobs.states import JobStatus
+from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.strict import field_label, whole_number
 from vidq.jobs.submission import (
     NamedUpload,
@@ -52,11 +50,6 @@ def _retry_after(document: dict[str, Any]) -> dict[str, str]:
     return {} if seconds is None else {"Retry-After": str(seconds)}
 
 
-def _etag(document: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
-    return f'"{digest[:32]}"'
-
-
 def _base_url(runtime: Runtime, request: Request) -> str:
     return runtime.base_url_for(str(request.base_url))
 
@@ -70,9 +63,18 @@ async def _receiver(
     idle_seconds = runtime.settings.body_idle_timeout_seconds
     if form == "multipart":
 
+        def check_field(name: str, value: str) -> None:
+            if name != "upload_id":  # names the input: not an option
+                check_field_alone(name, value, runtime.settings)
+
         async def multipart(key: str) -> StoredInput | NamedUpload:
             return await receive_multipart(
-                request, runtime.storage, key, max_bytes=max_bytes, idle_seconds=idle_seconds
+                request,
+                runtime.storage,
+                key,
+                max_bytes=max_bytes,
+                idle_seconds=idle_seconds,
+                check_field=check_field,
             )
 
         return multipart, None
@@ -142,6 +144,10 @@ async def _submit_json(
             "model": JobModel,
             "description": "The job an earlier request with the same Idempotency-Key made",
         },
+        201: {
+            "model": JobModel,
+            "description": "With `Prefer: wait=N`: the job finished within N seconds",
+        },
         **problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
@@ -152,30 +158,42 @@ async def convert(
     account: CurrentAccount,
     runtime: RuntimeDep,
     idempotency_key: Annotated[str | None, Header(max_length=255)] = None,
+    prefer: Annotated[
+        list[str] | None,
+        Header(
+            description="`wait=N` (RFC 7240, 0 < N <= 60): hold the answer until the job"
+            " ends (then 201 with the finished Job) or N seconds pass (then 202)."
+            " Other preferences and values are ignored."
+        ),
+    ] = None,
 ) -> Response:
     """Upload a video with its options (or name one: a `source_url` to fetch, a finished
-    resumable upload's `upload_id`); the job is queued and its id returned at once (202)."""
-    has_upload_id = any(
-        name == "upload_id" for name, _ in query_items(request.scope["query_string"])
-    )
-    form = convert_form(request.headers.get("content-type", ""), named_upload=has_upload_id)
+    resumable upload's `upload_id`); the job is queued and its id returned at once (202),
+    or with `Prefer: wait=N` once it has finished (201) or N seconds have passed (202)."""
+    wait = preferred_wait(prefer or [])
+    query = query_items(request.scope["query_string"])
+    named_upload = any(name == "upload_id" for name, _ in query)
+    form = convert_form(request.headers.get("content-type", ""), named_upload=named_upload)
     slots: UploadSlots = request.app.state.upload_slots
-    with slots.take():
-        if form == "json":
+    if form == "json":
+        with slots.take():
             submitted = await _submit_json(request, runtime, account.id, idempotency_key)
-        else:
-            receive, checked = await _receiver(request, runtime, form)
+    else:
+        receive, checked = await _receiver(request, runtime, form)
+        with slots.take():
             submitted = await submit(
                 runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
             )
     document = await service.submitted_document(
-        runtime, submitted, base_url=_base_url(runtime, request)
+        runtime, submitted, base_url=_base_url(runtime, request), wait_seconds=wait
     )
-    return JSONResponse(
-        document,
-        status_code=200 if submitted.replayed else 202,
-        headers={"Location": f"/job/{document['id']}", **_retry_after(document)},
-    )
+    headers = {"Location": f"/job/{document['id']}", **_retry_after(document)}
+    status = 200 if submitted.replayed else 202
+    if wait is not None:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        if not submitted.replayed and document["status"] in FINISHED:
+            status = 201
+    return JSONResponse(document, status_code=status, headers=headers)
 
 
 @router.get(
@@ -208,7 +226,7 @@ async def get_job(
         document = await service.wait_for_end(
             runtime, job_id, account.id, seconds=wait, base_url=base_url
         )
-    etag = _etag(document)
+    etag = views.etag(document)
     headers = {"ETag": etag, **_retry_after(document)}
     if etag_matches(if_none_match, etag):
         return Response(status_code=304, headers=headers)

@@ -102,6 +102,10 @@ class JobModel(BaseModel):
     id: str
     status: Literal["queued", "running", "completed", "failed", "cancelled"]
     progress_percent: float | None
+    eta_seconds: float | None = Field(
+        description="While running: the estimated seconds left, from the progress rate;"
+        " null when unknown"
+    )
     queue_position: int | None
     created_at: str
     started_at: str | None

@@ -2,7 +2,7 @@
 
 Two forms (API.md): a multipart/form-data body with a `file` part and options as
 fields, or a raw video/*, audio/* or application/octet-stream body with options in
-the query. Neither is ever held whole in memory nor written twice. Field names and
+the query (the third, JSON naming the input, is `vidq.api.json_request`). Neither is ever held whole in memory nor written twice. Field names and
 values and the file's name are decoded with `vidq.jobs.strict.decode_text`, never
 "repaired": one that is not UTF-8 is refused by the field check, which names it.
 
@@ -15,14 +15,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import ClientDisconnect, Request
 
-from vidq.errors import BadRequest, Busy, RequestTimeout, UnsupportedContentType, UploadTooLarge
+from vidq.api.early_answers import mark_body_read
+from vidq.errors import (
+    BadRequest,
+    Busy,
+    InvalidOption,
+    RequestTimeout,
+    UnsupportedContentType,
+    UploadTooLarge,
+)
 from vidq.jobs.filenames import RAW_TYPES, clean_filename, guess_content_type
 from vidq.jobs.strict import decode_text
 from vidq.jobs.submission import NamedUpload, StoredInput
@@ -31,6 +39,8 @@ from vidq.storage import BlobWriter, Storage
 WRITE_BUFFER_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
+# Checks one form field (name, value) as it arrives; raises InvalidOption to refuse it.
+FieldCheck = Callable[[str, str], None]
 
 
 class UploadSlots:
@@ -66,6 +76,7 @@ async def body_chunks(request: Request, idle_seconds: float) -> AsyncIterator[by
                 async with asyncio.timeout(idle_seconds):
                     chunk = await anext(stream)
             except StopAsyncIteration:
+                mark_body_read(request)
                 return
             except ClientDisconnect as exc:
                 raise BadRequest("The client disconnected before the upload finished.") from exc
@@ -170,9 +181,12 @@ async def receive_raw(
 class _MultipartReceiver:
     """Feeds python-multipart's push parser and routes each part's bytes."""
 
-    def __init__(self, blob: _CappedBlob) -> None:
+    def __init__(self, blob: _CappedBlob, check_field: FieldCheck | None) -> None:
         self.blob = blob
+        self.check_field = check_field
         self.fields: dict[str, str] = {}
+        self.new_fields: list[str] = []  # read, not yet checked
+        self.field_errors: list[dict[str, str]] = []  # of the fields refused by check_field
         self.filename: str | None = None
         self.file_content_type: str | None = None
         self.seen_file = False
@@ -248,7 +262,23 @@ class _MultipartReceiver:
             if self._part in self.fields:
                 self.error = BadRequest(f"Form field {self._part!r} is given twice.")
             self.fields[self._part] = decode_text(bytes(self._field_value))
+            self.new_fields.append(self._part)
         self._part = None
+
+    def check_new_fields(self) -> None:
+        """Check each field read since the last call alone (`check_field`); once the file
+        has begun, InvalidOption naming every field refused so far. So a bad field before
+        the file ends the upload as the file starts, none of it read; a form without a file
+        is still `400` first. The whole form is checked again once it has arrived."""
+        names, self.new_fields = self.new_fields, []
+        if self.check_field is not None:
+            for name in names:
+                try:
+                    self.check_field(name, self.fields[name])
+                except InvalidOption as exc:
+                    self.field_errors.extend(exc.errors)
+        if self.field_errors and self.seen_file:
+            raise InvalidOption(errors=self.field_errors)
 
     async def drain(self) -> None:
         """Move the file bytes parsed so far into storage."""
@@ -267,17 +297,27 @@ class _NamesAnUpload(Exception):
 
 
 async def receive_multipart(
-    request: Request, storage: Storage, key: str, *, max_bytes: int, idle_seconds: float
+    request: Request,
+    storage: Storage,
+    key: str,
+    *,
+    max_bytes: int,
+    idle_seconds: float,
+    check_field: FieldCheck | None = None,
 ) -> StoredInput | NamedUpload:
     """Store the `file` part of a multipart body as the blob `key`; return its fields too.
-    A form with an `upload_id` field instead of a file names a finished resumable upload."""
+    Each field is given to `check_field` as soon as it has arrived: one it refuses ends the
+    upload as the file begins (`422`, nothing kept), before any of the file is read. A form
+    with an `upload_id` field instead of a file names a finished resumable upload."""
     check_declared_length(request, max_bytes)
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart Content-Type has no boundary.")
     try:
-        return await _receive_form(request, storage, key, boundary, max_bytes, idle_seconds)
+        return await _receive_form(
+            request, storage, key, boundary, max_bytes, idle_seconds, check_field
+        )
     except _NamesAnUpload as exc:
         return exc.named
 
@@ -289,14 +329,16 @@ async def _receive_form(
     boundary: bytes,
     max_bytes: int,
     idle_seconds: float,
+    check_field: FieldCheck | None,
 ) -> StoredInput:
     async with _stored(storage, key, max_bytes) as blob:
-        receiver = _MultipartReceiver(blob)
+        receiver = _MultipartReceiver(blob, check_field)
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         try:
             async for chunk in body_chunks(request, idle_seconds):
                 if chunk:
                     parser.write(chunk)
+                    receiver.check_new_fields()
                     await receiver.drain()
             parser.finalize()
         except MultipartParseError as exc:

@@ -16,7 +16,12 @@ log = logging.getLogger("vidq.db")
 QUEUED_CHANNEL = "vidq_job_queued"
 FINISHED_CHANNEL = "vidq_job_finished"
 STOP_CHANNEL = "vidq_job_stop"  # a job was cancelled or deleted: its worker stops ffmpeg now
-CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, STOP_CHANNEL)
+# Anything a client sees of a job changed (status, queue place, progress): live feeds re-read it.
+CHANGED_CHANNEL = "vidq_job_changed"
+CHANNELS = (QUEUED_CHANNEL, FINISHED_CHANNEL, STOP_CHANNEL, CHANGED_CHANNEL)
+# Not a channel: passed to `on_notify` each time LISTEN starts, since whatever was announced
+# while no connection listened was missed and must be treated as heard.
+LISTENING = "listening"
 RECONNECT_SECONDS = 2.0
 
 
@@ -41,8 +46,7 @@ async def listen_forever(url: str, on_notify: Callable[[str, str], None]) -> Non
             ) as conn:
                 for channel in CHANNELS:
                     await conn.execute(f"LISTEN {channel}")
-                # Anything announced while we were not listening: treat as a wake-up.
-                on_notify(QUEUED_CHANNEL, "")
+                on_notify(LISTENING, "")
                 async for message in conn.notifies():
                     on_notify(message.channel, message.payload)
         except asyncio.CancelledError:

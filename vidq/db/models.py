@@ -77,6 +77,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
+    # When the key last authenticated a request, to the minute (written at most once a minute).
+    last_used_at: Mapped[datetime | None]
 
 
 class Job(Base):
@@ -110,6 +112,8 @@ class Job(Base):
     email: Mapped[str | None] = mapped_column(String(320))
 
     progress_percent: Mapped[float | None] = mapped_column(Float)
+    # While running: the seconds left as its worker estimates them from the progress rate.
+    eta_seconds: Mapped[float | None] = mapped_column(Float)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_token: Mapped[str | None] = mapped_column(String(36))
     lease_expires_at: Mapped[datetime | None]

@@ -12,8 +12,8 @@ from typing import Any
 from email_validator import EmailNotValidError, validate_email
 
 from vidq.config import Settings
-from vidq.errors import InvalidOption, InvalidSource, TargetRefused, TargetUnresolved
-from vidq.jobs.options import ResolvedOptions, resolve_options
+from vidq.errors import InvalidOption, InvalidSource, TargetError, TargetRefused, TargetUnresolved
+from vidq.jobs.options import ResolvedOptions, check_option_alone, resolve_options
 from vidq.jobs.strict import (
     NOT_TEXT,
     JSONNotParsed,
@@ -22,7 +22,7 @@ from vidq.jobs.strict import (
     is_text,
     parse_json,
 )
-from vidq.outbound.targets import AddressPolicy, resolve_target
+from vidq.outbound.targets import AddressPolicy, parse_target_url, resolve_target
 
 MAX_METADATA_BYTES = 4096
 MAX_URL_CHARS = 2048
@@ -150,6 +150,28 @@ def _email(raw: str | None, settings: Settings) -> str | None:
         return validate_email(raw, check_deliverability=False).normalized
     except EmailNotValidError as exc:
         raise InvalidOption.field("email", f"is not a valid address: {exc}") from exc
+
+
+def check_field_alone(name: str, value: str, settings: Settings) -> None:
+    """InvalidOption if this one field of a /convert request is wrong whatever the others
+    say, so that a form can be refused as soon as the field arrives, before its file. The
+    webhook URL is only parsed here: its host is resolved by `check_fields`."""
+    if not (is_text(name) and is_text(value)):
+        raise InvalidOption.field(field_label(name), NOT_TEXT)
+    if name == "webhook_url":
+        if len(value) > MAX_URL_CHARS:
+            raise InvalidOption.field("webhook_url", f"must be at most {MAX_URL_CHARS} characters")
+        if value:
+            try:
+                parse_target_url(value)
+            except TargetError as exc:
+                raise InvalidOption.field("webhook_url", str(exc)) from exc
+    elif name == "email":
+        _email(value, settings)
+    elif name == "metadata":
+        _metadata(value)
+    else:
+        check_option_alone(name, value)
 
 
 async def check_fields(

@@ -2,19 +2,26 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from vidq.jobs.option_values import FieldErrors, one_of
 from vidq.jobs.options import MAX_STORYBOARD_TILES, ResolvedOptions
+from vidq.jobs.presets import PRESETS
 from vidq.media.formats import (
     COPYABLE_AUDIO,
     COPYABLE_VIDEO,
     FORMAT_AUDIO_CODECS,
     FORMAT_VIDEO_CODECS,
+    PACKAGE_FORMATS,
 )
 from vidq.media.info import MediaInfo
 
 
-def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
-    """Raise InvalidOption for options that cannot work on this (probed) input."""
+def check_against_input(
+    options: ResolvedOptions, info: MediaInfo, *, sent: Collection[str] = ()
+) -> None:
+    """Raise InvalidOption for options that cannot work on this (probed) input; `sent`:
+    the names of the options the client gave, so that an error names what it chose."""
     errors = FieldErrors()
     fmt = options.format
     duration = info.duration_seconds
@@ -25,6 +32,17 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
         )
     if fmt in ("gif", "jpg") and info.video is None:
         errors.add("format", f"the {fmt} format needs a video stream; the input has none")
+    elif _makes_video(options) and info.video is None:
+        # Named as the client chose it: the format if it gave one, else the preset.
+        if "format" not in sent and fmt == PRESETS[options.preset].options["format"]:
+            field, what = "preset", f"the {options.preset} preset"
+        else:
+            field, what = "format", f"the {fmt} format"
+        errors.add(
+            field,
+            f"{what} makes a video, and the input has none (it is sound only): use preset"
+            " mp3 or m4a for its sound (or video_codec=none to keep this format)",
+        )
     elif fmt in ("mp3", "m4a") and info.audio is None:
         errors.add("format", f"the {fmt} format needs an audio stream; the input has none")
     else:
@@ -50,6 +68,11 @@ def check_against_input(options: ResolvedOptions, info: MediaInfo) -> None:
     if options.audio_codec == "copy" and info.audio is not None:
         _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt, errors)
     errors.raise_if_any()
+
+
+def _makes_video(options: ResolvedOptions) -> bool:
+    """Whether the options ask for a video file (a package makes do with sound alone)."""
+    return options.format not in ("mp3", "m4a", *PACKAGE_FORMATS) and options.video_codec != "none"
 
 
 def _check_copy(

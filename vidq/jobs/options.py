@@ -18,6 +18,7 @@ Resolution rules, in order:
    dropped silently where they do not apply (a copied or absent stream); the same option
    given explicitly is an error instead.
 4. `width` and `height` together fit the video inside that box, keeping its aspect ratio.
+   A preset's `short_side` sizes the short side instead; a given width or height wins.
 """
 
 from __future__ import annotations
@@ -101,10 +102,12 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     poster_at: float | None = None
     storyboard: bool = False
     storyboard_interval: float | None = None
+    short_side: int | None = None  # from a preset only (mp4-h264-720p): the short side's size
 
 
-# The options a client may send: one for each field of ResolvedOptions, in its order.
-OPTION_FIELDS: tuple[str, ...] = tuple(ResolvedOptions.model_fields)
+PRESET_ONLY_FIELDS = ("short_side",)  # set by presets; a client cannot send them
+# The options a client may send: one for each other field of ResolvedOptions, in its order.
+OPTION_FIELDS = tuple(f for f in ResolvedOptions.model_fields if f not in PRESET_ONLY_FIELDS)
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
@@ -147,6 +150,13 @@ def _parse_raw(raw: Mapping[str, str], errors: FieldErrors) -> dict[str, Any]:
         except ValueError as exc:
             errors.add(name, str(exc))
     return given
+
+
+def check_option_alone(name: str, text: str) -> None:
+    """InvalidOption if the option's name is unknown or its parser refuses its value."""
+    errors = FieldErrors()
+    _parse_raw({name: text}, errors)
+    errors.raise_if_any()
 
 
 def _resolve_codec(
@@ -243,6 +253,8 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     why_video = _why_not_video(fmt, video_codec)
     width = _stream_option("width", given, preset, sized, why_video, errors)
     height = _stream_option("height", given, preset, sized, why_video, errors)
+    sized_by_client = "width" in given or "height" in given
+    short_side = preset.options.get("short_side") if sized and not sized_by_client else None
     # upscale=false is the default, harmless anywhere; only upscale=true can be misplaced.
     if given.get("upscale") is False:
         del given["upscale"]
@@ -283,6 +295,7 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
         fps=None if fps is None else float(fps),
         start=start,
         end=end,
+        short_side=short_side,
         **extras,
     )
 

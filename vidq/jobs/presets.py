@@ -34,20 +34,21 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mp4-h264-720p",
-            "Like mp4-h264, scaled down to 720 lines (never up), keeping the aspect ratio.",
+            "Like mp4-h264, scaled down so that its short side is 720 pixels (1280x720"
+            " landscape, 720x1280 portrait), never up, keeping the aspect ratio.",
             {
                 "format": "mp4",
                 "video_codec": "h264",
                 "audio_codec": "aac",
                 "crf": 23,
                 "audio_bitrate": "128k",
-                "height": 720,
+                "short_side": 720,
             },
         ),
         Preset(
             "mp4-h265",
-            "MP4 with H.265/HEVC (tagged hvc1 for Apple players) and AAC: smaller files,"
-            " not every browser plays them.",
+            "MP4 with H.265/HEVC (tagged hvc1 for Apple players) at constant quality 28, and"
+            " AAC; not every browser plays it.",
             {
                 "format": "mp4",
                 "video_codec": "h265",
@@ -69,7 +70,8 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "mp4-av1",
-            "MP4 with AV1 (SVT-AV1) and AAC: the smallest files, for modern browsers.",
+            "MP4 with AV1 (SVT-AV1) at constant quality 35, and AAC, for browsers that play"
+            " AV1; slower to encode than H.264.",
             {
                 "format": "mp4",
                 "video_codec": "av1",
@@ -95,8 +97,9 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "hls",
-            "An HLS package: H.264 renditions of the default ladder (1080/720/480/360 lines,"
-            " not above the input's) and AAC stereo audio, in fMP4 segments, master.m3u8.",
+            "An HLS package: H.264 renditions of the default ladder (short sides of"
+            " 1080/720/480/360 pixels, not above the input's) and AAC stereo audio, in fMP4"
+            " segments, master.m3u8.",
             {"format": "hls"},
         ),
         Preset(

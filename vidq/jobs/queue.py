@@ -121,6 +121,7 @@ async def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> C
                 "attempts": jobs.c.attempts + 1,
                 "started_at": func.coalesce(jobs.c.started_at, now),
                 "progress_percent": 0.0,
+                "eta_seconds": None,
             },
         )
     return Claim(job, token) if job else None
@@ -135,13 +136,20 @@ def _leased(claim: Claim) -> Any:
 
 
 async def heartbeat(
-    db: Database, claim: Claim, *, progress_percent: float | None, lease_seconds: float
+    db: Database,
+    claim: Claim,
+    *,
+    progress_percent: float | None,
+    lease_seconds: float,
+    eta_seconds: float | None = None,
 ) -> bool:
-    """Record progress and renew the lease. False: the job is no longer this worker's."""
+    """Record progress (and the seconds left, as estimated) and renew the lease. False: the
+    job is no longer this worker's."""
     now = utcnow()
     values: dict[str, Any] = {
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
         "updated_at": now,
+        "eta_seconds": eta_seconds,
     }
     if progress_percent is not None:
         values["progress_percent"] = progress_percent
@@ -191,6 +199,7 @@ async def _end_job(
             updated_at=now,
             lease_token=None,
             lease_expires_at=None,
+            eta_seconds=None,
             **values,
         )
         .returning(*jobs.columns)
@@ -250,6 +259,7 @@ async def requeue(db: Database, claim: Claim, *, count_attempt: bool) -> bool:
         "lease_expires_at": None,
         "worker_id": None,
         "progress_percent": 0.0,
+        "eta_seconds": None,
         "updated_at": utcnow(),
     }
     if not count_attempt:
@@ -360,6 +370,7 @@ async def recover_expired_leases(
                         lease_expires_at=None,
                         worker_id=None,
                         progress_percent=0.0,
+                        eta_seconds=None,
                         updated_at=now,
                     )
                 )

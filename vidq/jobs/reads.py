@@ -66,6 +66,17 @@ async def list_jobs(
     return page, (page[-1].seq if more and page else None)
 
 
+async def unfinished_ids(db: Database, owner_id: str) -> list[str]:
+    """The ids of an owner's queued and running jobs, oldest first."""
+    stmt = (
+        select(jobs.c.id)
+        .where(jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED))
+        .order_by(jobs.c.seq)
+    )
+    async with db.read() as conn:
+        return [str(job_id) for job_id in (await conn.execute(stmt)).scalars()]
+
+
 async def count_unfinished(conn: AsyncConnection, owner_id: str) -> int:
     """How many queued or running jobs an owner has."""
     stmt = select(func.count()).where(jobs.c.owner_id == owner_id, jobs.c.status.in_(UNFINISHED))

@@ -7,26 +7,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import secrets
+import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from vidq import datadir
 from vidq.config import Settings
 from vidq.db import server_settings
 from vidq.db.database import Database, sqlite_files
 from vidq.db.listen import (
+    CHANGED_CHANNEL,
     FINISHED_CHANNEL,
+    LISTENING,
     QUEUED_CHANNEL,
     STOP_CHANNEL,
     listen_forever,
     notify,
 )
 from vidq.db.migrate import migrate
-from vidq.jobs import blobs
+from vidq.jobs import blobs, reads
 from vidq.jobs.chunk_sink import FileDigests
 from vidq.jobs.events import JobEvents
-from vidq.jobs.views import NotificationPayloads
+from vidq.jobs.feeds import Feeds
+from vidq.jobs.subscriptions import JobChange
+from vidq.jobs.views import NotificationPayloads, render_job
 from vidq.storage import Storage, open_storage
 
 log = logging.getLogger("vidq")
@@ -71,7 +78,24 @@ class Runtime:
     job_events: JobEvents = field(default_factory=JobEvents)
     # The running SHA-256 of resumable uploads this process received (vidq.jobs.chunk_sink).
     upload_digests: FileDigests = field(default_factory=FileDigests)
+    # Live updates (GET /job/{id}/events, GET /jobs/events); made in `__post_init__`.
+    feeds: Feeds = field(init=False)
+    # Names this process in its NOTIFY payloads, so that it skips its own.
+    instance: str = field(default_factory=lambda: uuid.uuid4().hex)
     _listener: asyncio.Task[None] | None = None
+
+    def __post_init__(self) -> None:
+        # PostgreSQL tells every process of each change; SQLite cannot, so there feeds
+        # also re-read now and then (another process may share the file).
+        recheck = None if self.db.is_postgres else self.settings.events_recheck_seconds
+        self.feeds = Feeds(self._render, self._unfinished_ids, recheck_seconds=recheck)
+
+    async def _render(self, job_id: str, owner_id: str, base_url: str) -> dict[str, Any]:
+        job = await reads.get(self.db, job_id, owner_id)
+        return await render_job(self.db, job, base_url=base_url, secret=self.signing_key)
+
+    async def _unfinished_ids(self, owner_id: str) -> list[str]:
+        return await reads.unfinished_ids(self.db, owner_id)
 
     @classmethod
     async def open(cls, settings: Settings) -> Runtime:
@@ -105,6 +129,7 @@ class Runtime:
         )
 
     async def close(self) -> None:
+        await self.feeds.close()
         if self._listener is not None:
             self._listener.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -126,29 +151,55 @@ class Runtime:
             self.notify_wakeup.set()
         elif channel == STOP_CHANNEL:
             self.job_events.stop(payload)
+        elif channel == CHANGED_CHANNEL:
+            change = _parse_change(payload, skip_from=self.instance)
+            if change is not None:
+                self.feeds.changed(change)
+        elif channel == LISTENING:  # whatever was said while nobody listened was missed
+            self.wakeup.set()
+            self.notify_wakeup.set()
+            self.feeds.resync()
 
-    async def announce_queued(self) -> None:
-        """A job was queued: wake this process's workers, and the fleet's."""
-        self.wakeup.set()
-        if self.db.is_postgres:
+    async def _notify(self, notices: list[tuple[str, str]]) -> None:
+        """Send NOTIFYs on PostgreSQL (one transaction); nothing on SQLite."""
+        if self.db.is_postgres and notices:
             async with self.db.write() as conn:
-                await notify(conn, QUEUED_CHANNEL)
+                for channel, payload in notices:
+                    await notify(conn, channel, payload)
+
+    def _changes(self, changes: tuple[JobChange, ...]) -> list[tuple[str, str]]:
+        """Tell this process's feeds; the NOTIFYs that tell the fleet's."""
+        for change in changes:
+            self.feeds.changed(change)
+        return [(CHANGED_CHANNEL, _change_payload(change, self.instance)) for change in changes]
+
+    async def announce_queued(self, *changes: JobChange) -> None:
+        """A job was queued (or returned to the queue): wake this process's workers, and the
+        fleet's; `changes` go to the live feeds."""
+        self.wakeup.set()
+        await self._notify([(QUEUED_CHANNEL, ""), *self._changes(changes)])
 
     async def announce_stop(self, job_id: str) -> None:
         """A running job was cancelled or deleted: its worker, here or in the fleet, stops now
         instead of at its next heartbeat."""
         self.job_events.stop(job_id)
-        if self.db.is_postgres:
-            async with self.db.write() as conn:
-                await notify(conn, STOP_CHANNEL, job_id)
+        await self._notify([(STOP_CHANNEL, job_id)])
 
-    async def announce_finished(self, job_id: str) -> None:
+    async def announce_finished(self, job_id: str, *changes: JobChange) -> None:
         """A job ended: wake its waiters and the notifier, here and across the fleet."""
         self.job_events.finished(job_id)
         self.notify_wakeup.set()
-        if self.db.is_postgres:
-            async with self.db.write() as conn:
-                await notify(conn, FINISHED_CHANNEL, job_id)
+        await self._notify([(FINISHED_CHANNEL, job_id), *self._changes(changes)])
+
+    async def announce_changed(self, *changes: JobChange) -> None:
+        """Something clients see of these jobs changed (a claim, progress, a deletion): the
+        live feeds here and across the fleet read them again. Best effort: a NOTIFY that
+        cannot be sent is logged, never raised (feeds also re-read on reconnection)."""
+        notices = self._changes(changes)
+        try:
+            await self._notify(notices)
+        except Exception as exc:
+            log.warning("cannot announce a job change to the fleet (%r)", exc)
 
     def base_url_for(self, request_base_url: str) -> str:
         """Base URL for links in an answer: VIDQ_PUBLIC_URL, else the request's own."""
@@ -157,3 +208,31 @@ class Runtime:
             if self.settings.public_url
             else request_base_url.rstrip("/")
         )
+
+
+def _change_payload(change: JobChange, instance: str) -> str:
+    return json.dumps(
+        {
+            "job_id": change.job_id,
+            "owner_id": change.owner_id,
+            "queue_moved": change.queue_moved,
+            "from": instance,
+        }
+    )
+
+
+def _parse_change(payload: str, *, skip_from: str) -> JobChange | None:
+    """The change a NOTIFY payload names; None for this process's own, or one unreadable."""
+    try:
+        data = json.loads(payload)
+        if data.get("from") == skip_from:
+            return None
+        owner = data.get("owner_id")
+        return JobChange(
+            job_id=str(data["job_id"]),
+            owner_id=None if owner is None else str(owner),
+            queue_moved=bool(data.get("queue_moved")),
+        )
+    except (ValueError, KeyError, TypeError, AttributeError):
+        log.warning("ignoring an unreadable job change notification: %.200r", payload)
+        return None

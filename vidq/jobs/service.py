@@ -21,6 +21,7 @@ from vidq.jobs.runtime import Runtime
 from vidq.jobs.signing import files_token_valid, parse_files_token, signed_expiry
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.submission import Submitted
+from vidq.jobs.subscriptions import JobChange, Subscription
 from vidq.jobs.views import render_job, render_jobs
 
 # A waiting request re-reads its job this often even if no event woke it (a fleet on SQLite).
@@ -36,12 +37,16 @@ async def document(
 
 
 async def submitted_document(
-    runtime: Runtime, submitted: Submitted, *, base_url: str
+    runtime: Runtime, submitted: Submitted, *, base_url: str, wait_seconds: float | None = None
 ) -> dict[str, Any]:
-    """The Job document of a job just submitted (or replayed)."""
-    return await render_job(
-        runtime.db, submitted.job, base_url=base_url, secret=runtime.signing_key
-    )
+    """The Job document of a job just submitted (or replayed); with `wait_seconds`, once it
+    has finished or after that long, whichever is first."""
+    job = submitted.job
+    if wait_seconds is not None and job.status not in FINISHED:
+        return await wait_for_end(
+            runtime, job.id, job.owner_id, seconds=wait_seconds, base_url=base_url
+        )
+    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
 
 
 async def wait_for_end(
@@ -56,6 +61,19 @@ async def wait_for_end(
         await runtime.job_events.wait(job_id, min(left, WAIT_RECHECK_SECONDS))
         job = await reads.get(runtime.db, job_id, owner_id)
     return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+
+
+async def follow_job(
+    runtime: Runtime, job_id: str, owner_id: str, *, base_url: str
+) -> Subscription:
+    """Live updates of one of the owner's jobs: the Job now, then at each change, until it ends."""
+    reads.require_job_id(job_id)
+    return await runtime.feeds.follow_job(job_id, owner_id, base_url=base_url)
+
+
+async def follow_jobs(runtime: Runtime, owner_id: str, *, base_url: str) -> Subscription:
+    """Live updates of all the owner's jobs: the unfinished ones now, then every change."""
+    return await runtime.feeds.follow_owner(owner_id, base_url=base_url)
 
 
 async def list_documents(
@@ -80,7 +98,8 @@ async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str)
     job = await queue.request_cancel(runtime.db, job_id, owner_id, payloads=runtime.payloads)
     await runtime.announce_stop(job.id)
     await blobs.delete_input(runtime.storage, job.id)
-    await runtime.announce_finished(job.id)
+    # It may have been queued: the places behind it moved up.
+    await runtime.announce_finished(job.id, JobChange(job.id, job.owner_id, queue_moved=True))
     return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
 
 
@@ -89,6 +108,9 @@ async def delete(runtime: Runtime, job_id: str, owner_id: str) -> None:
     job = await queue.remove(runtime.db, job_id, owner_id)
     if job.status not in FINISHED:
         await runtime.announce_stop(job.id)
+    await runtime.announce_changed(
+        JobChange(job.id, job.owner_id, queue_moved=job.status == JobStatus.QUEUED)
+    )
     await blobs.delete_all(runtime.storage, job.id, job.output_key)
 
 

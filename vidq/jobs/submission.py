@@ -32,6 +32,7 @@ from vidq.jobs.fields import CheckedFields, check_fields, check_source_url
 from vidq.jobs.filenames import clean_filename, filename_from_url, guess_content_type
 from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.runtime import Runtime
+from vidq.jobs.subscriptions import JobChange
 from vidq.media.probe import probe
 
 
@@ -184,7 +185,7 @@ async def _submit(
         )
         async with runtime.storage.local_copy(blobs.input_key(job_id), settings.tmp_dir) as path:
             info = await probe(path, settings)
-        check_against_input(request.options, info)
+        check_against_input(request.options, info, sent=stored.fields.keys())
         check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
         job = await queue.submit(
             runtime.db,
@@ -213,7 +214,7 @@ async def _submit(
         raise
     metrics.UPLOADS.labels(outcome="accepted").inc()
     metrics.UPLOAD_BYTES.inc(stored.size_bytes)
-    await runtime.announce_queued()
+    await runtime.announce_queued(JobChange(job.id, owner_id))
     return Submitted(job)
 
 
@@ -258,7 +259,7 @@ async def submit_url(
             max_unfinished=settings.max_unfinished_jobs,
             on_insert=_binder(owner_id, idempotency_key, job_id, digest),
         )
-        await runtime.announce_queued()
+        await runtime.announce_queued(JobChange(job.id, owner_id))
         return Submitted(job)
 
     return await _keyed(runtime, owner_id, idempotency_key, body)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -124,6 +126,7 @@ def job_view(
         "id": job.id,
         "status": job.status,
         "progress_percent": None if progress is None else round(progress, 1),
+        "eta_seconds": job.eta_seconds if job.status == JobStatus.RUNNING else None,
         "queue_position": queue_position if job.status == JobStatus.QUEUED else None,
         "created_at": rfc3339(job.created_at),
         "started_at": rfc3339(job.started_at),
@@ -139,6 +142,12 @@ def job_view(
         },
         "metadata": job.job_metadata,
     }
+
+
+def etag(document: Mapping[str, Any]) -> str:
+    """The ETag of a Job document (GET /job/{id}, and the `id` of its live events)."""
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    return f'"{digest[:32]}"'
 
 
 async def render_jobs(

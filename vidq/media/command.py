@@ -49,6 +49,8 @@ class EncodeSettings(Protocol):
     @property
     def height(self) -> int | None: ...
     @property
+    def short_side(self) -> int | None: ...
+    @property
     def upscale(self) -> bool: ...
     @property
     def crf(self) -> int | None: ...
@@ -171,6 +173,8 @@ def output_size(video: VideoInfo, options: EncodeSettings) -> tuple[int, int]:
         scale = options.width / src_width
     elif options.height:
         scale = options.height / src_height
+    elif options.short_side:  # the short side, whichever it is: 720 gives 1280x720 or 720x1280
+        scale = options.short_side / min(src_width, src_height)
     else:
         scale = 1.0
     if options.upscale:

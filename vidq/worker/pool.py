@@ -14,6 +14,7 @@ from pathlib import Path
 from vidq import datadir
 from vidq.jobs import queue
 from vidq.jobs.runtime import Runtime
+from vidq.jobs.subscriptions import JobChange
 from vidq.worker.janitor import Janitor
 from vidq.worker.worker import Worker
 
@@ -84,7 +85,9 @@ class WorkerPool:
         )
         if recovered:
             log.info("returned %d interrupted job(s) to the queue", len(recovered))
-            self.runtime.wakeup.set()
+            await self.runtime.announce_queued(
+                *(JobChange(job_id, queue_moved=True) for job_id in recovered)
+            )
         self.tasks = [
             asyncio.create_task(w.run(), name=f"worker-{n}") for n, w in enumerate(self.workers)
         ]
@@ -129,7 +132,9 @@ class WorkerPool:
                 continue
             if recovered:
                 log.warning("returned %d job(s) with expired leases to the queue", len(recovered))
-                await self.runtime.announce_queued()
+                await self.runtime.announce_queued(
+                    *(JobChange(job_id, queue_moved=True) for job_id in recovered)
+                )
                 self.runtime.notify_wakeup.set()
 
     async def stop(self, grace_seconds: float) -> None:

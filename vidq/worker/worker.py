@@ -29,15 +29,14 @@ from vidq.jobs.events import JobEvents
 from vidq.jobs.options import ResolvedOptions, output_extension
 from vidq.jobs.package_zip import store_package_zip
 from vidq.jobs.queue import Claim
+from vidq.jobs.subscriptions import JobChange
 from vidq.jobs.views import NotificationPayloads
-from vidq.media import package
 from vidq.media.command import job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
-from vidq.media.probe import probe
 from vidq.storage import Storage
 from vidq.worker.importer import InputRefused, import_unless_stopped
-from vidq.worker.outputs import MadeFile, OutputPlan, Step, plan_outputs
+from vidq.worker.outputs import MadeFile, OutputPlan, Step, describe_result, plan_outputs
 
 log = logging.getLogger("vidq.worker")
 
@@ -56,7 +55,8 @@ class WorkerHost(Protocol):
     wakeup: asyncio.Event
     job_events: JobEvents
 
-    async def announce_finished(self, job_id: str) -> None: ...
+    async def announce_finished(self, job_id: str, *changes: JobChange) -> None: ...
+    async def announce_changed(self, *changes: JobChange) -> None: ...
 
 
 class Outcome(StrEnum):
@@ -74,6 +74,11 @@ def output_filename(input_filename: str, extension: str) -> str:
     return f"{stem[:OUTPUT_STEM_MAX] or 'output'}.{extension}"
 
 
+# The estimate of the time left waits for this much progress and time, to have a rate.
+ETA_MIN_PERCENT = 1.0
+ETA_MIN_SECONDS = 2.0
+
+
 @dataclass
 class RunningJob:
     """One conversion in progress and the reasons it may be stopped."""
@@ -83,6 +88,15 @@ class RunningJob:
     progress_percent: float = 0.0
     lost: bool = False  # cancelled, deleted or re-leased: make no more writes
     shutting_down: bool = False  # stopped for shutdown: back to the queue
+    started: float = field(default_factory=time.monotonic)  # this attempt's start
+
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the progress rate of this attempt so far; None while unknown."""
+        percent = self.progress_percent
+        elapsed = time.monotonic() - self.started
+        if percent < ETA_MIN_PERCENT or elapsed < ETA_MIN_SECONDS or percent >= 100.0:
+            return None
+        return round(elapsed * (100.0 - percent) / percent, 1)
 
     def abandon(self) -> None:
         """The job is no longer ours (cancelled, deleted, re-leased): stop ffmpeg now."""
@@ -163,6 +177,8 @@ class Worker:
         metrics.CONVERSIONS_RUNNING.inc()
         outcome = Outcome.FAILED
         try:
+            # It left the queue: its clients see it running, the jobs behind it move up.
+            await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
             # A cancel or delete in this process (or, on PostgreSQL, anywhere in the fleet)
             # stops ffmpeg at once; the heartbeat would notice too, but only at its next beat.
             with self.runtime.job_events.on_stop(job.id, running.abandon):
@@ -184,7 +200,9 @@ class Worker:
             )
             self.current = None
         if outcome in (Outcome.COMPLETED, Outcome.FAILED):
-            await self.runtime.announce_finished(job.id)
+            await self.runtime.announce_finished(job.id, JobChange(job.id, job.owner_id))
+        elif outcome == Outcome.REQUEUED:
+            await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
         if outcome != Outcome.REQUEUED:
             # The input is no longer needed once the job has ended.
             await blobs.delete_input(self.runtime.storage, job.id)
@@ -199,15 +217,22 @@ class Worker:
 
     async def _heartbeat(self, running: RunningJob) -> None:
         settings = self.runtime.settings
+        job = running.claim.job
+        recorded: tuple[float, float | None] | None = None
         while True:
             await asyncio.sleep(settings.heartbeat_seconds)
+            progress = (running.progress_percent, running.eta_seconds())
             try:
                 ours = await queue.heartbeat(
                     self.runtime.db,
                     running.claim,
-                    progress_percent=running.progress_percent,
+                    progress_percent=progress[0],
+                    eta_seconds=progress[1],
                     lease_seconds=settings.lease_seconds,
                 )
+                if ours and progress != recorded:
+                    recorded = progress
+                    await self.runtime.announce_changed(JobChange(job.id, job.owner_id))
             except Exception:
                 log.warning(
                     "job %s: heartbeat failed; will retry", running.claim.job.id, exc_info=True
@@ -237,6 +262,8 @@ class Worker:
         if job is None or running.lost:
             return Outcome.CANCELLED
         running.claim = dataclasses.replace(claim, job=job)
+        # Its input is known now: clients following it see it filled in.
+        await self.runtime.announce_changed(JobChange(job.id, job.owner_id))
         return None
 
     async def _convert(self, running: RunningJob, scratch: Path) -> Outcome:
@@ -314,7 +341,7 @@ class Worker:
             return await self._fail(claim, code, message)
         made = plan.collect()
         try:
-            described = await self._describe(plan, made)
+            described = await describe_result(plan, made, runtime.settings)
         except UnsupportedMedia as exc:
             return await self._fail(
                 claim, "transcode_failed", f"The output is not playable: {exc.detail}"
@@ -333,62 +360,6 @@ class Worker:
             await blobs.delete_outputs(runtime.storage, job.id, key)
             return Outcome.CANCELLED
         return Outcome.COMPLETED
-
-    async def _describe(self, plan: OutputPlan, made: list[MadeFile]) -> dict[str, object]:
-        """The job's `result` (less its links): the download, the files, the output as probed."""
-        files = [
-            {
-                "path": f.path,
-                "role": f.role,
-                "size_bytes": f.size_bytes,
-                "content_type": f.content_type,
-            }
-            for f in made
-        ]
-        document: dict[str, object] = {"files": files}
-        if plan.is_package:
-            stem = plan.main_name.rsplit(".", 1)[0]
-            document.update(
-                filename=f"{stem}.zip",
-                content_type="application/zip",
-                manifests={
-                    kind: name
-                    for kind, name in (
-                        ("hls", package.MANIFEST_HLS),
-                        ("dash", package.MANIFEST_DASH),
-                    )
-                    if any(f.path == name for f in made)
-                },
-                **plan.package_description(),
-            )
-            return document
-        main = made[0]
-        document.update(
-            filename=main.path, size_bytes=main.size_bytes, content_type=main.content_type
-        )
-        if plan.options.format == "jpg":
-            width, height = plan.picture or (0, 0)
-            document.update(
-                duration_seconds=None,
-                video={"codec": "mjpeg", "width": width, "height": height, "fps": None},
-                audio=None,
-            )
-            return document
-        # The output is probed out of process like any upload (a warm child, ~0.01 s), not
-        # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
-        # coded stream into it unchanged, the input's metadata is carried over, and an
-        # encoder fed a hostile input could misbehave too; decoding a frame of that here
-        # could crash the server, and a thread stuck in a decoder cannot be stopped or held
-        # to a memory limit. A thread would save only the pipe round trip.
-        output_info = await probe(main.local, self.runtime.settings)
-        document.update(
-            {
-                k: v
-                for k, v in output_info.to_api().items()
-                if k in ("duration_seconds", "video", "audio")
-            }
-        )
-        return document
 
     async def _store(self, job_id: str, plan: OutputPlan, made: list[MadeFile]) -> tuple[str, int]:
         """Store every file made under its key; returns the key and size of the download (for
