@@ -12,10 +12,9 @@ length, is dropped whole; a body cut short keeps what arrived (unless it carried
 checksum, which then cannot be checked).
 
 A finished upload's SHA-256 is carried across its requests by the process that received
-them (`vidq.jobs.chunk_sink`); when they came through several processes, it is computed
-once, by reading the finished blob back (a hash state cannot be carried portably from
-one process to the next). Chunks are written and hashed in threads while the next bytes
-arrive. `POST /convert` takes a
+them (`vidq.jobs.upload_digests`); when they came through several processes, it is
+computed once, by reading the finished blob back (a hash state cannot be carried portably
+from one process to the next). `POST /convert` takes a
 finished upload (`take`), and gives it back if that request fails (`give_back`); an
 upload that is not taken before it expires is removed by the janitor (`sweep_expired`).
 """
@@ -45,7 +44,6 @@ from vidq.errors import (
     UploadTooLarge,
 )
 from vidq.jobs import blobs, upload_rows
-from vidq.jobs.chunk_sink import ChunkSink
 from vidq.jobs.runtime import Runtime
 from vidq.storage import Appender, Storage
 
@@ -186,7 +184,13 @@ async def append(
         raise
     checksum_hash = CHECKSUM_ALGORITHMS[checksum.algorithm]() if checksum else None
     file_hash = runtime.upload_digests.take(upload_id, offset)
-    sink = ChunkSink(appender, [h for h in (checksum_hash, file_hash) if h is not None])
+    hashers = [h for h in (checksum_hash, file_hash) if h is not None]
+
+    async def write(data: bytes) -> None:
+        for hasher in hashers:
+            hasher.update(data)
+        await appender.write(data)
+
     received = 0
     buffer = bytearray()
     try:
@@ -197,27 +201,23 @@ async def append(
                 raise UploadTooLarge(f"The chunk passes Upload-Length: {room} bytes are left.")
             buffer += chunk
             if len(buffer) >= WRITE_BUFFER_BYTES:
-                await sink.add(bytes(buffer))
+                await write(bytes(buffer))
                 buffer.clear()
             if time.monotonic() > renew_at:
                 if not await upload_rows.renew(db, upload_id, token, until=_lock_until(runtime)):
                     raise Conflict(f"The upload {upload_id} was ended while this request wrote.")
                 renew_at = time.monotonic() + runtime.settings.body_idle_timeout_seconds
-        await sink.add(bytes(buffer))
-        await sink.drain()
+        await write(bytes(buffer))
         _verify(checksum, checksum_hash)
     except (BadRequest, RequestTimeout):
         # The body was cut short: keep what arrived, unless a checksum was to vouch for it.
         if checksum is None:
-            await sink.add(bytes(buffer))
-            await sink.drain()
+            await write(bytes(buffer))
             await _save(runtime, upload, appender, token, offset + received, file_hash)
         else:
-            await sink.abandon()
             await _drop(db, appender, upload_id, token)
         raise
     except BaseException:
-        await asyncio.shield(sink.abandon())
         await asyncio.shield(_drop(db, appender, upload_id, token))
         raise
     if offset + received == upload.length_bytes:
