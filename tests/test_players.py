@@ -202,7 +202,7 @@ def sign_in(page: Any, live_server: LiveServer) -> None:
     page.goto(live_server.url + "/")
     page.get_by_label("API key", exact=True).fill(live_server.key)
     page.get_by_role("button", name="Use key").click()
-    expect(page.get_by_role("button", name="Convert")).to_be_visible()
+    expect(page.get_by_role("button", name="Drop video files here")).to_be_visible()
 
 
 def row_of(page: Any, job: dict[str, Any]) -> Any:
