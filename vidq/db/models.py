@@ -77,6 +77,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
+    # When the key last authenticated a request, to the minute (written at most once a minute).
+    last_used_at: Mapped[datetime | None]
 
 
 class Job(Base):
