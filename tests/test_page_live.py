@@ -4,8 +4,9 @@ Files dropped together each get their own row, which follows the upload and then
 conversion through `GET /jobs/events` (read with fetch, the key in its header): no polling
 of `/jobs` while the stream is open. A bad option is refused (422) at the start of a large
 upload and the row says why, until the user dismisses it; an upload the user stops is not an
-error. A stream that cannot be opened falls back to polling and is opened again with
-growing waits. Nothing the browser asks for leaves 127.0.0.1.
+error; a failed one is tried again under the same Idempotency-Key. A stream that cannot
+be opened falls back to polling and is opened again after waits. Nothing the browser asks
+for leaves 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -234,6 +235,8 @@ def test_uploads_followed_live(
     expect(uploading.locator(".percent")).to_have_text(re.compile(r"^[1-9]\d? %$"))
     uploading.get_by_role("button", name=f"Stop the upload of {large_file.name}").click()
     expect(uploading).to_have_count(0)
+    focus_kept = "document.activeElement.closest('#jobs tbody tr, #drop-zone') !== null"
+    assert page.evaluate(focus_kept), "the focus stays in the list (or goes to the drop zone)"
     expect(page.locator(".row-error")).to_have_count(1)  # the 422 of step 1 only
     expect(page.locator("#error")).to_be_empty()
     expect(page.locator("#announcer")).to_contain_text(
@@ -245,6 +248,7 @@ def test_uploads_followed_live(
     # The refusal goes when the user dismisses it.
     refused.get_by_role("button", name="Dismiss").click()
     expect(page.locator("#jobs tbody tr")).to_have_count(2)
+    assert page.evaluate(focus_kept)
     assert_stayed_home(requests.urls())
 
 
@@ -282,3 +286,33 @@ def test_a_stream_that_fails_is_polled_then_opened_again(
     page.wait_for_timeout(2500)  # longer than the poll's period
     assert len(requests.to("/jobs", since=attempts[2])) == 1
     assert_stayed_home(requests.urls())
+
+
+def test_a_failed_upload_is_tried_again_with_the_same_idempotency_key(
+    page: Any, live_server: LiveServer, clip: Path
+) -> None:
+    """A try that fails on the way may still have made its job: the next try carries the
+    same Idempotency-Key, so that the server would give that job back, not make a second."""
+    from playwright.sync_api import expect
+
+    keys: list[str] = []
+
+    def break_the_first_try(route: Any) -> None:
+        keys.append(route.request.headers["idempotency-key"])
+        if len(keys) == 1:
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    page.route("**/convert", break_the_first_try)
+    sign_in(page, live_server)
+    page.locator("#file").set_input_files(str(clip))
+    row = row_named(page, clip.name)
+    expect(row.locator(".status")).to_have_text("upload failed")
+    expect(row.locator(".row-error")).to_have_text("the connection to the server failed.")
+    row.get_by_role("button", name=f"Upload {clip.name} again").click()
+    expect(row.locator(".status")).to_have_text("completed", timeout=30_000)
+    assert len(keys) == 2 and keys[0] == keys[1] and len(keys[0]) > 20
+    with live_server.client() as client:
+        jobs = client.get("/jobs").json()["jobs"]
+    assert [job["id"] for job in jobs] == [row.get_attribute("data-job-id")]

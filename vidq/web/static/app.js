@@ -281,8 +281,24 @@ function onListing(jobs) {
   showEmptyState();
 }
 
+// Remove a row with `remove()`; if it held the keyboard focus, the focus goes to the row
+// that takes its place (or the one above), else to the drop zone.
+function removeKeepingFocus(row, remove) {
+  const held = row && row.contains(document.activeElement);
+  const neighbour = held && (row.nextElementSibling || row.previousElementSibling);
+  remove();
+  if (!held) return;
+  const control = neighbour && neighbour.querySelector("button, a");
+  (control || $("#drop-zone")).focus();
+}
+
+function uploadRow(upload) {
+  return document.querySelector(`#jobs tr[data-upload-id="${upload.id}"]`);
+}
+
 function removeJobRow(id) {
-  table.removeJob(id);
+  const entry = table.job(id);
+  removeKeepingFocus(entry && entry.row, () => table.removeJob(id));
   if (player && player.jobId === id) closePlayer({ returnFocus: false });
   showEmptyState();
 }
@@ -360,7 +376,7 @@ function onUploadChange(upload) {
     table.adoptUpload(upload, job);
     announce(`${name} is uploaded: ${job.status}.`);
   } else if (upload.state === "stopped") {
-    table.removeUpload(upload);
+    removeKeepingFocus(uploadRow(upload), () => table.removeUpload(upload));
     announce(`The upload of ${name} is stopped.`);
   } else {
     table.showUpload(upload);
@@ -372,12 +388,8 @@ function onUploadChange(upload) {
 }
 
 function dismissUpload(upload) {
-  const entry = document.querySelector(`#jobs tr[data-upload-id="${upload.id}"]`);
-  const next = entry && (entry.nextElementSibling || entry.previousElementSibling);
-  table.removeUpload(upload);
+  removeKeepingFocus(uploadRow(upload), () => table.removeUpload(upload));
   showEmptyState();
-  const focusable = next && next.querySelector("button");
-  (focusable || $("#drop-zone")).focus();
 }
 
 // The drop zone is a button: a click (or Enter, or Space) opens the file picker.

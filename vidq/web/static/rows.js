@@ -237,12 +237,21 @@ const VidqRows = (() => {
     return { row, cells, keys: {}, job: null, upload: null, busy: false };
   }
 
+  // A part redrawn while it holds the keyboard focus gives it to its control of the same
+  // name (or its first control), so that a keyboard user is not thrown out of the row.
   function draw(entry, subject, keys, render, actions) {
     for (const part of PARTS) {
       const key = JSON.stringify(keys[part](subject));
       if (entry.keys[part] !== key) {
         entry.keys[part] = key;
-        render[part](entry.cells[part], subject, entry, actions);
+        const cell = entry.cells[part];
+        const focused = cell.contains(document.activeElement) ? document.activeElement.textContent : null;
+        render[part](cell, subject, entry, actions);
+        if (focused != null) {
+          const controls = [...cell.querySelectorAll("button, a")];
+          const next = controls.find((control) => control.textContent === focused) || controls[0];
+          if (next) next.focus();
+        }
       }
     }
   }

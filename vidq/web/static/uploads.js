@@ -22,6 +22,13 @@ const VidqUploads = (() => {
     }
   }
 
+  // One per upload, sent with each try: if a try that failed on the way back had made its
+  // job after all, the next gets that job again instead of a second one.
+  function idempotencyKey() {
+    const bytes = crypto.getRandomValues(new Uint8Array(16));
+    return `vidq-page-${Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("")}`;
+  }
+
   // One file's trip: {request, done}; `done` gives the Job, or an UploadError.
   function send(upload, onProgress, onSent) {
     const data = new FormData();
@@ -31,6 +38,7 @@ const VidqUploads = (() => {
     const done = new Promise((resolve, reject) => {
       request.open("POST", "/convert");
       request.setRequestHeader("Authorization", `Bearer ${upload.key}`);
+      request.setRequestHeader("Idempotency-Key", upload.idempotencyKey);
       request.upload.addEventListener("progress", (event) => {
         if (event.lengthComputable) onProgress(event.loaded, event.total);
       });
@@ -81,7 +89,7 @@ const VidqUploads = (() => {
     add(file, options, key, batch) {
       lastId += 1;
       const upload = {
-        id: `upload-${lastId}`, file, options: { ...options }, key, batch,
+        id: `upload-${lastId}`, file, options: { ...options }, key, batch, idempotencyKey: idempotencyKey(),
         state: "waiting", loaded: 0, total: file.size, job: null, error: null,
         retryAt: null, autoRetries: 0, request: null, timer: null,
       };
