@@ -16,7 +16,6 @@ const ANNOUNCEMENTS_KEPT = 3;
 
 let apiKey = "";
 let accountName = "";
-let errorSource = "";
 let live = null; // the follower of GET /jobs/events
 let player = null; // the job in the player: {jobId, stop}
 let listWatch = null; // ids the page heard of while a list was on its way
@@ -42,15 +41,14 @@ function api(path, options = {}, key = apiKey) {
 
 // ---- messages -----------------------------------------------------------------------------
 
-// The page's alert: stays until the user's next action, or until what it is about (its
-// `source`) is well again.
-function setError(message, source = "") {
+// The page's alert: it stays until the user's next action (the list's own updates never
+// clear it).
+function setError(message) {
   $("#error").textContent = message || "";
-  errorSource = message ? source : "";
 }
 
-function clearError(source) {
-  if (!source || errorSource === source) setError("");
+function clearError() {
+  setError("");
 }
 
 // Said by screen readers, not shown: uploads and jobs changing status. The last few stay in
@@ -97,6 +95,7 @@ function signOut() {
   table.clear();
   heldNews.clear();
   clearTimeout(heldNewsTimer);
+  heldNewsTimer = null;
   $("#key-status").textContent = "";
   $("#live-status").textContent = "";
   $("#change-key").hidden = true;
@@ -109,7 +108,7 @@ function signOut() {
 async function useKey(rawKey, { remembered = false } = {}) {
   const key = rawKey.trim();
   if (!key) {
-    setError("Enter your API key.", "key");
+    setError("Enter your API key.");
     $("#api-key").focus();
     return;
   }
@@ -135,7 +134,7 @@ async function useKey(rawKey, { remembered = false } = {}) {
       showSignedIn(accountName);
       $("#api-key").value = apiKey;
       const why = error.status === 401 ? "was not accepted" : `could not be checked (${error.message})`;
-      setError(`That API key ${why}. The page still uses the key of “${accountName}”.`, "key");
+      setError(`That API key ${why}. The page still uses the key of “${accountName}”.`);
       return;
     }
     signOut();
@@ -143,9 +142,9 @@ async function useKey(rawKey, { remembered = false } = {}) {
       if (remembered) localStorage.removeItem(KEY_STORAGE);
       setError(remembered
         ? "The saved API key is not accepted any more. Enter a valid key."
-        : "That API key was not accepted. Check it and try again.", "key");
+        : "That API key was not accepted. Check it and try again.");
     } else {
-      setError(`The key could not be checked: ${error.message}`, "key");
+      setError(`The key could not be checked: ${error.message}`);
     }
     $("#api-key").focus();
   } finally {
@@ -156,7 +155,7 @@ async function useKey(rawKey, { remembered = false } = {}) {
 function keyNoLongerAccepted() {
   localStorage.removeItem(KEY_STORAGE);
   signOut();
-  setError("Your API key is not accepted any more. Enter a valid key.", "key");
+  setError("Your API key is not accepted any more. Enter a valid key.");
   $("#api-key").focus();
 }
 
@@ -277,7 +276,6 @@ function onListing(jobs) {
     const entry = table.job(id);
     if (!listed.has(id) && !heard.has(id) && Date.parse(entry.job.created_at) >= reach) removeJobRow(id);
   }
-  clearError("list");
   showEmptyState();
 }
 
@@ -310,7 +308,7 @@ async function cancelJob(entry) {
   try {
     const updated = await (await api(`/job/${encodeURIComponent(job.id)}/cancel`, { method: "POST" })).json();
     heardOf(updated.id);
-    table.showJob(updated);
+    if (table.job(updated.id)) table.showJob(updated); // unless deleted meanwhile
   } catch (error) {
     const reason = error.status === 409 ? "it has already finished." : error.message;
     setError(`${VidqRows.fileName(job)} could not be cancelled: ${reason}`);
