@@ -1,4 +1,4 @@
-"""The `vidq` command: serve, api, worker, keys. Every setting is a flag and a VIDQ_* variable."""
+"""The `vidq` command: serve, api, worker, migrate, keys. Every setting is a flag and a VIDQ_* variable."""
 
 from __future__ import annotations
 
@@ -167,6 +167,22 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(_run_workers(settings))
 
 
+def cmd_migrate(args: argparse.Namespace) -> None:
+    """Bring the configured database to the newest schema and exit. Only a SQLite database
+    touches the data directory: on PostgreSQL it runs on a read-only filesystem."""
+    from vidq.db.database import sqlite_files
+    from vidq.db.migrate import migrate_sync
+
+    datadir.private_by_default()
+    settings = load_settings(args)
+    _setup_logging(settings)
+    url = settings.resolved_database_url
+    if sqlite_files(url):
+        datadir.secure(settings.data_dir, also=sqlite_files(url))
+    migrate_sync(url)
+    print("vidq: the database is at the newest schema", flush=True)
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (with where to find help) and status 2."""
 
@@ -225,6 +241,15 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_worker,
         "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq VIDQ_STORAGE_URL=s3://bucket/vidq \\\n"
         "    vidq worker --workers 2",
+    )
+
+    _server_command(
+        commands,
+        "migrate",
+        "bring the database to the newest schema and exit (every process also does at start)",
+        cmd_migrate,
+        "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq vidq migrate",
+        DATABASE_SETTINGS,
     )
 
     keys = commands.add_parser(
