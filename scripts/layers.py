@@ -4,9 +4,10 @@
     python scripts/layers.py --check    # exit 1 if an import breaks the layering rule,
                                         # or a module is much over 400 lines
 
-The rule (DESIGN.md): arrows point inwards. `media`, `notify`, `storage` and `db` import
-nothing from `jobs`; `jobs` imports neither `api`, `cli` nor `worker`; `api` imports nothing
-from `db` or `media`; nothing below the edges imports `api` or `cli`.
+The rule (DESIGN.md): arrows point inwards. `media`, `notify`, `outbound`, `storage` and
+`db` import nothing from `jobs`; `outbound` (requests to URLs clients name) imports none of
+vidq's other packages; `jobs` imports neither `api`, `cli` nor `worker`; `api` imports
+nothing from `db` or `media`; nothing below the edges imports `api` or `cli`.
 """
 
 from __future__ import annotations
@@ -20,10 +21,23 @@ PACKAGE = Path(__file__).resolve().parent.parent / "vidq"
 
 # (importer, imported) pairs that must not occur.
 FORBIDDEN = {
-    *(("media", p) for p in ("jobs", "api", "cli", "worker", "notify", "db", "runtime", "service")),
+    *(
+        ("media", p)
+        for p in ("jobs", "api", "cli", "worker", "notify", "outbound", "db", "runtime", "service")
+    ),
+    *(
+        ("outbound", p)
+        for p in ("jobs", "api", "cli", "worker", "media", "notify", "db", "storage", "service")
+    ),
     *(("notify", p) for p in ("jobs", "api", "cli", "worker", "media", "runtime", "service")),
-    *(("storage", p) for p in ("jobs", "api", "cli", "worker", "media", "notify", "db")),
-    *(("db", p) for p in ("jobs", "api", "cli", "worker", "media", "notify", "storage")),
+    *(
+        ("storage", p)
+        for p in ("jobs", "api", "cli", "worker", "media", "notify", "outbound", "db")
+    ),
+    *(
+        ("db", p)
+        for p in ("jobs", "api", "cli", "worker", "media", "notify", "outbound", "storage")
+    ),
     *(("jobs", p) for p in ("api", "cli", "worker", "runtime", "service")),
     *(("api", p) for p in ("db", "media", "cli", "worker")),
     *(("worker", p) for p in ("api", "cli")),

@@ -7,6 +7,8 @@ converting one takes a fraction of a second. Also here: files a prober must refu
 from __future__ import annotations
 
 import os
+import random
+import struct
 import subprocess
 from pathlib import Path
 
@@ -146,4 +148,20 @@ def make_truncated(source: Path, path: Path, keep_fraction: float = 0.5) -> Path
     """The first part of `source`; for an MP4 written without +faststart, the index is lost."""
     data = source.read_bytes()
     path.write_bytes(data[: int(len(data) * keep_fraction)])
+    return path
+
+
+def make_padded_clip(path: Path, clip: Path, size: int) -> Path:
+    """A valid MP4 of exactly `size` bytes: `clip` and one top-level `free` box (MP4's
+    "skip me") of pseudo-random bytes, for tests that need a large file that still probes."""
+    head = clip.read_bytes()
+    padding = size - len(head)
+    if not 8 <= padding < 2**32:
+        raise ValueError("size out of range for one free box")
+    block = random.Random(1234).randbytes(1024 * 1024)
+    with path.open("wb") as handle:
+        handle.write(head + struct.pack(">I4s", padding, b"free"))
+        left = padding - 8
+        while left > 0:
+            left -= handle.write(block[: min(left, len(block))])
     return path

@@ -199,13 +199,15 @@ def test_input_errors(small_server: LiveServer, clip: Path, tmp_path: Path) -> N
         assert_problem(
             client.post("/convert", files={"file": ("big.mp4", big, "video/mp4")}), 413, "too_large"
         )
-        # 415: neither form.
-        for ctype in ("application/json", "text/plain", "image/png"):
+        # 415: none of the three forms.
+        for ctype in ("text/plain", "image/png", "application/xml"):
             assert_problem(
                 client.post("/convert", content=b"{}", headers={"Content-Type": ctype}),
                 415,
                 "unsupported_content_type",
             )
+        # 400: a JSON body that names no input (test_imports has the rest of that form).
+        assert_problem(client.post("/convert", json={}), 400, "bad_request")
         # 422 invalid_option: listed field by field; fails before the body is stored.
         bad = post_convert(client, clip, width="5", crf="99", preset="nope", colour="red")
         problem = assert_problem(bad, 422, "invalid_option")

@@ -19,15 +19,15 @@ from vidq.db.database import Database
 from vidq.db.models import Notification
 from vidq.errors import InvalidOption
 from vidq.jobs.accounts import create_owner
+from vidq.jobs.fields import check_webhook_url
 from vidq.notify.notifier import Notifier
-from vidq.notify.targets import (
-    check_webhook_url,
-    is_public_address,
-    resolve_webhook_target,
-)
+from vidq.outbound.targets import AddressPolicy, is_public_address, resolve_target
 
 from .conftest import LiveServer
 from .notify_receivers import WebhookReceiver, finished_job
+
+PUBLIC_ONLY = AddressPolicy()
+ANY_ADDRESS = AddressPolicy(allow_private=True)
 
 
 def _has_ipv6_loopback() -> bool:
@@ -93,7 +93,7 @@ async def test_loopback_and_unspecified_hosts_are_refused_without_connecting(
 ) -> None:
     port, listeners = trap_port
     with pytest.raises(InvalidOption) as caught:
-        await check_webhook_url(f"http://{host}:{port}/hook", allow_private=False)
+        await check_webhook_url(f"http://{host}:{port}/hook", PUBLIC_ONLY)
     assert caught.value.errors[0]["field"] == "webhook_url"
     assert "non-public address" in caught.value.errors[0]["message"]
     assert _accepted_nothing(listeners)
@@ -113,7 +113,7 @@ async def test_loopback_and_unspecified_hosts_are_refused_without_connecting(
 )
 async def test_non_http_urls_are_refused(url: str) -> None:
     with pytest.raises(InvalidOption) as caught:
-        await check_webhook_url(url, allow_private=True)
+        await check_webhook_url(url, ANY_ADDRESS)
     assert caught.value.errors[0]["field"] == "webhook_url"
 
 
@@ -158,22 +158,20 @@ def test_public_addresses(address: str) -> None:
 async def test_private_literals_are_refused_even_with_a_port(url: str) -> None:
     # Literal addresses: no DNS, no packet; refused from the address alone.
     with pytest.raises(InvalidOption):
-        await check_webhook_url(url, allow_private=False)
+        await check_webhook_url(url, PUBLIC_ONLY)
 
 
 async def test_private_targets_allowed_when_the_operator_says_so() -> None:
     url = "http://127.0.0.1:9/hook"
-    assert await check_webhook_url(url, allow_private=True) == url
-    target = await resolve_webhook_target("http://localhost:9/hook", allow_private=True)
+    assert await check_webhook_url(url, ANY_ADDRESS) == url
+    target = await resolve_target("http://localhost:9/hook", ANY_ADDRESS)
     assert target.address in ("127.0.0.1", "::1")
     assert target.host_header == "localhost:9"
     assert target.pinned_url().host == target.address
 
 
 async def test_target_pins_the_checked_address_and_keeps_the_name_for_tls() -> None:
-    target = await resolve_webhook_target(
-        "https://user:pw@localhost:8443/a?b=1", allow_private=True
-    )
+    target = await resolve_target("https://user:pw@localhost:8443/a?b=1", ANY_ADDRESS)
     pinned = target.pinned_url()
     assert pinned.host == target.address and pinned.port == 8443
     assert pinned.path == "/a" and pinned.query == b"b=1"

@@ -277,3 +277,40 @@ def test_convert_download_delete_on_s3(s3: str, tmp_path: Path, clip: Path) -> N
     local = settings.data_dir / "files"
     assert not local.exists() or not [p for p in local.rglob("*") if p.is_file()]
     assert not [p for p in settings.tmp_dir.rglob("*") if p.is_file()], "no downloads left"
+
+
+async def test_a_blob_appended_over_many_requests(store: Storage) -> None:
+    """A resumable upload's blob: each request continues from the recorded state, a
+    dropped request leaves it as it was, and only `finish` makes the blob visible."""
+    big = os.urandom(PART_BYTES + PART_BYTES // 2)  # one whole part and a tail, on S3
+    key, stage = "inputs/appended", "uploads/one"
+    appender = await store.open_appender(key, stage, {}, 0)
+    await appender.write(big[:1000])
+    state = await appender.save()
+    size = 1000
+    # A request whose bytes are dropped (a checksum that did not match) changes nothing,
+    # even once it has sent a whole part.
+    dropped = await store.open_appender(key, stage, state, size)
+    await dropped.write(big[size : PART_BYTES + 10])
+    await dropped.discard()
+    appender = await store.open_appender(key, stage, state, size)
+    await appender.write(big[size : PART_BYTES + 500])
+    state = await appender.save()
+    size = PART_BYTES + 500
+    await store.tidy_stage(stage, state)
+    assert await store.size(key) is None, "nothing is visible before finish"
+    appender = await store.open_appender(key, stage, state, size)
+    await appender.write(big[size:])
+    await appender.finish()
+    assert await collect(store.read(key)) == big
+    assert await all_keys(store, stage) == []
+    # An unfinished one that is ended leaves nothing.
+    appender = await store.open_appender("inputs/ended", "uploads/two", {}, 0)
+    await appender.write(big)
+    state = await appender.save()
+    await store.abort_append("inputs/ended", "uploads/two", state)
+    assert await store.size("inputs/ended") is None
+    assert await all_keys(store, "uploads") == []
+    if isinstance(store, S3Storage):
+        uploads = store.client.list_multipart_uploads(Bucket=store.bucket).get("Uploads", [])
+        assert uploads == []

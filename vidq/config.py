@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from vidq import datadir
+from vidq.outbound.targets import AddressPolicy, parse_allow_list
 
 GIB = 1024**3
 
@@ -207,6 +208,29 @@ class Settings(BaseSettings):
         30.0, gt=0, description="How long probing one file may take."
     )
 
+    # Inputs fetched from a source_url, and resumable (tus) uploads.
+    import_stall_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="A source_url import that receives nothing for this many seconds (connecting, waiting for headers, or mid-body) fails with import_failed.",
+    )
+    import_min_bytes_per_second: int = Field(
+        16384,
+        ge=0,
+        description="A source_url import that receives fewer bytes than this per second, averaged over each window of VIDQ_IMPORT_STALL_SECONDS, fails as too slow (0: no minimum).",
+    )
+    import_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Further tries of a source_url import that failed for a reason that may pass (a network error, a body cut short, HTTP 408, 429 or 5xx), 2 s then 4 s … apart.",
+    )
+    upload_expiry_hours: float = Field(
+        24.0,
+        gt=0,
+        description="Hours a resumable (tus) upload is kept after its last request: an unfinished one can be resumed, a finished one turned into a job, until then.",
+    )
+
     # ffmpeg.
     ffmpeg: str | None = Field(
         None, description="ffmpeg binary to run. Default: the one the imageio-ffmpeg package ships."
@@ -240,7 +264,11 @@ class Settings(BaseSettings):
     smtp_from: str = Field("vidq@localhost", description="From address of notification emails.")
     webhook_allow_private: bool = Field(
         False,
-        description="Allow webhooks to loopback and private addresses (local development only).",
+        description="Allow webhooks and source_url imports to reach loopback and private addresses (local development only).",
+    )
+    url_allow: str = Field(
+        "",
+        description="Hosts and networks that webhooks and source_url imports may reach although they are private: comma-separated host[:port], address[:port], [IPv6]:port or CIDR entries (minio.internal:9000, 10.8.0.0/16). A host entry matches the URL's own host name; the others each address it resolves to. Default: none.",
     )
     webhook_timeout_seconds: float = Field(
         15.0, gt=0, description="Timeout of one webhook delivery attempt."
@@ -275,6 +303,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"{item!r} is not an address, a network or *") from exc
         return ",".join(items)
 
+    @field_validator("url_allow")
+    @classmethod
+    def _check_url_allow(cls, value: str) -> str:
+        parse_allow_list(value)  # raises ValueError naming the bad entry
+        return ",".join(item.strip() for item in value.split(",") if item.strip())
+
     @field_validator("notify_retry_seconds")
     @classmethod
     def _check_schedule(cls, value: str) -> str:
@@ -290,6 +324,13 @@ class Settings(BaseSettings):
     def retry_schedule_seconds(self) -> list[float]:
         """The delay before each notification attempt; its length is the number of attempts."""
         return [float(part) for part in self.notify_retry_seconds.split(",")]
+
+    @cached_property
+    def address_policy(self) -> AddressPolicy:
+        """Which addresses webhooks and source_url imports may reach."""
+        return AddressPolicy(
+            allow_private=self.webhook_allow_private, allowed=parse_allow_list(self.url_allow)
+        )
 
     @cached_property
     def resolved_database_url(self) -> str:

@@ -10,9 +10,12 @@ VidqError                          500 internal_error (the base; never raised it
 ├── UploadTooLarge                 413 too_large
 ├── UnsupportedContentType         415 unsupported_content_type
 ├── RangeNotSatisfiable            416 range_not_satisfiable      + Content-Range: bytes */<size>
+├── PreconditionFailed             412 precondition_failed        + Tus-Version (tus: an unsupported Tus-Resumable)
 ├── InvalidOption                  422 invalid_option             + `errors` in the body
 ├── IdempotencyMismatch            422 idempotency_key_reused
 ├── UnsupportedMedia               422 unsupported_media
+├── InvalidSource                  422 invalid_source
+├── ChecksumMismatch               460 checksum_mismatch          (tus: a chunk's Upload-Checksum does not match)
 ├── TooManyJobs                    429 too_many_jobs              + Retry-After
 ├── RateLimited                    429 rate_limited               + Retry-After
 ├── StorageFull                    507 storage_full
@@ -20,19 +23,21 @@ VidqError                          500 internal_error (the base; never raised it
 │   ├── DatabaseReplaced           503 unavailable
 │   └── StorageUnavailable         503 storage_unavailable        + Retry-After
 ├── Busy                           503 busy                       + Retry-After, Connection: close
-└── WebhookTargetError             422 webhook_target_error       (a branch; not an HTTP answer)
-    ├── TargetRefused              422 webhook_target_refused
-    └── TargetUnresolved           422 webhook_target_unresolved
+└── TargetError                    422 target_error               (a branch; not an HTTP answer)
+    ├── TargetRefused              422 target_refused
+    └── TargetUnresolved           422 target_unresolved
 
 The problem+json handler (vidq/api/problems.py) turns any of them into its answer: the
 leaf's status, code and title, `headers()` as headers and `members()` in the body. The
 code of a framework error (a Starlette HTTPException) comes from the leaf for its status.
 
-WebhookTargetError is raised while a webhook URL is checked, and is never answered as
-such: at submission it becomes `422 invalid_option` on the field `webhook_url`
-(vidq.notify.targets.check_webhook_url); at delivery it is a failed attempt, final for
-TargetRefused and retried for TargetUnresolved. Its status and codes only say what it
-would answer if one ever reached the HTTP layer unconverted: the webhook URL is unusable.
+TargetError is raised while an outbound URL (a webhook, a `source_url`, a redirect of an
+import) is checked (vidq.outbound.targets), and is never answered as such: at submission
+it becomes `422 invalid_option` on the field `webhook_url` (vidq.jobs.fields) or `422
+invalid_source` for a `source_url`; at delivery it is a failed attempt, final for
+TargetRefused and retried for TargetUnresolved; during an import it fails the job with
+`import_failed`. Its status and codes only say what it would answer if one ever reached
+the HTTP layer unconverted: the URL is unusable.
 
 StorageUnavailable is raised once a transient fault of the database or the bucket (a
 connection refused or reset, a timeout, a 5xx) has outlasted VIDQ_TRANSIENT_RETRY_SECONDS
@@ -128,7 +133,7 @@ class UploadTooLarge(VidqError):
 
 
 class UnsupportedContentType(VidqError):
-    """Send multipart/form-data with a `file` part, or a raw video/*, audio/* or application/octet-stream body."""
+    """Send multipart/form-data with a `file` part, a raw video/*, audio/* or application/octet-stream body, or application/json naming the input."""
 
     status, code, title = 415, "unsupported_content_type", "Unsupported content type"
 
@@ -144,6 +149,15 @@ class RangeNotSatisfiable(VidqError):
 
     def headers(self) -> dict[str, str]:
         return {"Content-Range": f"bytes */{self.size}"}
+
+
+class PreconditionFailed(VidqError):
+    """This server speaks tus 1.0.0: send `Tus-Resumable: 1.0.0`."""
+
+    status, code, title = 412, "precondition_failed", "Precondition failed"
+
+    def headers(self) -> dict[str, str]:
+        return {"Tus-Version": "1.0.0"}
 
 
 class InvalidOption(VidqError):
@@ -178,6 +192,18 @@ class UnsupportedMedia(VidqError):
     """The upload is not a decodable video or audio file."""
 
     status, code, title = 422, "unsupported_media", "Unsupported media"
+
+
+class InvalidSource(VidqError):
+    """The input named (a `source_url` or an `upload_id`) cannot be used."""
+
+    status, code, title = 422, "invalid_source", "Invalid source"
+
+
+class ChecksumMismatch(VidqError):
+    """The chunk's Upload-Checksum does not match its bytes; nothing of it was kept."""
+
+    status, code, title = 460, "checksum_mismatch", "Checksum mismatch"
 
 
 class TooManyJobs(VidqError):
@@ -249,19 +275,19 @@ class Busy(VidqError):
         return {"Retry-After": str(self.retry_after), "Connection": "close"}
 
 
-class WebhookTargetError(VidqError):
-    """The webhook URL cannot be delivered to (see the module docstring: not an HTTP answer)."""
+class TargetError(VidqError):
+    """The URL cannot be reached (see the module docstring: not an HTTP answer)."""
 
-    status, code, title = 422, "webhook_target_error", "Unusable webhook URL"
-
-
-class TargetRefused(WebhookTargetError):
-    """The webhook URL may never be delivered to (scheme, address); retrying cannot help."""
-
-    code, title = "webhook_target_refused", "Webhook URL refused"
+    status, code, title = 422, "target_error", "Unusable URL"
 
 
-class TargetUnresolved(WebhookTargetError):
-    """The webhook URL's host did not resolve now; it may later."""
+class TargetRefused(TargetError):
+    """The URL may never be requested (scheme, address); retrying cannot help."""
 
-    code, title = "webhook_target_unresolved", "Webhook host unresolved"
+    code, title = "target_refused", "URL refused"
+
+
+class TargetUnresolved(TargetError):
+    """The URL's host did not resolve now; it may later."""
+
+    code, title = "target_unresolved", "Host unresolved"

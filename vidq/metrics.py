@@ -19,6 +19,12 @@ WORKER_SLOTS = Gauge(
 UPLOADS = Counter(
     "vidq_uploads_total", "Uploads received, by outcome", ["outcome"], registry=REGISTRY
 )
+IMPORTS = Counter(
+    "vidq_imports_total",
+    "Inputs fetched from a source_url, by outcome: fetched, failed",
+    ["outcome"],
+    registry=REGISTRY,
+)
 UPLOAD_BYTES = Counter("vidq_upload_bytes_total", "Bytes of accepted uploads", registry=REGISTRY)
 PROCESSING_SECONDS = Histogram(
     "vidq_processing_seconds",

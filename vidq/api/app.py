@@ -13,7 +13,14 @@ from fastapi.responses import FileResponse, HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 from vidq import __version__
-from vidq.api import routes_events, routes_files, routes_jobs, routes_output, routes_service
+from vidq.api import (
+    routes_events,
+    routes_files,
+    routes_jobs,
+    routes_output,
+    routes_service,
+    routes_tus,
+)
 from vidq.api.connections import ConnectionLimits
 from vidq.api.early_answers import DrainLimits
 from vidq.api.problems import install_problem_handlers
@@ -76,6 +83,8 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(routes_output.router, responses=problem_responses(422))
     app.include_router(routes_files.router, responses=problem_responses(422))
     app.include_router(routes_events.router, responses=problem_responses(422))
+    app.include_router(routes_tus.router)
+    app.add_middleware(routes_tus.TusResumableHeader)
     app.include_router(routes_service.router)
 
     @app.get("/docs", include_in_schema=False)

@@ -47,6 +47,16 @@ def _codes_by_status() -> dict[int, str]:
 
 
 _CODES_BY_STATUS = _codes_by_status()
+# Titles of the statuses HTTP does not name (tus's 460), from the leaf that answers them.
+_TITLES_BY_STATUS = {leaf.status: leaf.title for leaf in leaves()}
+
+
+def _phrase(status: int) -> str:
+    """The reason phrase of a status: HTTP's own, else the title of the leaf that answers it."""
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return _TITLES_BY_STATUS.get(status, "Error")
 
 
 def problem(
@@ -69,7 +79,7 @@ def problem_document(
     """The RFC 9457 body of a problem+json answer."""
     return {
         "type": PROBLEM_TYPE_BASE + code,
-        "title": title or HTTPStatus(status).phrase,
+        "title": title or _phrase(status),
         "status": status,
         "detail": detail,
         "code": code,
@@ -99,7 +109,7 @@ async def _vidq_error(request: Request, exc: Exception) -> Response:
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     code = _CODES_BY_STATUS.get(exc.status_code, "error")
-    detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+    detail = exc.detail if isinstance(exc.detail, str) else _phrase(exc.status_code)
     if exc.status_code == 404 and detail == "Not Found":
         detail = "No such resource."
     headers = dict(exc.headers or {})

@@ -15,16 +15,30 @@ from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
 from vidq.api.http import etag_matches
+from vidq.api.json_request import read_json_convert
 from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, preferred_wait, query_items
 from vidq.api.schemas import CONVERT_REQUEST_BODY, JobList, JobModel, problem_responses
-from vidq.api.uploads import UploadSlots, receive_multipart, receive_raw, upload_form
-from vidq.errors import InvalidOption
+from vidq.api.uploads import (
+    UploadSlots,
+    body_chunks,
+    convert_form,
+    receive_multipart,
+    receive_raw,
+)
+from vidq.errors import BadRequest, InvalidOption
 from vidq.jobs import service, views
-from vidq.jobs.fields import CheckedFields, check_field_alone, check_fields
+from vidq.jobs.fields import CheckedFields, check_field_alone, check_fields, check_json_fields
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.strict import field_label, whole_number
-from vidq.jobs.submission import Receiver, StoredInput, submit
+from vidq.jobs.submission import (
+    NamedUpload,
+    Receiver,
+    StoredInput,
+    Submitted,
+    submit,
+    submit_url,
+)
 
 router = APIRouter()
 
@@ -50,9 +64,10 @@ async def _receiver(
     if form == "multipart":
 
         def check_field(name: str, value: str) -> None:
-            check_field_alone(name, value, runtime.settings)
+            if name != "upload_id":  # names the input: not an option
+                check_field_alone(name, value, runtime.settings)
 
-        async def multipart(key: str) -> StoredInput:
+        async def multipart(key: str) -> StoredInput | NamedUpload:
             return await receive_multipart(
                 request,
                 runtime.storage,
@@ -68,8 +83,20 @@ async def _receiver(
         if name in fields:
             raise InvalidOption.field(field_label(name), "is given more than once")
         fields[name] = value
-    filename = fields.pop("filename", None)
+    upload_id = fields.pop("upload_id", None)
+    filename = None if upload_id is not None else fields.pop("filename", None)
     checked = await check_fields(fields, runtime.settings, filename=filename)
+    if upload_id is not None:
+
+        async def named(key: str) -> NamedUpload:
+            async for chunk in body_chunks(request, idle_seconds):
+                if chunk:
+                    raise BadRequest(
+                        "Send either a body or the query parameter upload_id, not both."
+                    )
+            return NamedUpload(upload_id, fields)
+
+        return named, checked
 
     async def raw(key: str) -> StoredInput:
         stored = await receive_raw(
@@ -83,6 +110,29 @@ async def _receiver(
         return dataclasses.replace(stored, fields=fields)
 
     return raw, checked
+
+
+async def _submit_json(
+    request: Request, runtime: Runtime, owner_id: str, idempotency_key: str | None
+) -> Submitted:
+    """POST /convert with a JSON body: a `source_url` to import, or an `upload_id`."""
+    body = await read_json_convert(request, runtime.settings.body_idle_timeout_seconds)
+    fields, checked = await check_json_fields(body.options, runtime.settings)
+    if body.source_url is not None:
+        return await submit_url(
+            runtime,
+            owner_id,
+            body.source_url,
+            fields,
+            idempotency_key=idempotency_key,
+            checked=checked,
+        )
+    upload_id = body.upload_id or ""
+
+    async def named(key: str) -> NamedUpload:
+        return NamedUpload(upload_id, fields)
+
+    return await submit(runtime, owner_id, named, idempotency_key=idempotency_key, checked=checked)
 
 
 @router.post(
@@ -117,16 +167,23 @@ async def convert(
         ),
     ] = None,
 ) -> Response:
-    """Upload a video with its options; the job is queued and its id returned at once (202),
+    """Upload a video with its options (or name one: a `source_url` to fetch, a finished
+    resumable upload's `upload_id`); the job is queued and its id returned at once (202),
     or with `Prefer: wait=N` once it has finished (201) or N seconds have passed (202)."""
     wait = preferred_wait(prefer or [])
-    form = upload_form(request.headers.get("content-type", ""))
-    receive, checked = await _receiver(request, runtime, form)
+    query = query_items(request.scope["query_string"])
+    named_upload = any(name == "upload_id" for name, _ in query)
+    form = convert_form(request.headers.get("content-type", ""), named_upload=named_upload)
     slots: UploadSlots = request.app.state.upload_slots
-    with slots.take():
-        submitted = await submit(
-            runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
-        )
+    if form == "json":
+        with slots.take():
+            submitted = await _submit_json(request, runtime, account.id, idempotency_key)
+    else:
+        receive, checked = await _receiver(request, runtime, form)
+        with slots.take():
+            submitted = await submit(
+                runtime, account.id, receive, idempotency_key=idempotency_key, checked=checked
+            )
     document = await service.submitted_document(
         runtime, submitted, base_url=_base_url(runtime, request), wait_seconds=wait
     )

@@ -25,13 +25,19 @@ class AudioStream(BaseModel):
 
 
 class InputInfo(BaseModel):
+    """The input as stored and probed. For a `source_url`, everything but `filename` and
+    `source_url` is null until a worker has fetched and probed it."""
+
     filename: str
-    size_bytes: int
-    content_type: str
-    container: str
+    size_bytes: int | None
+    content_type: str | None
+    container: str | None
     duration_seconds: float | None
     video: VideoStream | None
     audio: AudioStream | None
+    source_url: str | None = Field(
+        None, description="The URL the input is (or was) fetched from; null for an upload"
+    )
 
 
 class OutputFileModel(BaseModel):
@@ -66,7 +72,7 @@ class ResultInfo(BaseModel):
 
 class JobError(BaseModel):
     code: str = Field(
-        description="transcode_failed, timeout, worker_lost, unsupported_media, storage_full, …"
+        description="transcode_failed, timeout, worker_lost, unsupported_media, storage_full, import_failed, invalid_option, …"
     )
     message: str
 
@@ -195,14 +201,49 @@ _OPTION_SCHEMA: dict[str, Any] = {
 }
 assert set(OPTION_FIELDS) <= set(_OPTION_SCHEMA), "every option is documented"
 
+_UPLOAD_ID: dict[str, Any] = {
+    "type": "string",
+    "format": "uuid",
+    "description": "A finished resumable upload (the id at the end of its /uploads URL), instead of a file",
+}
+
+
+def _json_option(schema: dict[str, Any]) -> dict[str, Any]:
+    """An option as a JSON member: numbers and booleans also as their JSON types."""
+    kind = schema.get("type")
+    if kind in ("integer", "number", "boolean"):
+        return {"oneOf": [schema, {"type": "string"}]}
+    return schema
+
+
 CONVERT_REQUEST_BODY: dict[str, Any] = {
     "required": True,
     "content": {
         "multipart/form-data": {
             "schema": {
                 "type": "object",
-                "required": ["file"],
-                "properties": {"file": {"type": "string", "format": "binary"}, **_OPTION_SCHEMA},
+                "properties": {
+                    "file": {"type": "string", "format": "binary"},
+                    "upload_id": _UPLOAD_ID,
+                    **_OPTION_SCHEMA,
+                },
+                "additionalProperties": False,
+            }
+        },
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "source_url": {
+                        "type": "string",
+                        "format": "uri",
+                        "maxLength": 2048,
+                        "description": "An http(s) URL the service fetches the input from",
+                    },
+                    "upload_id": _UPLOAD_ID,
+                    **{name: _json_option(s) for name, s in _OPTION_SCHEMA.items()},
+                    "metadata": {"type": "object", "description": "At most 4 KiB as JSON"},
+                },
                 "additionalProperties": False,
             }
         },

@@ -2,7 +2,7 @@
 
 Two forms (API.md): a multipart/form-data body with a `file` part and options as
 fields, or a raw video/*, audio/* or application/octet-stream body with options in
-the query. Neither is ever held whole in memory nor written twice. Field names and
+the query (the third, JSON naming the input, is `vidq.api.json_request`). Neither is ever held whole in memory nor written twice. Field names and
 values and the file's name are decoded with `vidq.jobs.strict.decode_text`, never
 "repaired": one that is not UTF-8 is refused by the field check, which names it.
 
@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import mimetypes
-import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing, asynccontextmanager, contextmanager
 
@@ -33,19 +31,16 @@ from vidq.errors import (
     UnsupportedContentType,
     UploadTooLarge,
 )
+from vidq.jobs.filenames import RAW_TYPES, clean_filename, guess_content_type
 from vidq.jobs.strict import decode_text
-from vidq.jobs.submission import StoredInput
+from vidq.jobs.submission import NamedUpload, StoredInput
 from vidq.storage import BlobWriter, Storage
 
 WRITE_BUFFER_BYTES = 1024 * 1024
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 64
-RAW_TYPES = ("video/", "audio/")
-DEFAULT_FILENAME = "upload"
 # Checks one form field (name, value) as it arrives; raises InvalidOption to refuse it.
 FieldCheck = Callable[[str, str], None]
-# type "/" subtype, each an RFC 9110 token: a declared type that is anything else is ignored.
-_MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+", re.ASCII)
 
 
 class UploadSlots:
@@ -72,8 +67,9 @@ class UploadSlots:
             self.in_use -= 1
 
 
-async def _chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
-    """The body's chunks as they come; 408 if the client pauses longer than `idle_seconds`."""
+async def body_chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]:
+    """The body's chunks as they come; 408 if the client pauses longer than `idle_seconds`,
+    400 if it goes away before the end."""
     async with aclosing(request.stream()) as stream:
         while True:
             try:
@@ -82,6 +78,8 @@ async def _chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]
             except StopAsyncIteration:
                 mark_body_read(request)
                 return
+            except ClientDisconnect as exc:
+                raise BadRequest("The client disconnected before the upload finished.") from exc
             except TimeoutError as exc:
                 raise RequestTimeout(
                     f"The upload paused for more than {idle_seconds:g} seconds; nothing was kept."
@@ -89,38 +87,21 @@ async def _chunks(request: Request, idle_seconds: float) -> AsyncIterator[bytes]
             yield chunk
 
 
-def upload_form(content_type: str) -> str:
-    """`multipart` or `raw` for an acceptable Content-Type; 415 otherwise."""
+def convert_form(content_type: str, *, named_upload: bool = False) -> str:
+    """`multipart`, `json` or `raw` for an acceptable Content-Type of POST /convert (any, or
+    none, when the query names a resumable upload); 415 otherwise."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type == "multipart/form-data":
         return "multipart"
-    if media_type.startswith(RAW_TYPES) or media_type == "application/octet-stream":
+    if media_type == "application/json":
+        return "json"
+    if named_upload or media_type.startswith(RAW_TYPES) or media_type == "application/octet-stream":
         return "raw"
     raise UnsupportedContentType(
         f"Content-Type {media_type or '(none)'!r} is not accepted: send multipart/form-data "
-        "with a `file` part, or the video itself as video/*, audio/* or application/octet-stream."
+        "with a `file` part, the video itself as video/*, audio/* or application/octet-stream, "
+        "or application/json naming a source_url or upload_id."
     )
-
-
-def clean_filename(name: str | None) -> str:
-    """A filename kept as data: no directories, no control characters, bounded length."""
-    if not name:
-        return DEFAULT_FILENAME
-    name = name.replace("\\", "/").rsplit("/", 1)[-1]
-    name = "".join(ch for ch in name if ch.isprintable()).strip()
-    if name in ("", ".", ".."):
-        return DEFAULT_FILENAME
-    return name[:255]
-
-
-def guess_content_type(declared: str | None, filename: str) -> str:
-    """The declared media type if it says video/audio, else one guessed from the name."""
-    if declared:
-        media_type = declared.split(";", 1)[0].strip().lower()
-        if media_type.startswith(RAW_TYPES) and _MEDIA_TYPE.fullmatch(media_type):
-            return media_type
-    guessed, _ = mimetypes.guess_type(filename)
-    return guessed or "application/octet-stream"
 
 
 class _CappedBlob:
@@ -158,9 +139,6 @@ async def _stored(storage: Storage, key: str, max_bytes: int) -> AsyncIterator[_
         yield blob
         await blob.flush()
         await writer.commit()
-    except ClientDisconnect as exc:
-        await writer.abort()
-        raise BadRequest("The client disconnected before the upload finished.") from exc
     except BaseException:
         await writer.abort()
         raise
@@ -185,7 +163,7 @@ async def receive_raw(
     """Store a raw request body as the blob `key`."""
     check_declared_length(request, max_bytes)
     async with _stored(storage, key, max_bytes) as blob:
-        async for chunk in _chunks(request, idle_seconds):
+        async for chunk in body_chunks(request, idle_seconds):
             if chunk:
                 await blob.add(chunk)
         if blob.size == 0:
@@ -311,6 +289,13 @@ class _MultipartReceiver:
             await self.blob.add(data)
 
 
+class _NamesAnUpload(Exception):
+    """A form with an `upload_id` field and no file: nothing of it is stored."""
+
+    def __init__(self, named: NamedUpload) -> None:
+        self.named = named
+
+
 async def receive_multipart(
     request: Request,
     storage: Storage,
@@ -319,20 +304,38 @@ async def receive_multipart(
     max_bytes: int,
     idle_seconds: float,
     check_field: FieldCheck | None = None,
-) -> StoredInput:
+) -> StoredInput | NamedUpload:
     """Store the `file` part of a multipart body as the blob `key`; return its fields too.
     Each field is given to `check_field` as soon as it has arrived: one it refuses ends the
-    upload as the file begins (`422`, nothing kept), before any of the file is read."""
+    upload as the file begins (`422`, nothing kept), before any of the file is read. A form
+    with an `upload_id` field instead of a file names a finished resumable upload."""
     check_declared_length(request, max_bytes)
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart Content-Type has no boundary.")
+    try:
+        return await _receive_form(
+            request, storage, key, boundary, max_bytes, idle_seconds, check_field
+        )
+    except _NamesAnUpload as exc:
+        return exc.named
+
+
+async def _receive_form(
+    request: Request,
+    storage: Storage,
+    key: str,
+    boundary: bytes,
+    max_bytes: int,
+    idle_seconds: float,
+    check_field: FieldCheck | None,
+) -> StoredInput:
     async with _stored(storage, key, max_bytes) as blob:
         receiver = _MultipartReceiver(blob, check_field)
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         try:
-            async for chunk in _chunks(request, idle_seconds):
+            async for chunk in body_chunks(request, idle_seconds):
                 if chunk:
                     parser.write(chunk)
                     receiver.check_new_fields()
@@ -341,8 +344,16 @@ async def receive_multipart(
         except MultipartParseError as exc:
             raise BadRequest(f"The multipart body is malformed: {exc}") from exc
         await receiver.drain()
+        if "upload_id" in receiver.fields:
+            if receiver.seen_file:
+                raise BadRequest("Send either a `file` part or an `upload_id` field, not both.")
+            upload_id = receiver.fields.pop("upload_id")
+            raise _NamesAnUpload(NamedUpload(upload_id, receiver.fields))
         if not receiver.seen_file:
-            raise BadRequest("The form has no `file` part: send the video as a part named `file`.")
+            raise BadRequest(
+                "The form has no `file` part: send the video as a part named `file` (or name a"
+                " finished resumable upload in an `upload_id` field)."
+            )
         if blob.size == 0:
             raise BadRequest("The `file` part is empty.")
     name = clean_filename(receiver.filename)

@@ -1,4 +1,6 @@
-"""The `vidq` command's client verbs: convert, status, jobs, cancel, delete, download."""
+"""The `vidq` command's client verbs: convert, watch, status, jobs, presets, download,
+cancel, delete. Each says what happens as it happens and ends with one sentence on
+failure; `--json` prints only the API's JSON documents, one a line."""
 
 from __future__ import annotations
 
@@ -6,118 +8,352 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from vidq.client import VidqAPIError, VidqClient
-from vidq.datadir import API_KEY_FILE
+import httpx
 
-DEFAULT_URL = "http://127.0.0.1:8000"
+from vidq.cli.convert import check_folder, cmd_convert, cmd_watch, saved_line
+from vidq.cli.display import (
+    Board,
+    human_age,
+    human_bytes,
+    human_seconds,
+    print_table,
+    shorten,
+)
+from vidq.cli.failures import (
+    DONE,
+    INTERRUPTED,
+    JOB_FAILED,
+    USAGE,
+    CommandFailed,
+    api_failure,
+    transport_failure,
+)
+from vidq.cli.target import Target, target_of
+from vidq.client import VidqAPIError, output_name
+
+Verb = Callable[[argparse.Namespace, Target], int]
+
+WHERE = """\
+where the service is: --url, else VIDQ_URL, else http://VIDQ_HOST:VIDQ_PORT as `vidq serve`
+uses them (http://127.0.0.1:8000 by default).
+the API key: --key, else VIDQ_KEY, else the api-key file in VIDQ_DATA_DIR (./vidq-data)."""
 
 
-def _client(args: argparse.Namespace) -> VidqClient:
-    key = args.api_key or os.environ.get("VIDQ_API_KEY")
-    if not key:
-        key_file = Path(os.environ.get("VIDQ_DATA_DIR", "vidq-data")) / API_KEY_FILE
-        if key_file.is_file():
-            key = key_file.read_text().strip()
-    if not key:
-        sys.exit(
-            "vidq: no API key: pass --api-key, set VIDQ_API_KEY, or run beside vidq-data/api-key"
+def print_json(document: Any) -> None:
+    """One JSON document on one line of standard output."""
+    print(json.dumps(document), flush=True)
+
+
+def _progress_cell(job: dict[str, Any]) -> str:
+    if job["status"] == "queued" and job.get("queue_position"):
+        return f"#{job['queue_position']} in queue"
+    percent = job.get("progress_percent")
+    return f"{percent:.0f}%" if percent is not None else "-"
+
+
+def cmd_jobs(args: argparse.Namespace, target: Target) -> int:
+    with target.client() as client:
+        page = client.jobs_page(status=args.status, limit=args.limit)
+    if args.json:
+        print_json(page)
+        return DONE
+    if not page["jobs"]:
+        print("No jobs yet: start one with `vidq convert FILE`.")
+        return DONE
+    rows = [
+        (
+            job["id"],
+            shorten(str((job.get("input") or {}).get("filename", "")), 40),
+            str((job.get("options") or {}).get("preset", "")),
+            job["status"],
+            _progress_cell(job),
+            human_age(job.get("created_at")),
         )
-    return VidqClient(args.url or os.environ.get("VIDQ_URL", DEFAULT_URL), key)
+        for job in page["jobs"]
+    ]
+    print_table(("JOB", "FILE", "PRESET", "STATUS", "PROGRESS", "AGE"), rows)
+    if page.get("next_cursor"):
+        print(f"(the newest {len(rows)}; --limit shows more, up to 100)")
+    return DONE
 
 
-def _print(document: Any) -> None:
-    print(json.dumps(document, indent=2))
+def describe_job(job: dict[str, Any]) -> list[tuple[str, str]]:
+    """A job as label/value lines for a person."""
+    source = job.get("input") or {}
+    video = source.get("video") or {}
+    about = [human_bytes(source.get("size_bytes"))]
+    if source.get("duration_seconds") is not None:
+        about.append(human_seconds(source["duration_seconds"]))
+    if video:
+        about.append(f"{video.get('width')}x{video.get('height')} {video.get('codec')}")
+    lines = [
+        ("job", job["id"]),
+        ("file", f"{source.get('filename', '?')} ({', '.join(about)})"),
+        ("preset", str((job.get("options") or {}).get("preset", "-"))),
+        ("status", job["status"]),
+    ]
+    if job["status"] == "queued" and job.get("queue_position"):
+        lines.append(("queue", f"position {job['queue_position']}"))
+    if job["status"] == "running":
+        done = job.get("progress_percent")
+        left = job.get("eta_seconds")
+        shown = f"{done:.0f}%" if done is not None else "?"
+        lines.append(("progress", shown + (f", {human_seconds(left)} left" if left else "")))
+    lines.append(("created", f"{job.get('created_at')} ({human_age(job.get('created_at'))} ago)"))
+    if job.get("processing_seconds") is not None:
+        lines.append(("took", human_seconds(job["processing_seconds"])))
+    result = job.get("result")
+    if result:
+        lines.append(
+            ("output", f"{result.get('filename')} ({human_bytes(result.get('size_bytes'))})")
+        )
+        lines.append(("save with", f"vidq download {job['id']}"))
+    error = job.get("error")
+    if error:
+        lines.append(("error", f"{error.get('code')}: {error.get('message')}"))
+    return lines
 
 
-def _options(pairs: list[str]) -> dict[str, str]:
-    options = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            sys.exit(f"vidq: --option takes NAME=VALUE, not {pair!r}")
-        options[name] = value
-    return options
+def cmd_status(args: argparse.Namespace, target: Target) -> int:
+    with target.client() as client:
+        job = client.job(args.job)
+    if args.json:
+        print_json(job)
+        return DONE
+    for label, value in describe_job(job):
+        print(f"{label + ':':<11}{value}")
+    return DONE
 
 
-def cmd_convert(args: argparse.Namespace) -> None:
-    with _client(args) as client:
-        options = _options(args.option)
-        if args.preset:
-            options["preset"] = args.preset
-        job = client.convert(args.file, idempotency_key=args.idempotency_key, **options)
-        if args.wait or args.output:
-            job = client.wait(job["id"])
-        if args.output and job["status"] == "completed":
-            client.download(job["id"], args.output)
-        _print(job)
-        if job["status"] in ("failed", "cancelled"):
-            sys.exit(1)
+def cmd_presets(args: argparse.Namespace, target: Target) -> int:
+    with target.client() as client:
+        presets = client.presets()
+    if args.json:
+        print_json({"presets": presets})
+        return DONE
+    print_table(("PRESET", "WHAT IT MAKES"), [(p["name"], p["description"]) for p in presets])
+    return DONE
 
 
-def cmd_status(args: argparse.Namespace) -> None:
-    with _client(args) as client:
-        _print(client.wait(args.id) if args.wait else client.job(args.id))
+def cmd_cancel(args: argparse.Namespace, target: Target) -> int:
+    with target.client() as client:
+        job = client.cancel(args.job)
+    if args.json:
+        print_json(job)
+    else:
+        print(f"Cancelled job {job['id']}; its record stays until `vidq delete {job['id']}`.")
+    return DONE
 
 
-def cmd_jobs(args: argparse.Namespace) -> None:
-    with _client(args) as client:
-        for job in client.jobs(status=args.status, limit=args.limit):
-            progress = job["progress_percent"]
-            shown = f"{progress:5.1f}%" if progress is not None else "     "
-            print(f"{job['id']}  {job['status']:<9} {shown}  {job['input']['filename']}")
+def cmd_delete(args: argparse.Namespace, target: Target) -> int:
+    with target.client() as client:
+        client.delete(args.job)
+    if not args.json:
+        print(f"Deleted job {args.job} and its files.")
+    return DONE
 
 
-def cmd_cancel(args: argparse.Namespace) -> None:
-    with _client(args) as client:
-        _print(client.cancel(args.id))
+def download_destination(given: str) -> Path:
+    """A folder that exists, or a file path in one; else a one-line usage failure. `given`
+    as typed: a trailing slash means a folder."""
+    path = Path(given)
+    if path.is_dir():
+        check_folder(path, path)
+        return path
+    if given.endswith(("/", os.sep)):
+        raise CommandFailed(f"The folder {given} does not exist.", USAGE)
+    check_folder(path.parent, path)
+    return path
 
 
-def cmd_delete(args: argparse.Namespace) -> None:
-    with _client(args) as client:
-        client.delete(args.id)
+def cmd_download(args: argparse.Namespace, target: Target) -> int:
+    destination = download_destination(args.path)
+    with target.client() as client:
+        job = client.job(args.job)
+        if job["status"] != "completed":
+            return _not_downloadable(job)
+        label = output_name(job) if destination.is_dir() else destination.name
+        board = Board()
+        with board:
+            row = board.row(label, min(len(label), 28))
+            saved = client.download(job["id"], destination, on_progress=row.downloading)
+            row.end("saved", full=True)
+    if args.json:
+        print_json(
+            {"job_id": job["id"], "path": str(saved.resolve()), "size_bytes": saved.stat().st_size}
+        )
+    else:
+        print(saved_line(saved))
+    return DONE
 
 
-def cmd_download(args: argparse.Namespace) -> None:
-    with _client(args) as client:
-        print(client.download(args.id, args.path))
+def _not_downloadable(job: dict[str, Any]) -> int:
+    job_id = job["id"]
+    if job["status"] in ("queued", "running"):
+        raise CommandFailed(
+            f"Job {job_id} is {job['status']}; nothing to download yet: `vidq watch {job_id}` "
+            "follows it to its end.",
+            USAGE,
+        )
+    error = job.get("error") or {}
+    reason = f" ({error.get('code')}: {error.get('message')})" if error else ""
+    raise CommandFailed(f"Job {job_id} is {job['status']}{reason}: it has no output.", JOB_FAILED)
 
 
-def add_client_verbs(commands: Any) -> None:
-    """Register the client verbs on the `vidq` command's subparsers."""
+def run_client_verb(verb: Verb, args: argparse.Namespace) -> int:
+    """Run a client verb; every failure a user can cause becomes one line and its status."""
+    target = target_of(args)
+    try:
+        return verb(args, target)
+    except VidqAPIError as exc:
+        raise api_failure(exc, url=target.url, key_source=target.key_source) from None
+    except httpx.HTTPError as exc:
+        raise transport_failure(exc, url=target.url, url_source=target.url_source) from None
+    except KeyboardInterrupt:
+        print("\nvidq: interrupted.", file=sys.stderr)
+        return INTERRUPTED
 
-    def verb(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
-        parser: argparse.ArgumentParser = commands.add_parser(name, help=help_text)
-        parser.add_argument("--url", help=f"the service (VIDQ_URL; default {DEFAULT_URL})")
-        parser.add_argument("--api-key", help="your key (VIDQ_API_KEY; default: vidq-data/api-key)")
-        parser.set_defaults(func=func)
+
+def _examples(*lines: str) -> str:
+    return "examples:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + WHERE
+
+
+def add_client_verbs(commands: Any, common: argparse.ArgumentParser) -> None:
+    """Register the client verbs; `common` holds --url, --key and --json."""
+
+    def verb(name: str, summary: str, func: Verb, *examples: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = commands.add_parser(
+            name,
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=_examples(*examples),
+            parents=[common],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        parser.set_defaults(client_verb=func)
         return parser
 
-    convert = verb("convert", "upload a file and queue its conversion", cmd_convert)
-    convert.add_argument("file", type=Path)
-    convert.add_argument("--preset")
-    convert.add_argument("--option", "-o", action="append", default=[], metavar="NAME=VALUE")
-    convert.add_argument("--wait", action="store_true", help="wait until the job ends")
-    convert.add_argument("--output", type=Path, help="wait, then save the result here")
-    convert.add_argument("--idempotency-key")
-    status = verb("status", "show a job", cmd_status)
-    status.add_argument("id")
-    status.add_argument("--wait", action="store_true", help="wait until the job ends")
-    jobs = verb("jobs", "list your jobs", cmd_jobs)
-    jobs.add_argument("--status", action="append")
-    jobs.add_argument("--limit", type=int, default=20)
-    verb("cancel", "stop a job, keeping its record", cmd_cancel).add_argument("id")
-    verb("delete", "remove a job and its files", cmd_delete).add_argument("id")
-    download = verb("download", "save a completed job's output", cmd_download)
-    download.add_argument("id")
-    download.add_argument("path", type=Path)
+    convert = verb(
+        "convert",
+        "upload files and convert them, showing the upload, the queue and the conversion",
+        cmd_convert,
+        "vidq convert holiday.mov --wait                  # saves ./holiday.mp4",
+        "vidq convert holiday.mov --preset webm-vp9 -o clip.webm",
+        "vidq convert *.mov --preset mp4-h264-720p -o converted/",
+        "vidq convert talk.mp4 --option start=60 --option end=90 --option crf=28 --wait",
+        "vidq convert holiday.mov                         # queue it and return at once",
+    )
+    convert.add_argument("files", nargs="+", type=Path, metavar="FILE", help="videos to convert")
+    convert.add_argument("--preset", "-p", help="a preset (`vidq presets`); default mp4-h264")
+    convert.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="an option of the API, e.g. width=640, crf=23, start=10 (repeat for more)",
+    )
+    convert.add_argument(
+        "--wait",
+        "-w",
+        action="store_true",
+        help="stay until each job ends and save its output in the current folder",
+    )
+    convert.add_argument(
+        "--output",
+        "-o",
+        metavar="PATH",
+        help="wait, then save the output here: a file name, or a folder for its own name "
+        "(with several files, a folder); a file of that name already in a folder is kept and the output named -1, -2 …",
+    )
+    convert.add_argument(
+        "--idempotency-key", help="retry-safe upload: the same key returns the first job"
+    )
+
+    watch = verb(
+        "watch",
+        "follow a job live until it ends",
+        cmd_watch,
+        "vidq watch 8a6e0804-2bd0-4672-b79d-d97027f9071a",
+    )
+    watch.add_argument("job", metavar="JOB", help="the job's id")
+
+    status = verb(
+        "status",
+        "show a job: file, status, progress, output or error",
+        cmd_status,
+        "vidq status 8a6e0804-2bd0-4672-b79d-d97027f9071a",
+        "vidq status 8a6e0804-2bd0-4672-b79d-d97027f9071a --json | jq .status",
+    )
+    status.add_argument("job", metavar="JOB", help="the job's id")
+
+    jobs = verb(
+        "jobs",
+        "list your jobs, newest first",
+        cmd_jobs,
+        "vidq jobs",
+        "vidq jobs --status running --status queued",
+        "vidq jobs --json | jq -r '.jobs[].id'",
+    )
+    jobs.add_argument(
+        "--status",
+        action="append",
+        choices=("queued", "running", "completed", "failed", "cancelled"),
+        help="only jobs in this status (repeat for several)",
+    )
+    jobs.add_argument("--limit", type=int, default=20, help="at most this many (1-100; 20)")
+
+    verb("presets", "list the presets the service offers", cmd_presets, "vidq presets")
+
+    download = verb(
+        "download",
+        "save a completed job's output",
+        cmd_download,
+        "vidq download 8a6e0804-2bd0-4672-b79d-d97027f9071a            # ./holiday.mp4",
+        "vidq download 8a6e0804-2bd0-4672-b79d-d97027f9071a clips/     # clips/holiday.mp4",
+        "vidq download 8a6e0804-2bd0-4672-b79d-d97027f9071a best.mp4",
+    )
+    download.add_argument("job", metavar="JOB", help="the job's id")
+    download.add_argument(
+        "path",
+        nargs="?",
+        default=".",
+        metavar="PATH|DIR",
+        help="a file to write (over), or a folder for the output's own name (default: .); "
+        "a name taken in the folder gets -1, -2 …",
+    )
+
+    cancel = verb(
+        "cancel",
+        "stop a queued or running job, keeping its record",
+        cmd_cancel,
+        "vidq cancel 8a6e0804-2bd0-4672-b79d-d97027f9071a",
+    )
+    cancel.add_argument("job", metavar="JOB", help="the job's id")
+
+    delete = verb(
+        "delete",
+        "remove a job and its files (stopping it first)",
+        cmd_delete,
+        "vidq delete 8a6e0804-2bd0-4672-b79d-d97027f9071a",
+    )
+    delete.add_argument("job", metavar="JOB", help="the job's id")
 
 
-def run_command(args: argparse.Namespace) -> None:
-    """Run the chosen command; an API problem becomes a one-line error and exit status 1."""
-    try:
-        args.func(args)
-    except VidqAPIError as exc:
-        sys.exit(f"vidq: {exc}")
+def client_flags() -> argparse.ArgumentParser:
+    """--url, --key and --json, shared by every client verb."""
+    common = argparse.ArgumentParser(add_help=False)
+    group = common.add_argument_group("service")
+    group.add_argument("--url", help="the service, e.g. http://127.0.0.1:8000 (VIDQ_URL)")
+    group.add_argument(
+        "--key", "--api-key", dest="key", help="your API key (VIDQ_KEY; else VIDQ_DATA_DIR/api-key)"
+    )
+    group.add_argument(
+        "--json",
+        action="store_true",
+        help="print only the JSON documents (one a line) on standard output, for scripts",
+    )
+    return common

@@ -1,21 +1,38 @@
-"""The `vidq` command: serve, api, worker, keys. Every setting is a flag and a VIDQ_* variable."""
+"""The `vidq` command: serve, api, worker, migrate, keys. Every setting is a flag and a VIDQ_* variable."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
-from typing import Any
+from typing import Any, NoReturn
 
 from pydantic import ValidationError
 
 from vidq import datadir
-from vidq.cli.client_verbs import add_client_verbs, run_command
+from vidq.cli.client_verbs import WHERE, add_client_verbs, client_flags, run_client_verb
+from vidq.cli.failures import EXIT_STATUSES, INTERRUPTED, USAGE, CommandFailed
+from vidq.cli.keys import KEYS_EPILOG, cmd_keys_create, cmd_keys_list, cmd_keys_revoke
 from vidq.config import Settings
 
 log = logging.getLogger("vidq")
+
+# What `keys list` and `keys revoke` read: where the database is, nothing else.
+DATABASE_SETTINGS = ("data_dir", "database_url")
+
+TOP_EPILOG = f"""\
+examples:
+  vidq serve                                  # the service on http://127.0.0.1:8000
+  vidq convert holiday.mov --wait             # upload, convert, save ./holiday.mp4
+  vidq jobs                                   # your jobs, newest first
+  vidq COMMAND --help                         # each command's options and examples
+
+{WHERE}
+
+{EXIT_STATUSES}"""
 
 NO_FIRST_KEY = (
     "the database has no API key, but it or the data directory %s was in use before: "
@@ -25,9 +42,14 @@ NO_FIRST_KEY = (
 )
 
 
-def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per setting: `--max-upload-bytes` for VIDQ_MAX_UPLOAD_BYTES, and so on."""
+def _add_setting_flags(
+    parser: argparse.ArgumentParser, only: tuple[str, ...] | None = None
+) -> None:
+    """One flag per setting (or per setting in `only`): `--max-upload-bytes` for
+    VIDQ_MAX_UPLOAD_BYTES, and so on."""
     for name, info in Settings.model_fields.items():
+        if only is not None and name not in only:
+            continue
         flag = "--" + name.replace("_", "-")
         parser.add_argument(
             flag, dest=name, default=None, metavar=name.upper(), help=info.description
@@ -48,7 +70,8 @@ def load_settings(args: argparse.Namespace) -> Settings:
         for error in exc.errors():
             field = str(error["loc"][0]) if error["loc"] else "?"
             lines.append(f"  VIDQ_{field.upper()} (--{field.replace('_', '-')}): {error['msg']}")
-        sys.exit("vidq: invalid settings:\n" + "\n".join(lines))
+        print("vidq: invalid settings:\n" + "\n".join(lines), file=sys.stderr)
+        sys.exit(USAGE)
 
 
 def _setup_logging(settings: Settings) -> None:
@@ -156,60 +179,157 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(_run_workers(settings))
 
 
-async def _create_key(settings: Settings, name: str) -> str:
+def cmd_migrate(args: argparse.Namespace) -> None:
+    """Bring the configured database to the newest schema and exit. Only a SQLite database
+    touches the data directory: on PostgreSQL it runs on a read-only filesystem."""
     from vidq.db.database import sqlite_files
-    from vidq.db.migrate import migrated_database
-    from vidq.jobs.accounts import add_key
+    from vidq.db.migrate import migrate_sync
 
-    url = settings.resolved_database_url
-    datadir.secure(settings.data_dir, also=sqlite_files(url))
-    async with migrated_database(url) as db:
-        _, key = await add_key(db, name)
-    return key
-
-
-def cmd_keys_create(args: argparse.Namespace) -> None:
     datadir.private_by_default()
     settings = load_settings(args)
-    key = asyncio.run(_create_key(settings, args.name))
-    print(f"API key for {args.name}:")
-    print(key)
+    _setup_logging(settings)
+    url = settings.resolved_database_url
+    if sqlite_files(url):
+        datadir.secure(settings.data_dir, also=sqlite_files(url))
+    migrate_sync(url)
+    print("vidq: the database is at the newest schema", flush=True)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to find help) and status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def _server_command(
+    commands: Any,
+    name: str,
+    summary: str,
+    func: Any,
+    epilog: str | None = None,
+    settings: tuple[str, ...] | None = None,
+) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        name,
+        help=summary,
+        description=summary[0].upper() + summary[1:] + ".",
+        epilog=epilog,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_setting_flags(parser, settings)
+    parser.set_defaults(func=func)
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="vidq", description="A self-hosted video conversion service."
+    parser = _Parser(
+        prog="vidq",
+        description="vidq: a self-hosted video conversion service, and its client.",
+        epilog=TOP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = commands.add_parser("serve", help="API, web page and workers in one process")
-    _add_setting_flags(serve)
-    serve.set_defaults(func=cmd_serve)
-
-    api = commands.add_parser("api", help="the HTTP API alone (a fleet's front)")
-    _add_setting_flags(api)
-    api.set_defaults(func=cmd_api)
-
-    worker = commands.add_parser("worker", help="conversion workers alone (a fleet's back)")
-    _add_setting_flags(worker)
-    worker.set_defaults(func=cmd_worker)
-
-    keys = commands.add_parser("keys", help="manage API keys")
-    key_commands = keys.add_subparsers(dest="keys_command", required=True)
-    create = key_commands.add_parser(
-        "create", help="a new owner (or a new key for one); prints the key last"
+    _server_command(
+        commands,
+        "serve",
+        "run the API, web page and workers in one process",
+        cmd_serve,
+        "example:\n  vidq serve --port 8080 --data-dir /srv/vidq",
     )
-    create.add_argument("name")
-    _add_setting_flags(create)
-    create.set_defaults(func=cmd_keys_create)
+    _server_command(
+        commands,
+        "api",
+        "run the HTTP API alone (a fleet's front)",
+        cmd_api,
+        "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq VIDQ_STORAGE_URL=s3://bucket/vidq \\\n"
+        "    vidq api --host 0.0.0.0",
+    )
+    _server_command(
+        commands,
+        "worker",
+        "run conversion workers alone (a fleet's back)",
+        cmd_worker,
+        "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq VIDQ_STORAGE_URL=s3://bucket/vidq \\\n"
+        "    vidq worker --workers 2",
+    )
 
-    add_client_verbs(commands)
+    _server_command(
+        commands,
+        "migrate",
+        "bring the database to the newest schema and exit (every process also does at start)",
+        cmd_migrate,
+        "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq vidq migrate",
+        DATABASE_SETTINGS,
+    )
+
+    keys = commands.add_parser(
+        "keys",
+        help="make, list and revoke API keys (on the database)",
+        description="Make, list and revoke API keys, on the database directly.",
+        epilog=KEYS_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    key_commands = keys.add_subparsers(dest="keys_command", required=True, metavar="ACTION")
+    create = _server_command(
+        key_commands,
+        "create",
+        "a new owner (or a new key for one); prints the key last",
+        _keys(cmd_keys_create),
+        KEYS_EPILOG,
+    )
+    create.add_argument("name", metavar="NAME", help="the owner's name")
+    listing = _server_command(
+        key_commands,
+        "list",
+        "every key's owner, id, creation and last use (never the key itself)",
+        _keys(cmd_keys_list),
+        KEYS_EPILOG,
+        DATABASE_SETTINGS,
+    )
+    listing.add_argument("--json", action="store_true", help="print one JSON document")
+    revoke = _server_command(
+        key_commands,
+        "revoke",
+        "delete a key: requests with it get 401 from now on",
+        _keys(cmd_keys_revoke),
+        KEYS_EPILOG,
+        DATABASE_SETTINGS,
+    )
+    revoke.add_argument("key_id", metavar="KEY_ID", help="the id `vidq keys list` shows")
+    revoke.add_argument("--json", action="store_true", help="print one JSON document")
+
+    add_client_verbs(commands, client_flags())
     return parser
+
+
+def _keys(func: Any) -> Any:
+    """A keys command, run with the settings (and a private umask: it may make files)."""
+
+    def run(args: argparse.Namespace) -> None:
+        datadir.private_by_default()
+        sys.exit(func(args, load_settings(args)))
+
+    return run
 
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    run_command(args)
+    try:
+        if getattr(args, "client_verb", None) is not None:
+            sys.exit(run_client_verb(args.client_verb, args))
+        args.func(args)
+    except CommandFailed as failure:
+        print(f"vidq: {failure.message}", file=sys.stderr)
+        sys.exit(failure.exit_status)
+    except KeyboardInterrupt:
+        print("\nvidq: interrupted.", file=sys.stderr)
+        sys.exit(INTERRUPTED)
+    except BrokenPipeError:
+        # The reader went away (`vidq jobs | head -1`): nothing more to say to it.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,10 +34,14 @@ def alembic_config(connection: Connection | None = None) -> Config:
 def migrate_sync(url: str) -> None:
     """Bring the database at `url` to the newest schema."""
     path = sqlite_path(url)
-    if path is not None:
+    if path is not None and not path.exists():
         path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         # Made private whatever the umask; SQLite gives its -wal and -shm the same mode.
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, FILE_MODE))
+        # Only a new file: closing a descriptor of a database this process has open would
+        # drop every POSIX lock SQLite holds on it here, and another process could then
+        # reset the WAL under this one's readers.
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
     engine = create_engine(sync_url(url), poolclass=NullPool)
     try:
         with engine.connect() as connection:

@@ -77,6 +77,8 @@ class ApiKey(Base):
     key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
     owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
     created_at: Mapped[datetime]
+    # When the key last authenticated a request, to the minute (written at most once a minute).
+    last_used_at: Mapped[datetime | None]
 
 
 class Job(Base):
@@ -96,11 +98,14 @@ class Job(Base):
     finished_at: Mapped[datetime | None]
     updated_at: Mapped[datetime]
 
+    # An imported input (`source_url`) is known only once a worker has fetched and probed
+    # it: until then its content type, size, hash and probe are NULL.
     input_filename: Mapped[str] = mapped_column(String(300))
-    input_content_type: Mapped[str] = mapped_column(String(200))
-    input_size_bytes: Mapped[int] = mapped_column(BigInteger)
-    input_sha256: Mapped[str] = mapped_column(String(64))
-    input_info: Mapped[dict[str, Any]]
+    input_content_type: Mapped[str | None] = mapped_column(String(200))
+    input_size_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    input_sha256: Mapped[str | None] = mapped_column(String(64))
+    input_info: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    source_url: Mapped[str | None] = mapped_column(String(2048))
     options: Mapped[dict[str, Any]]
     job_metadata: Mapped[dict[str, Any]] = mapped_column("metadata")
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
@@ -147,6 +152,41 @@ class IdempotencyKey(Base):
     request_hash: Mapped[str | None] = mapped_column(String(64))
 
 
+class Upload(Base):
+    """A resumable (tus) upload: how far it got, where its bytes are, and the job it becomes.
+
+    Its bytes are written straight to the blob of the job it will become (`job_id`, fixed
+    when it is created), staged under `uploads/<id>` meanwhile; `store_state` is the
+    store's own record of them (a bucket's multipart upload and its parts, the staged
+    tail). One request at a time may write to it: the one holding `lock_token` until
+    `locked_until`.
+    """
+
+    __tablename__ = "uploads"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    owner_id: Mapped[str] = mapped_column(ForeignKey("owners.id", ondelete="CASCADE"), index=True)
+    job_id: Mapped[str] = mapped_column(String(36), unique=True)
+    length_bytes: Mapped[int] = mapped_column(BigInteger)
+    offset_bytes: Mapped[int] = mapped_column(BigInteger)
+    filename: Mapped[str | None] = mapped_column(String(300))
+    content_type: Mapped[str | None] = mapped_column(String(200))
+    # The Upload-Metadata header as sent, given back on HEAD.
+    upload_metadata: Mapped[str | None] = mapped_column(Text)
+    store_state: Mapped[dict[str, Any]]
+    sha256: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    # Set when POST /convert takes it (and cleared again if that request fails).
+    used_at: Mapped[datetime | None]
+    lock_token: Mapped[str | None] = mapped_column(String(36))
+    locked_until: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_uploads_expires_at", "expires_at"),)
+
+
 class Notification(Base):
     """An outbox row: one webhook or email to deliver about a job's end, retried until done."""
 
@@ -184,4 +224,13 @@ def table_of(model: type[Base]) -> Table:
     return cast(Table, model.__table__)
 
 
-__all__ = ["ApiKey", "Base", "IdempotencyKey", "Job", "Notification", "Owner", "ServerSetting"]
+__all__ = [
+    "ApiKey",
+    "Base",
+    "IdempotencyKey",
+    "Job",
+    "Notification",
+    "Owner",
+    "ServerSetting",
+    "Upload",
+]

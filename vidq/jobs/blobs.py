@@ -7,6 +7,11 @@ any further files (a package's playlists and segments, a poster, a storyboard) u
 Delete, expiry, cancel and the janitor work on that set through this module, never on a
 key spelled elsewhere.
 
+A resumable (tus) upload writes straight to the input key of the job it will become
+(fixed when the upload is created), and stages what is not yet part of it (a local
+file being appended to, a bucket's short tail) under `uploads/<upload>/`; both belong
+to the upload until it expires or becomes a job.
+
 One more blob belongs to no job: `database-id`, the mark naming the database whose jobs
 own the store's blobs (its `database_id`). A process writes it if the store has none (at
 start, and the janitor before it sweeps); the janitor removes blobs no job owns only from
@@ -26,8 +31,9 @@ MAIN_ROLE = "main"
 
 INPUTS = "inputs"
 OUTPUTS = "outputs"
+UPLOADS = "uploads"
 # Prefixes the janitor sweeps for blobs no job owns. `.partial` holds writes in progress.
-SWEPT_PREFIXES = (INPUTS, OUTPUTS, ".partial")
+SWEPT_PREFIXES = (INPUTS, OUTPUTS, UPLOADS, ".partial")
 # Names the database the store's blobs belong to.
 DATABASE_MARK = "database-id"
 
@@ -35,20 +41,31 @@ _JOB_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 # A character no path inside a job may hold: controls (NUL among them) and the backslash.
 _BAD_PATH_CHARACTER = re.compile(r"[\x00-\x1f\x7f\\]")
 _MAX_PATH_LENGTH = 1024
-_OWNED_KEY = re.compile(rf"(?P<kind>{INPUTS}|{OUTPUTS})/(?P<job>{_JOB_ID})(?:$|[./])")
+_OWNED_KEY = re.compile(rf"(?P<kind>{INPUTS}|{OUTPUTS}|{UPLOADS})/(?P<job>{_JOB_ID})(?:$|[./])")
+_KINDS: dict[str, Literal["input", "output", "upload"]] = {
+    INPUTS: "input",
+    OUTPUTS: "output",
+    UPLOADS: "upload",
+}
 
 
 @dataclass(frozen=True)
 class BlobOwner:
-    """Which job a stored key belongs to, and whether it is that job's input or output."""
+    """Which job (or, for `upload`, which resumable upload) a stored key belongs to, and
+    whether it is that job's input or output or the upload's staged bytes."""
 
     job_id: str
-    kind: Literal["input", "output"]
+    kind: Literal["input", "output", "upload"]
 
 
 def input_key(job_id: str) -> str:
     """The key of a job's input."""
     return f"{INPUTS}/{job_id}"
+
+
+def upload_stage(upload_id: str) -> str:
+    """The prefix under which a resumable upload stages bytes not yet part of its blob."""
+    return f"{UPLOADS}/{upload_id}"
 
 
 def output_key(job_id: str, extension: str) -> str:
@@ -92,11 +109,11 @@ def file_key(job_id: str, path: str, *, role: str, main_key: str | None = None) 
 
 
 def owner_of(key: str) -> BlobOwner | None:
-    """The job a key belongs to, or None for a key no job can own."""
+    """The job (or upload) a key belongs to, or None for a key none can own."""
     match = _OWNED_KEY.match(key)
     if match is None:
         return None
-    return BlobOwner(match["job"], "input" if match["kind"] == INPUTS else "output")
+    return BlobOwner(match["job"], _KINDS[match["kind"]])
 
 
 async def delete_input(storage: Storage, job_id: str) -> None:

@@ -1,15 +1,18 @@
-"""A /convert request's fields, checked: conversion options, notification targets, metadata."""
+"""A /convert request's fields, checked: conversion options, notification targets, metadata,
+and the URL of an input to import."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from email_validator import EmailNotValidError, validate_email
 
 from vidq.config import Settings
-from vidq.errors import InvalidOption, WebhookTargetError
+from vidq.errors import InvalidOption, InvalidSource, TargetError, TargetRefused, TargetUnresolved
 from vidq.jobs.options import ResolvedOptions, check_option_alone, resolve_options
 from vidq.jobs.strict import (
     NOT_TEXT,
@@ -19,7 +22,7 @@ from vidq.jobs.strict import (
     is_text,
     parse_json,
 )
-from vidq.notify.targets import check_webhook_url, parse_webhook_url
+from vidq.outbound.targets import AddressPolicy, parse_target_url, resolve_target
 
 MAX_METADATA_BYTES = 4096
 MAX_URL_CHARS = 2048
@@ -34,6 +37,80 @@ class CheckedFields:
     webhook_url: str | None
     email: str | None
     metadata: dict[str, Any]
+
+
+async def check_webhook_url(url: str, policy: AddressPolicy) -> str:
+    """The URL if it is an acceptable webhook target; InvalidOption otherwise."""
+    try:
+        await resolve_target(url, policy)
+    except (TargetRefused, TargetUnresolved) as exc:
+        raise InvalidOption.field("webhook_url", str(exc)) from exc
+    return url
+
+
+async def check_source_url(url: str, policy: AddressPolicy) -> str:
+    """The URL if an input may be imported from it (checked again at each connection);
+    InvalidSource otherwise."""
+    if len(url) > MAX_URL_CHARS:
+        raise InvalidSource(f"source_url must be at most {MAX_URL_CHARS} characters.")
+    try:
+        await resolve_target(url, policy)
+    except (TargetRefused, TargetUnresolved) as exc:
+        raise InvalidSource(f"source_url {exc}.") from exc
+    return url
+
+
+def _json_text(name: str, value: Any) -> str | None:
+    """One member of a JSON request as the text the same field has in a form (None: absent).
+
+    Strings are taken as they are; numbers are written in plain decimal digits (so `2.5`,
+    `1e1` and `"2.5"` mean the same, and the option's own rules then apply: no sign, …);
+    booleans are `true`/`false`; `null` is as if the member were not there; `metadata`
+    may be an object (or a string holding one), `renditions` an array of numbers.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return format(Decimal(repr(value)), "f")
+    if isinstance(value, str):
+        return value
+    if name == "metadata" and isinstance(value, dict):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if name == "renditions" and isinstance(value, list):
+        parts = [_json_text(name, item) for item in value]
+        if all(isinstance(item, int) and not isinstance(item, bool) for item in value):
+            return ",".join(part or "" for part in parts)
+        raise InvalidOption.field(name, "must be an array of whole numbers, or a string")
+    kind = "an object" if name == "metadata" else "a string, number or boolean"
+    raise InvalidOption.field(field_label(name), f"must be {kind}")
+
+
+async def check_json_fields(
+    members: Mapping[str, Any], settings: Settings
+) -> tuple[dict[str, str], CheckedFields]:
+    """The fields of a JSON /convert request (an object of options) as form fields are, and
+    them checked; InvalidOption lists every member that is wrong, by type or by value."""
+    fields: dict[str, str] = {}
+    errors: list[dict[str, str]] = []
+    for name, value in members.items():
+        try:
+            text = _json_text(name, value)
+        except InvalidOption as exc:
+            errors.extend(exc.errors)
+            continue
+        if text is not None:
+            fields[name] = text
+    try:
+        checked = await check_fields(fields, settings)
+    except InvalidOption as exc:
+        errors.extend(exc.errors)
+    if errors:
+        raise InvalidOption(errors=errors)
+    return fields, checked
 
 
 def _metadata(raw: str | None) -> dict[str, Any]:
@@ -86,8 +163,8 @@ def check_field_alone(name: str, value: str, settings: Settings) -> None:
             raise InvalidOption.field("webhook_url", f"must be at most {MAX_URL_CHARS} characters")
         if value:
             try:
-                parse_webhook_url(value)
-            except WebhookTargetError as exc:
+                parse_target_url(value)
+            except TargetError as exc:
                 raise InvalidOption.field("webhook_url", str(exc)) from exc
     elif name == "email":
         _email(value, settings)
@@ -120,9 +197,7 @@ async def check_fields(
                 raise InvalidOption.field(
                     "webhook_url", f"must be at most {MAX_URL_CHARS} characters"
                 )
-            webhook_url = await check_webhook_url(
-                raw_url, allow_private=settings.webhook_allow_private
-            )
+            webhook_url = await check_webhook_url(raw_url, settings.address_policy)
     except InvalidOption as exc:
         errors.extend(exc.errors)
     try:

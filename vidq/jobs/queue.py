@@ -34,19 +34,21 @@ jobs = table_of(Job)
 
 @dataclass(frozen=True)
 class NewJob:
-    """Everything known about a job when its upload has been stored and probed."""
+    """Everything known about a job when it is queued: for an upload, its input stored and
+    probed; for an import, the `source_url` (the input fields are filled in by `record_input`)."""
 
     id: str
     owner_id: str
     input_filename: str
-    input_content_type: str
-    input_size_bytes: int
-    input_sha256: str
-    input_info: dict[str, Any]
+    input_content_type: str | None
+    input_size_bytes: int | None
+    input_sha256: str | None
+    input_info: dict[str, Any] | None
     options: dict[str, Any]
     metadata: dict[str, Any]
     webhook_url: str | None
     email: str | None
+    source_url: str | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +91,7 @@ async def submit(
             "metadata": new.metadata,
             "webhook_url": new.webhook_url,
             "email": new.email,
+            "source_url": new.source_url,
             "attempts": 0,
             "expired": False,
         }
@@ -150,6 +153,29 @@ async def heartbeat(
     }
     if progress_percent is not None:
         values["progress_percent"] = progress_percent
+    async with db.write() as conn:
+        result = await conn.execute(update(jobs).where(_leased(claim)).values(**values))
+    return result.rowcount == 1
+
+
+async def record_input(
+    db: Database,
+    claim: Claim,
+    *,
+    content_type: str,
+    size_bytes: int,
+    sha256: str,
+    info: dict[str, Any],
+) -> bool:
+    """Record an imported input, fetched and probed, on its leased job. False: the job is
+    no longer this worker's."""
+    values = {
+        "input_content_type": content_type,
+        "input_size_bytes": size_bytes,
+        "input_sha256": sha256,
+        "input_info": info,
+        "updated_at": utcnow(),
+    }
     async with db.write() as conn:
         result = await conn.execute(update(jobs).where(_leased(claim)).values(**values))
     return result.rowcount == 1

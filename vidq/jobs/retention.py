@@ -1,4 +1,4 @@
-"""Retention: which outputs have expired and which stored blobs a job still needs."""
+"""Retention: which outputs have expired and which stored blobs a job or upload still needs."""
 
 from __future__ import annotations
 
@@ -7,11 +7,12 @@ from sqlalchemy import and_, select, update
 from vidq.clock import utcnow
 from vidq.db import server_settings
 from vidq.db.database import Database
-from vidq.db.models import Job, table_of
+from vidq.db.models import Job, Upload, table_of
 from vidq.jobs.blobs import BlobOwner
 from vidq.jobs.states import UNFINISHED, JobStatus
 
 jobs = table_of(Job)
+uploads = table_of(Upload)
 
 
 async def expire_outputs(db: Database) -> list[tuple[str, str | None]]:
@@ -36,7 +37,8 @@ async def expire_outputs(db: Database) -> list[tuple[str, str | None]]:
 
 async def owned_blobs(db: Database) -> tuple[str | None, set[BlobOwner]]:
     """The database's `database_id`, and every (job, kind) whose blobs it still needs:
-    inputs of unfinished jobs, unexpired outputs."""
+    inputs of unfinished jobs, unexpired outputs, and each resumable upload's staged bytes
+    and blob (the input of the job it becomes), until the upload is swept."""
     async with db.read() as conn:
         database_id = await server_settings.value(conn, server_settings.DATABASE_ID)
         inputs = (await conn.execute(select(jobs.c.id).where(jobs.c.status.in_(UNFINISHED)))).all()
@@ -47,6 +49,10 @@ async def owned_blobs(db: Database) -> tuple[str | None, set[BlobOwner]]:
                 )
             )
         ).all()
-    return database_id, {BlobOwner(job_id, "input") for (job_id,) in inputs} | {
-        BlobOwner(job_id, "output") for (job_id,) in outputs
-    }
+        resumable = (await conn.execute(select(uploads.c.id, uploads.c.job_id))).all()
+    return database_id, (
+        {BlobOwner(job_id, "input") for (job_id,) in inputs}
+        | {BlobOwner(job_id, "output") for (job_id,) in outputs}
+        | {BlobOwner(upload_id, "upload") for upload_id, _ in resumable}
+        | {BlobOwner(job_id, "input") for _, job_id in resumable}
+    )

@@ -33,6 +33,7 @@ from vidq.jobs import blobs, reads
 from vidq.jobs.events import JobEvents
 from vidq.jobs.feeds import Feeds
 from vidq.jobs.subscriptions import JobChange
+from vidq.jobs.upload_digests import FileDigests
 from vidq.jobs.views import NotificationPayloads, render_job
 from vidq.storage import Storage, open_storage
 
@@ -78,6 +79,8 @@ class Runtime:
     notify_wakeup: asyncio.Event = field(default_factory=asyncio.Event)
     # Requests waiting for a job's end (GET /job/{id}?wait=N).
     job_events: JobEvents = field(default_factory=JobEvents)
+    # The running SHA-256 of resumable uploads this process received (vidq.jobs.upload_digests).
+    upload_digests: FileDigests = field(default_factory=FileDigests)
     # Live updates (GET /job/{id}/events, GET /jobs/events); made in `__post_init__`.
     feeds: Feeds = field(init=False)
     # Names this process in its NOTIFY payloads, so that it skips its own.

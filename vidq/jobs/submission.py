@@ -1,10 +1,18 @@
 """Submitting a job: one function from "an input is arriving" to "a job is queued".
 
-`submit` runs the steps every way of sending an input shares: the owner's limit of
-unfinished jobs, the Idempotency-Key (reserve, replay or refuse, bind), storing the input
-(the caller's `receive`, which streams it under the key it is given), checking the
-fields, probing the input, checking the options against it, and queueing the job. A
-request that fails at any step leaves neither a job nor a blob behind.
+Inputs arrive three ways (DESIGN.md) and end in the same place, an input blob plus a
+probe, then the same queue:
+
+- `submit` with a `receive` that streams an upload under the key it is given (multipart
+  or raw), or that names a finished resumable upload (`NamedUpload`), whose blob already
+  is the input of the job it becomes: it is taken (used once) and probed like any upload;
+- `submit_url` for a `source_url`: the job is queued at once, without its input, and a
+  worker fetches and probes it (vidq.worker.importer).
+
+Both share the steps every submission has: the owner's limit of unfinished jobs, the
+Idempotency-Key (reserve, replay or refuse, bind), checking the fields, and queueing the
+job. A request that fails at any step leaves neither a job nor a blob behind (a
+resumable upload it named is given back, usable again).
 """
 
 from __future__ import annotations
@@ -19,9 +27,10 @@ from vidq import metrics
 from vidq.db.models import Job
 from vidq.errors import IdempotencyMismatch, NotFound, VidqError
 from vidq.faults import retry_transient
-from vidq.jobs import blobs, idempotency, queue, reads
+from vidq.jobs import blobs, idempotency, queue, reads, resumable
 from vidq.jobs.capacity import check_capacity
-from vidq.jobs.fields import CheckedFields, check_fields
+from vidq.jobs.fields import CheckedFields, check_fields, check_source_url
+from vidq.jobs.filenames import clean_filename, filename_from_url, guess_content_type
 from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.subscriptions import JobChange
@@ -45,8 +54,17 @@ class StoredInput:
     sent_filename: str | None = None
 
 
-# Stores the arriving input under the given key; raises a VidqError (and keeps nothing) if it cannot.
-Receiver = Callable[[str], Awaitable[StoredInput]]
+@dataclass(frozen=True)
+class NamedUpload:
+    """A request whose input is a finished resumable upload (`upload_id`), with its fields."""
+
+    upload_id: str
+    fields: dict[str, str] = field(default_factory=dict)
+
+
+# Stores the arriving input under the given key (or names a resumable upload); raises a
+# VidqError (and keeps nothing) if it cannot.
+Receiver = Callable[[str], Awaitable[StoredInput | NamedUpload]]
 
 
 @dataclass(frozen=True)
@@ -57,21 +75,20 @@ class Submitted:
     replayed: bool = False
 
 
-async def submit(
-    runtime: Runtime,
-    owner_id: str,
-    receive: Receiver,
-    *,
-    idempotency_key: str | None = None,
-    checked: CheckedFields | None = None,
+# The body of a submission, given what an earlier request with the same key did.
+_Body = Callable[[idempotency.PriorRequest | None], Awaitable[Submitted]]
+
+
+async def _keyed(
+    runtime: Runtime, owner_id: str, idempotency_key: str | None, body: _Body
 ) -> Submitted:
-    """Store, check, probe and queue one input; `checked`: its fields, if checked already."""
+    """Run a submission within the owner's job limit and its Idempotency-Key's reservation."""
     await reads.check_unfinished_limit(runtime.db, owner_id, runtime.settings.max_unfinished_jobs)
     prior = None
     if idempotency_key is not None:
         prior = await idempotency.reserve(runtime.db, owner_id, idempotency_key)
     try:
-        return await _submit(runtime, owner_id, receive, idempotency_key, prior, checked)
+        return await body(prior)
     finally:
         if idempotency_key is not None and prior is None:
             # Undone only if no job was queued: then the client may retry with the key. Made
@@ -84,6 +101,62 @@ async def submit(
             )
 
 
+def _binder(
+    owner_id: str, idempotency_key: str | None, job_id: str, digest: str
+) -> Callable[[AsyncConnection], Awaitable[None]]:
+    async def bind_key(conn: AsyncConnection) -> None:
+        if idempotency_key is not None:
+            await idempotency.bind(conn, owner_id, idempotency_key, job_id, digest)
+
+    return bind_key
+
+
+async def submit(
+    runtime: Runtime,
+    owner_id: str,
+    receive: Receiver,
+    *,
+    idempotency_key: str | None = None,
+    checked: CheckedFields | None = None,
+) -> Submitted:
+    """Store (or take), check, probe and queue one input; `checked`: its fields, if checked
+    already."""
+
+    async def body(prior: idempotency.PriorRequest | None) -> Submitted:
+        return await _submit(runtime, owner_id, receive, idempotency_key, prior, checked)
+
+    return await _keyed(runtime, owner_id, idempotency_key, body)
+
+
+async def _receive(
+    runtime: Runtime, receive: Receiver, job_id: str
+) -> tuple[StoredInput | NamedUpload, str]:
+    """What arrived, and the fingerprint of the request an Idempotency-Key stands for."""
+    try:
+        received = await receive(blobs.input_key(job_id))
+    except VidqError as exc:
+        metrics.UPLOADS.labels(outcome=exc.code).inc()
+        raise
+    if isinstance(received, NamedUpload):
+        fields = {**received.fields, "upload_id": received.upload_id}
+        return received, idempotency.request_hash(fields, None, "")
+    digest = idempotency.request_hash(received.fields, received.sent_filename, received.sha256)
+    return received, digest
+
+
+async def _take(runtime: Runtime, owner_id: str, named: NamedUpload) -> tuple[str, StoredInput]:
+    """The job id a finished resumable upload was made for, and its input as stored."""
+    upload = await resumable.take(runtime.db, owner_id, named.upload_id)
+    filename = clean_filename(upload.filename)
+    return upload.job_id, StoredInput(
+        filename=filename,
+        content_type=guess_content_type(upload.content_type, filename),
+        size_bytes=upload.length_bytes,
+        sha256=upload.sha256 or "",
+        fields=named.fields,
+    )
+
+
 async def _submit(
     runtime: Runtime,
     owner_id: str,
@@ -94,28 +167,30 @@ async def _submit(
 ) -> Submitted:
     settings = runtime.settings
     job_id = str(uuid.uuid4())
-    key = blobs.input_key(job_id)
-    try:
-        stored = await receive(key)
-    except VidqError as exc:
-        metrics.UPLOADS.labels(outcome=exc.code).inc()
-        raise
-    digest = idempotency.request_hash(stored.fields, stored.sent_filename, stored.sha256)
+    received, digest = await _receive(runtime, receive, job_id)
+    named = received if isinstance(received, NamedUpload) else None
     try:
         if prior is not None:
             replay = await _replay(runtime, owner_id, idempotency_key or "", prior, digest)
             if replay is not None:
-                await blobs.delete_input(runtime.storage, job_id)
+                if named is None:
+                    await blobs.delete_input(runtime.storage, job_id)
                 return replay
-
-        async def bind_key(conn: AsyncConnection) -> None:
-            if idempotency_key is not None:
-                await idempotency.bind(conn, owner_id, idempotency_key, job_id, digest)
-
+        if named is not None:
+            job_id, stored = await _take(runtime, owner_id, named)
+        else:
+            assert isinstance(received, StoredInput)
+            stored = received
+    except BaseException as exc:
+        if named is None:
+            await blobs.delete_input(runtime.storage, job_id)
+        metrics.UPLOADS.labels(outcome=getattr(exc, "code", "error")).inc()
+        raise
+    try:
         request = checked or await check_fields(
             stored.fields, settings, filename=stored.sent_filename
         )
-        async with runtime.storage.local_copy(key, settings.tmp_dir) as path:
+        async with runtime.storage.local_copy(blobs.input_key(job_id), settings.tmp_dir) as path:
             info = await probe(path, settings)
         check_against_input(request.options, info, sent=stored.fields.keys())
         check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
@@ -135,16 +210,66 @@ async def _submit(
                 email=request.email,
             ),
             max_unfinished=settings.max_unfinished_jobs,
-            on_insert=bind_key,
+            on_insert=_binder(owner_id, idempotency_key, job_id, digest),
         )
     except BaseException as exc:
-        await blobs.delete_input(runtime.storage, job_id)
+        if named is not None:
+            await resumable.give_back(runtime.db, named.upload_id)
+        else:
+            await blobs.delete_input(runtime.storage, job_id)
         metrics.UPLOADS.labels(outcome=getattr(exc, "code", "error")).inc()
         raise
     metrics.UPLOADS.labels(outcome="accepted").inc()
     metrics.UPLOAD_BYTES.inc(stored.size_bytes)
     await runtime.announce_queued(JobChange(job.id, owner_id))
     return Submitted(job)
+
+
+async def submit_url(
+    runtime: Runtime,
+    owner_id: str,
+    source_url: str,
+    fields: dict[str, str],
+    *,
+    idempotency_key: str | None = None,
+    checked: CheckedFields | None = None,
+) -> Submitted:
+    """Queue a job whose input a worker will fetch from `source_url` (checked here, and
+    again at every connection the worker makes); nothing is fetched now."""
+    settings = runtime.settings
+    digest = idempotency.request_hash({**fields, "source_url": source_url}, None, "")
+
+    async def body(prior: idempotency.PriorRequest | None) -> Submitted:
+        if prior is not None:
+            replay = await _replay(runtime, owner_id, idempotency_key or "", prior, digest)
+            if replay is not None:
+                return replay
+        request = checked or await check_fields(fields, settings)
+        await check_source_url(source_url, settings.address_policy)
+        job_id = str(uuid.uuid4())
+        job = await queue.submit(
+            runtime.db,
+            queue.NewJob(
+                id=job_id,
+                owner_id=owner_id,
+                input_filename=filename_from_url(source_url),
+                input_content_type=None,
+                input_size_bytes=None,
+                input_sha256=None,
+                input_info=None,
+                options=request.options.model_dump(),
+                metadata=request.metadata,
+                webhook_url=request.webhook_url,
+                email=request.email,
+                source_url=source_url,
+            ),
+            max_unfinished=settings.max_unfinished_jobs,
+            on_insert=_binder(owner_id, idempotency_key, job_id, digest),
+        )
+        await runtime.announce_queued(JobChange(job.id, owner_id))
+        return Submitted(job)
+
+    return await _keyed(runtime, owner_id, idempotency_key, body)
 
 
 async def _replay(

@@ -78,6 +78,27 @@ def _notification_view(
     }
 
 
+# What `input` shows of an imported input that has not been fetched and probed yet.
+_NOT_PROBED: dict[str, Any] = {
+    "container": None,
+    "duration_seconds": None,
+    "video": None,
+    "audio": None,
+}
+
+
+def _input_view(job: Job) -> dict[str, Any]:
+    """`input`: the file as stored and probed (for a `source_url`, null until fetched)."""
+    probed = _NOT_PROBED if job.input_info is None else MediaInfo.from_json(job.input_info).to_api()
+    return {
+        "filename": job.input_filename,
+        "size_bytes": job.input_size_bytes,
+        "content_type": job.input_content_type,
+        **probed,
+        "source_url": job.source_url,
+    }
+
+
 def job_view(
     job: Job,
     *,
@@ -111,12 +132,7 @@ def job_view(
         "started_at": rfc3339(job.started_at),
         "finished_at": rfc3339(job.finished_at),
         "processing_seconds": processing_seconds,
-        "input": {
-            "filename": job.input_filename,
-            "size_bytes": job.input_size_bytes,
-            "content_type": job.input_content_type,
-            **MediaInfo.from_json(job.input_info).to_api(),
-        },
+        "input": _input_view(job),
         "options": job.options,
         "result": result,
         "error": error,

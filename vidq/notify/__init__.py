@@ -1,1 +1,1 @@
-"""Notifications when a job ends: webhook targets, signing and delivery, email, back-off."""
+"""Notifications when a job ends: signing and delivery of webhooks, email, back-off."""

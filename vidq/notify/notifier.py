@@ -54,7 +54,7 @@ class Notifier:
         self.timeout_seconds = settings.webhook_timeout_seconds
         self.webhooks = WebhookSender(
             timeout_seconds=self.timeout_seconds,
-            allow_private=settings.webhook_allow_private,
+            policy=settings.address_policy,
         )
         self.email: EmailSender | None = None
         if settings.smtp_url:

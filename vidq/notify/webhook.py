@@ -5,7 +5,7 @@ are `webhook-id` (the outbox row's id, the same on every retry), `webhook-timest
 (this attempt's Unix time) and `webhook-signature` (`v1,` and the base64 HMAC-SHA256
 of `{id}.{timestamp}.{body}` keyed with the owner's `whsec_` secret). Redirects are
 never followed, proxies from the environment are never used, and every attempt
-connects to the address `targets` approved for it.
+connects to the address `vidq.outbound.targets` approved for it.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import httpx
 from vidq import __version__
 from vidq.errors import TargetRefused, TargetUnresolved
 from vidq.notify.outcome import AttemptOutcome, describe
-from vidq.notify.targets import resolve_webhook_target
+from vidq.outbound.targets import AddressPolicy, resolve_target
 
 SECRET_PREFIX = "whsec_"
 USER_AGENT = f"vidq/{__version__} (webhooks)"
@@ -94,9 +94,9 @@ def _outcome_of(response: httpx.Response) -> AttemptOutcome:
 class WebhookSender:
     """Delivers signed webhooks. One per process; close it when done."""
 
-    def __init__(self, *, timeout_seconds: float, allow_private: bool) -> None:
+    def __init__(self, *, timeout_seconds: float, policy: AddressPolicy) -> None:
         self.timeout_seconds = timeout_seconds
-        self.allow_private = allow_private
+        self.policy = policy
         # No keep-alive: a pooled connection is keyed by address, and a TLS session made
         # for one host name must never carry a request meant for another on the same IP.
         self._client = httpx.AsyncClient(
@@ -130,7 +130,7 @@ class WebhookSender:
     async def _send(
         self, url: str, *, msg_id: str, payload: dict[str, Any], secret: str
     ) -> AttemptOutcome:
-        target = await resolve_webhook_target(url, allow_private=self.allow_private)
+        target = await resolve_target(url, self.policy)
         body = serialize(payload)
         headers = signed_headers(secret, msg_id, int(time.time()), body)
         headers["host"] = target.host_header

@@ -6,10 +6,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from vidq.storage.base import BlobWriter, Storage
+from vidq.storage.base import Appender, AppendState, BlobWriter, Storage
 from vidq.storage.local import LocalStorage
 
-__all__ = ["BlobWriter", "LocalStorage", "Storage", "open_storage"]
+__all__ = ["AppendState", "Appender", "BlobWriter", "LocalStorage", "Storage", "open_storage"]
 
 
 def open_storage(

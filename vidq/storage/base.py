@@ -1,11 +1,15 @@
-"""The blob store interface: stream in, stream out, hand ffmpeg a local file, sign a URL."""
+"""The blob store interface: stream in, stream out, hand ffmpeg a local file, sign a URL,
+and build a blob over many requests (a resumable upload)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
+
+# A store's own record of a blob being appended to across requests (JSON, kept by the caller).
+AppendState = dict[str, Any]
 
 
 class BlobWriter(Protocol):
@@ -18,6 +22,30 @@ class BlobWriter(Protocol):
     async def commit(self) -> None: ...
 
     async def abort(self) -> None: ...
+
+
+class Appender(Protocol):
+    """One request's bytes added to a blob written over many requests (a resumable upload).
+
+    The caller records the state `save()` returns and passes it to the next request's
+    `open_appender`; until `finish()` nothing is visible under the blob's key. Any API
+    process may continue the blob: what is not yet part of it is staged in the store
+    itself, never on the disk of the process that received it.
+    """
+
+    async def write(self, chunk: bytes) -> None: ...
+
+    async def save(self) -> AppendState:
+        """Keep every byte written; the state to record for the next request."""
+        ...
+
+    async def discard(self) -> None:
+        """Drop this request's bytes: the state recorded before stays true."""
+        ...
+
+    async def finish(self) -> None:
+        """Publish everything appended (this request's bytes too) as the blob."""
+        ...
 
 
 class Storage(Protocol):
@@ -73,4 +101,19 @@ class Storage(Protocol):
 
     async def ping(self) -> None:
         """Raise if the store does not answer."""
+        ...
+
+    async def open_appender(
+        self, key: str, stage: str, state: Mapping[str, Any], size: int
+    ) -> Appender:
+        """Continue the blob `key` (nothing published yet) at `size` bytes, as `state`
+        records them; bytes not yet part of it are staged under the prefix `stage`."""
+        ...
+
+    async def tidy_stage(self, stage: str, state: Mapping[str, Any]) -> None:
+        """Remove what is staged under `stage` that `state` no longer refers to."""
+        ...
+
+    async def abort_append(self, key: str, stage: str, state: Mapping[str, Any]) -> None:
+        """Remove every byte of an unfinished appended blob (staged, or parts in a bucket)."""
         ...

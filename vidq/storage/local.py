@@ -1,20 +1,28 @@
-"""Blobs in a local directory: uploads land in a partial file and are renamed into place."""
+"""Blobs in a local directory: uploads land in a partial file and are renamed into place.
+
+A blob appended to over many requests (a resumable upload) is one file, `<stage>/data`,
+appended to in place and renamed to its key when finished.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from vidq.datadir import DIR_MODE, FILE_MODE
 from vidq.errors import Busy, StorageFull
+from vidq.storage.base import AppendState
 
 CHUNK_BYTES = 1024 * 1024
 PARTIAL_DIR = ".partial"
+STAGED_DATA = "data"
 
 
 def _check_key(key: str) -> None:
@@ -48,10 +56,7 @@ class LocalWriter:
         self.bytes_written += len(chunk)
 
     def _write_all(self, chunk: bytes) -> None:
-        view = memoryview(chunk)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        _write_all(self._fd, chunk)
 
     async def commit(self) -> None:
         os.close(self._fd)
@@ -64,6 +69,57 @@ class LocalWriter:
             os.close(self._fd)
             self._fd = -1
         self.partial.unlink(missing_ok=True)
+
+
+class LocalAppender:
+    """Appends one request's bytes to a staged file, which is renamed to the key when finished."""
+
+    def __init__(self, data: Path, final: Path, size: int) -> None:
+        data.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        self._data = data
+        self._final = final
+        self._start = size
+        self._fd = os.open(data, os.O_WRONLY | os.O_CREAT, FILE_MODE)
+        try:
+            staged = os.fstat(self._fd).st_size
+            if staged < size:
+                raise OSError(errno.EIO, f"the staged file holds {staged} bytes, not {size}")
+            # Bytes past `size` came from a request that was never recorded: not part of it.
+            os.ftruncate(self._fd, size)
+            os.lseek(self._fd, size, os.SEEK_SET)
+        except BaseException:
+            os.close(self._fd)
+            raise
+
+    async def write(self, chunk: bytes) -> None:
+        try:
+            await asyncio.to_thread(_write_all, self._fd, chunk)
+        except OSError as exc:
+            await self.discard()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+                raise StorageFull() from exc
+            raise
+
+    def _close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+    async def save(self) -> AppendState:
+        self._close()
+        return {}
+
+    async def discard(self) -> None:
+        if self._fd >= 0:
+            os.ftruncate(self._fd, self._start)
+        self._close()
+
+    async def finish(self) -> None:
+        self._close()
+        self._final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        os.replace(self._data, self._final)
+        with contextlib.suppress(OSError):
+            self._data.parent.rmdir()
 
 
 class LocalStorage:
@@ -151,6 +207,30 @@ class LocalStorage:
     async def ping(self) -> None:
         if not os.access(self.root, os.W_OK):
             raise OSError(f"storage directory is not writable: {self.root.name}")
+
+    async def open_appender(
+        self, key: str, stage: str, state: Mapping[str, Any], size: int
+    ) -> LocalAppender:
+        _check_key(key)
+        _check_key(stage)
+        return LocalAppender(self.root / stage / STAGED_DATA, self.root / key, size)
+
+    async def tidy_stage(self, stage: str, state: Mapping[str, Any]) -> None:
+        return None  # the staged file is all there is, and it is always in use
+
+    async def abort_append(self, key: str, stage: str, state: Mapping[str, Any]) -> None:
+        _check_key(stage)
+        folder = self.root / stage
+        (folder / STAGED_DATA).unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            folder.rmdir()
+
+
+def _write_all(fd: int, chunk: bytes) -> None:
+    view = memoryview(chunk)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
 
 
 def _copy_then_remove(source: Path, target: Path) -> None:

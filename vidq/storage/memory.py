@@ -8,9 +8,12 @@ writes a temporary file into the scratch directory, as the S3 backend does.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
+
+from vidq.storage.base import AppendState
 
 
 def _check_key(key: str) -> None:
@@ -37,6 +40,34 @@ class MemoryWriter:
 
     async def abort(self) -> None:
         self._chunks = []
+
+
+class MemoryAppender:
+    """Appends to a staged blob `<stage>/data`, published under the key when finished."""
+
+    def __init__(self, store: MemoryStorage, key: str, staged: str, size: int) -> None:
+        self._store = store
+        self._key = key
+        self._staged = staged
+        data = store.blobs.get(staged, (b"", 0.0))[0]
+        if len(data) < size:
+            raise OSError(f"the staged blob holds {len(data)} bytes, not {size}")
+        self._data = bytearray(data[:size])
+        self._start = size
+
+    async def write(self, chunk: bytes) -> None:
+        self._data += chunk
+
+    async def save(self) -> AppendState:
+        self._store.blobs[self._staged] = (bytes(self._data), time.time())
+        return {}
+
+    async def discard(self) -> None:
+        del self._data[self._start :]
+
+    async def finish(self) -> None:
+        self._store.blobs[self._key] = (bytes(self._data), time.time())
+        self._store.blobs.pop(self._staged, None)
 
 
 class MemoryStorage:
@@ -108,3 +139,16 @@ class MemoryStorage:
 
     async def ping(self) -> None:
         return None
+
+    async def open_appender(
+        self, key: str, stage: str, state: Mapping[str, Any], size: int
+    ) -> MemoryAppender:
+        _check_key(key)
+        _check_key(stage)
+        return MemoryAppender(self, key, f"{stage}/data", size)
+
+    async def tidy_stage(self, stage: str, state: Mapping[str, Any]) -> None:
+        return None
+
+    async def abort_append(self, key: str, stage: str, state: Mapping[str, Any]) -> None:
+        self.blobs.pop(f"{stage}/data", None)

@@ -9,6 +9,9 @@ A call that fails with a transient fault (a connection refused, reset or cut, a 
 a 5xx or SlowDown: `vidq.faults`) is made again, beyond botocore's own few retries, for up
 to `retry_seconds`, then raises StorageUnavailable. A download cut off midway resumes
 where it stopped; a listing resumes at its page.
+
+A blob appended to over many requests (a resumable upload) is a multipart upload kept
+open between them (`vidq.storage.s3_append`).
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import asyncio
 import errno
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +32,7 @@ from botocore.exceptions import ClientError
 
 from vidq.errors import StorageFull
 from vidq.faults import retry_transient
+from vidq.storage.base import Appender
 from vidq.storage.local import _check_key
 
 T = TypeVar("T")
@@ -137,16 +141,7 @@ class S3Writer:
         self._buffer.clear()
         upload_id, self._upload_id = self._upload_id, None
         if upload_id is not None:
-            try:
-                await self._call(
-                    self._client.abort_multipart_upload,
-                    Bucket=self._bucket,
-                    Key=self._key,
-                    UploadId=upload_id,
-                )
-            except ClientError as exc:
-                if not _is_missing(exc) and _error_code(exc) != "NoSuchUpload":
-                    raise
+            await _abort_multipart(self._client, self._bucket, self._key, upload_id)
 
     async def _upload_part(self, data: bytes) -> None:
         if self._upload_id is None:
@@ -173,6 +168,14 @@ class S3Writer:
             await asyncio.shield(self.abort())
             if _is_full(exc):
                 raise StorageFull() from exc
+            raise
+
+
+async def _abort_multipart(client: Any, bucket: str, name: str, upload_id: str) -> None:
+    try:
+        await _call(client.abort_multipart_upload, Bucket=bucket, Key=name, UploadId=upload_id)
+    except ClientError as exc:
+        if not _is_missing(exc) and _error_code(exc) != "NoSuchUpload":
             raise
 
 
@@ -375,3 +378,27 @@ class S3Storage:
     async def ping(self) -> None:
         # Made once: /readyz says how the bucket is now.
         await _call(self.client.head_bucket, Bucket=self.bucket)
+
+    async def open_appender(
+        self, key: str, stage: str, state: Mapping[str, Any], size: int
+    ) -> Appender:
+        from vidq.storage.s3_append import S3Appender  # it builds on this module
+
+        _check_key(stage)
+        appender = S3Appender(self, key, stage, state)
+        tail_bytes = int(state.get("tail_bytes", 0))
+        if appender._parts_bytes + tail_bytes != size:
+            raise OSError(errno.EIO, f"the recorded parts do not add up to {size} bytes")
+        await appender.load_tail(tail_bytes)
+        return appender
+
+    async def tidy_stage(self, stage: str, state: Mapping[str, Any]) -> None:
+        kept = state.get("tail")
+        stale = [key async for key, _ in self.keys(stage) if key != kept]
+        await self.delete_many(stale)
+
+    async def abort_append(self, key: str, stage: str, state: Mapping[str, Any]) -> None:
+        upload_id = state.get("multipart")
+        if upload_id:
+            await _abort_multipart(self.client, self.bucket, self._object(key), str(upload_id))
+        await self.tidy_stage(stage, {})

@@ -1,4 +1,5 @@
-"""The janitor: removes expired outputs, files no job owns, stale scratch space and old keys."""
+"""The janitor: removes expired outputs and uploads, files no job owns, stale scratch space
+and old keys."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-from vidq.jobs import blobs, idempotency, retention
+from vidq.jobs import blobs, idempotency, resumable, retention
 from vidq.jobs.runtime import STORE_OF_ANOTHER_DATABASE, Runtime
 
 log = logging.getLogger("vidq.janitor")
@@ -47,6 +48,7 @@ class Janitor:
         expired = await retention.expire_outputs(runtime.db)
         for job_id, main_key in expired:
             await blobs.delete_outputs(runtime.storage, job_id, main_key)
+        uploads = await resumable.sweep_expired(runtime)
         cutoff = time.time() - settings.orphan_grace_seconds
         orphans = await self._sweep_orphans(cutoff)
         scratch = self._sweep_scratch(cutoff)
@@ -55,6 +57,7 @@ class Janitor:
         )
         counts = {
             "expired_outputs": len(expired),
+            "expired_uploads": uploads,
             "orphans": orphans,
             "scratch": scratch,
             "keys": keys,

@@ -4,7 +4,7 @@ or a still, plus the poster and storyboard a job may ask for besides.
 `plan_outputs` turns a job's options and its probed input into `Step`s (one ffmpeg run
 each, with its share of the job's progress) inside the job's scratch folder; once every
 step has run, `OutputPlan.collect` lists the files made, with their roles and the key each
-is stored under.
+is stored under, and `describe_result` what the job's `result` says of them.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from vidq.media.command import (
     seconds_arg,
 )
 from vidq.media.info import MediaInfo
+from vidq.media.probe import probe
 
 PACKAGE_DIR = "package"
 STILLS_DIR = "stills"
@@ -263,3 +264,60 @@ def package_command(
     if options.end is not None:
         argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
     return [*argv, "file:" + str((plan.package_dir / package.MANIFEST_DASH).absolute())]
+
+
+async def describe_result(
+    plan: OutputPlan, made: list[MadeFile], settings: Settings
+) -> dict[str, object]:
+    """The job's `result` (less its links): the download, the files, the output as probed."""
+    files = [
+        {
+            "path": f.path,
+            "role": f.role,
+            "size_bytes": f.size_bytes,
+            "content_type": f.content_type,
+        }
+        for f in made
+    ]
+    document: dict[str, object] = {"files": files}
+    if plan.is_package:
+        stem = plan.main_name.rsplit(".", 1)[0]
+        document.update(
+            filename=f"{stem}.zip",
+            content_type="application/zip",
+            manifests={
+                kind: name
+                for kind, name in (
+                    ("hls", package.MANIFEST_HLS),
+                    ("dash", package.MANIFEST_DASH),
+                )
+                if any(f.path == name for f in made)
+            },
+            **plan.package_description(),
+        )
+        return document
+    main = made[0]
+    document.update(filename=main.path, size_bytes=main.size_bytes, content_type=main.content_type)
+    if plan.options.format == "jpg":
+        width, height = plan.picture or (0, 0)
+        document.update(
+            duration_seconds=None,
+            video={"codec": "mjpeg", "width": width, "height": height, "fps": None},
+            audio=None,
+        )
+        return document
+    # The output is probed out of process like any upload (a warm child, ~0.01 s), not
+    # in-process in a thread: it is not only our own bytes. `copy` puts the upload's
+    # coded stream into it unchanged, the input's metadata is carried over, and an
+    # encoder fed a hostile input could misbehave too; decoding a frame of that here
+    # could crash the server, and a thread stuck in a decoder cannot be stopped or held
+    # to a memory limit. A thread would save only the pipe round trip.
+    output_info = await probe(main.local, settings)
+    document.update(
+        {
+            k: v
+            for k, v in output_info.to_api().items()
+            if k in ("duration_seconds", "video", "audio")
+        }
+    )
+    return document

@@ -1,12 +1,20 @@
-"""One conversion in progress: its claim, what may stop it, and how far it has come."""
+"""One conversion in progress: its claim, what may stop it, and how far it has come; and
+what a worker needs from the process it runs in."""
 
 from __future__ import annotations
 
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import Protocol
 
+from vidq.config import Settings
+from vidq.db.database import Database
+from vidq.jobs.events import JobEvents
 from vidq.jobs.queue import Claim
+from vidq.jobs.subscriptions import JobChange
+from vidq.jobs.views import NotificationPayloads
+from vidq.storage import Storage
 
 # The estimate of the time left waits for this much progress and time, to have a rate.
 ETA_MIN_PERCENT = 1.0
@@ -36,3 +44,17 @@ class RunningJob:
         """The job is no longer ours (cancelled, deleted, re-leased): stop ffmpeg now."""
         self.lost = True
         self.stop.set()
+
+
+class WorkerHost(Protocol):
+    """What a worker needs from its process (a `Runtime` is one; a test may build its own)."""
+
+    settings: Settings
+    db: Database
+    storage: Storage
+    payloads: NotificationPayloads
+    wakeup: asyncio.Event
+    job_events: JobEvents
+
+    async def announce_finished(self, job_id: str, *changes: JobChange) -> None: ...
+    async def announce_changed(self, *changes: JobChange) -> None: ...

@@ -3,41 +3,41 @@
 Each running job has a heartbeat task beside its ffmpeg: it records progress, renews
 the lease and learns whether the job is still ours. If the job was cancelled, deleted
 or re-leased, the heartbeat's conditional update matches nothing and ffmpeg is stopped.
+A job whose input is still at its `source_url` first has it fetched and probed
+(`importer`), under the same lease and stopped the same way.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import shutil
 import time
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TypeVar
 
 from vidq import datadir, metrics
-from vidq.config import Settings
-from vidq.db.database import Database
 from vidq.db.models import Job
 from vidq.errors import StorageUnavailable, UnsupportedMedia
 from vidq.faults import describe, is_transient, retry_transient
 from vidq.jobs import blobs, queue
-from vidq.jobs.events import JobEvents
 from vidq.jobs.options import ResolvedOptions, output_extension
 from vidq.jobs.queue import Claim
 from vidq.jobs.states import JobStatus
 from vidq.jobs.subscriptions import JobChange
-from vidq.jobs.views import NotificationPayloads
 from vidq.media.command import job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
-from vidq.storage import Storage
+from vidq.worker.importer import InputRefused, import_unless_stopped
+from vidq.worker.lease import keep_leased, still_ours
 from vidq.worker.limits import RunLimits
-from vidq.worker.outputs import OutputPlan, Step, plan_outputs
-from vidq.worker.results import describe_result, store_outputs
-from vidq.worker.running import RunningJob
+from vidq.worker.outputs import OutputPlan, Step, describe_result, plan_outputs
+from vidq.worker.running import RunningJob, WorkerHost
+from vidq.worker.store import store_outputs
 
 log = logging.getLogger("vidq.worker")
 
@@ -46,20 +46,6 @@ T = TypeVar("T")
 OUTPUT_STEM_MAX = 200
 # The longest pause between tries while the worker's loop keeps failing.
 MAX_BACKOFF_SECONDS = 30.0
-
-
-class WorkerHost(Protocol):
-    """What a worker needs from its process (a `Runtime` is one; a test may build its own)."""
-
-    settings: Settings
-    db: Database
-    storage: Storage
-    payloads: NotificationPayloads
-    wakeup: asyncio.Event
-    job_events: JobEvents
-
-    async def announce_finished(self, job_id: str, *changes: JobChange) -> None: ...
-    async def announce_changed(self, *changes: JobChange) -> None: ...
 
 
 class Outcome(StrEnum):
@@ -168,7 +154,9 @@ class Worker:
         scratch = self.runtime.settings.tmp_dir / f"{job.id}-{claim.lease_token[:8]}"
         self.scratch = scratch
         started = time.monotonic()
-        heartbeat = asyncio.create_task(self._heartbeat(running), name=f"heartbeat-{job.id}")
+        heartbeat = asyncio.create_task(
+            keep_leased(self.runtime, running), name=f"heartbeat-{job.id}"
+        )
         metrics.CONVERSIONS_RUNNING.inc()
         outcome = Outcome.CANCELLED
         try:
@@ -254,44 +242,38 @@ class Worker:
             )  # written by a first try whose answer was lost?
         return Outcome.CANCELLED if failed is None else Outcome.FAILED
 
-    async def _heartbeat(self, running: RunningJob) -> None:
-        settings = self.runtime.settings
-        job = running.claim.job
-        recorded: tuple[float, float | None] | None = None
-        while True:
-            await asyncio.sleep(settings.heartbeat_seconds)
-            progress = (running.progress_percent, running.eta_seconds())
-            try:
-                ours = await queue.heartbeat(
-                    self.runtime.db,
-                    running.claim,
-                    progress_percent=progress[0],
-                    eta_seconds=progress[1],
-                    lease_seconds=settings.lease_seconds,
-                )
-                if ours and progress != recorded:
-                    recorded = progress
-                    await self.runtime.announce_changed(JobChange(job.id, job.owner_id))
-            except Exception:
-                log.warning(
-                    "job %s: heartbeat failed; will retry", running.claim.job.id, exc_info=True
-                )
-                continue
-            if not ours:
-                log.info(
-                    "job %s: no longer ours (cancelled, deleted or re-leased); stopping",
-                    running.claim.job.id,
-                )
-                running.abandon()
-                return
+    async def _import(self, running: RunningJob, scratch: Path) -> Outcome | None:
+        """Fetch and probe the input of a `source_url` job; None when it is ready to convert,
+        else how the job ended (a cancel, delete or shutdown stops the import at once)."""
+        claim = running.claim
+        try:
+            job = await import_unless_stopped(self.runtime, claim, scratch, running.stop)
+        except InputRefused as exc:
+            if not running.stop.is_set():
+                return await self._fail(claim, exc.code, exc.message)
+            job = None
+        if running.shutting_down and not running.lost:
+            await self._durably(lambda: queue.requeue(self.runtime.db, claim, count_attempt=False))
+            return Outcome.REQUEUED
+        if job is None or running.lost:
+            return Outcome.CANCELLED
+        running.claim = dataclasses.replace(claim, job=job)
+        # Its input is known now: clients following it see it filled in.
+        await self.runtime.announce_changed(JobChange(job.id, job.owner_id))
+        return None
 
     async def _convert(self, running: RunningJob, scratch: Path) -> Outcome:
         """Run the job's ffmpeg steps (see `outputs`), then conclude."""
         runtime, settings = self.runtime, self.runtime.settings
+        scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
+        if running.claim.job.input_info is None:
+            ended = await self._import(running, scratch)
+            if ended is not None:
+                return ended
         job = running.claim.job
+        assert job.input_info is not None and job.input_size_bytes is not None
         options = ResolvedOptions(**job.options)
         info = MediaInfo.from_json(job.input_info)
-        scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
         main_name = output_filename(job.input_filename, output_extension(options))
         async with runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path:
             plan = plan_outputs(options, info, input_path, scratch, settings, main_name=main_name)
@@ -362,7 +344,7 @@ class Worker:
             )
         # Outputs go under the job's own keys: write none unless the job is still ours (a
         # worker cut off from the database for longer than its lease may have lost it).
-        if not await self._still_ours(running):
+        if not await still_ours(runtime, running):
             return Outcome.CANCELLED
         log.info("job %s: storing its output (%s)", job.id, _attempt(claim))
         key, download_bytes = await store_outputs(runtime.storage, job.id, plan, made)
@@ -388,18 +370,3 @@ class Worker:
             # Cancelled or deleted at the last moment: the output is not wanted.
             await blobs.delete_outputs(runtime.storage, job.id, key)
         return Outcome.CANCELLED
-
-    async def _still_ours(self, running: RunningJob) -> bool:
-        """Renew the lease now; False (and the job abandoned) if it is no longer ours."""
-        settings = self.runtime.settings
-        ours = await self._durably(
-            lambda: queue.heartbeat(
-                self.runtime.db,
-                running.claim,
-                progress_percent=None,
-                lease_seconds=settings.lease_seconds,
-            )
-        )
-        if not ours:
-            running.abandon()
-        return ours
