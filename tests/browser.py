@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -74,3 +75,26 @@ def browser_page(
         finally:
             browser.close()
     assert not errors, errors
+
+
+def assert_stayed_home(requested: list[str]) -> None:
+    """No request left 127.0.0.1 (blob: and data: URLs are the page's own memory)."""
+    assert requested
+    away = [
+        url
+        for url in requested
+        if urlsplit(url).scheme not in ("blob", "data") and urlsplit(url).hostname != "127.0.0.1"
+    ]
+    assert not away, away
+
+
+def wait_playing(page: Any, selector: str = "video", past: float = 1.0) -> None:
+    """The element has data to play on (HAVE_FUTURE_DATA) and its time has moved past `past`."""
+    page.wait_for_function(
+        """([selector, past]) => {
+            const media = document.querySelector(selector);
+            return media && !media.error && media.readyState >= 3 && media.currentTime > past;
+        }""",
+        arg=[selector, past],
+        timeout=20_000,
+    )

@@ -15,12 +15,11 @@ from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
-from .browser import browser_page, require_chromium
+from .browser import assert_stayed_home, browser_page, require_chromium, wait_playing
 from .conftest import LiveServer
 from .helpers import submit_job, wait_done
 from .media_clips import make_clip
@@ -66,17 +65,6 @@ def page(chromium: Path, live_server: LiveServer, requested: list[str]) -> Itera
         yield page
 
 
-def assert_stayed_home(requested: list[str]) -> None:
-    """No request left 127.0.0.1 (blob: and data: URLs are the page's own memory)."""
-    assert requested
-    away = [
-        url
-        for url in requested
-        if urlsplit(url).scheme not in ("blob", "data") and urlsplit(url).hostname != "127.0.0.1"
-    ]
-    assert not away, away
-
-
 def convert(live_server: LiveServer, clip: Path, **options: str) -> dict[str, Any]:
     """The completed Job of `clip` converted with `options`."""
     with live_server.client() as client:
@@ -118,18 +106,6 @@ def open_blank_page(page: Any, origin: str, player_js: str) -> None:
     """The other site's blank page, with one of the players bundled in vidq loaded into it."""
     page.goto(f"{origin}/player")
     page.add_script_tag(url=player_js)
-
-
-def wait_playing(page: Any, selector: str = "video", past: float = 1.0) -> None:
-    """The element has data to play on (HAVE_FUTURE_DATA) and its time has moved past `past`."""
-    page.wait_for_function(
-        """([selector, past]) => {
-            const media = document.querySelector(selector);
-            return media && !media.error && media.readyState >= 3 && media.currentTime > past;
-        }""",
-        arg=[selector, past],
-        timeout=20_000,
-    )
 
 
 PLAY_HLS = """async (url) => {
@@ -226,7 +202,7 @@ def sign_in(page: Any, live_server: LiveServer) -> None:
     page.goto(live_server.url + "/")
     page.get_by_label("API key", exact=True).fill(live_server.key)
     page.get_by_role("button", name="Use key").click()
-    expect(page.get_by_role("button", name="Convert")).to_be_visible()
+    expect(page.get_by_role("button", name="Drop video files here")).to_be_visible()
 
 
 def row_of(page: Any, job: dict[str, Any]) -> Any:

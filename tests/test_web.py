@@ -1,8 +1,10 @@
 """The web page at `/` in a real browser (Chromium through Playwright) against a live server.
 
 One walk through the page as a user would take it: the key prompt (a wrong key, then the
-right one), an upload followed to `completed` and downloaded, a long job cancelled, a job
-deleted. Set VIDQ_TEST_SCREENSHOTS to a directory to keep the screenshots it takes.
+right one, and the key box folding away), an upload followed to `completed` and downloaded,
+a long job cancelled, a job deleted, a file that is not a video refused in its own row.
+tests/test_page_live.py follows several uploads at once through the live events. Set
+VIDQ_TEST_SCREENSHOTS to a directory to keep the screenshots it takes.
 """
 
 from __future__ import annotations
@@ -61,13 +63,13 @@ def row_of(page: Any, job_id: str) -> Any:
 
 
 def upload(page: Any, path: Path, preset: str) -> str:
-    """Choose a file and a preset, press Convert; the new job's id, once its row shows."""
+    """Choose a preset, then a file (its upload starts at once); the new job's id, once its
+    row shows."""
     from playwright.sync_api import expect
 
-    page.get_by_label("Video file").set_input_files(str(path))
     page.get_by_label("Preset").select_option(preset)
     with page.expect_response(lambda r: r.url.endswith("/convert")) as answer:
-        page.get_by_role("button", name="Convert").click()
+        page.locator("#file").set_input_files(str(path))
     response = answer.value
     assert response.status == 202, response.text()
     job_id: str = response.json()["id"]
@@ -92,7 +94,7 @@ def test_web_page(
     key = page.get_by_label("API key", exact=True)
     expect(key).to_be_visible()
     expect(key).to_be_focused()
-    expect(page.get_by_role("button", name="Convert")).to_be_hidden()
+    expect(page.get_by_role("button", name="Drop video files here")).to_be_hidden()
     screenshot(page, tmp_path / "1-key-prompt.png")
 
     key.fill("vq_not-a-real-key")
@@ -107,7 +109,12 @@ def test_web_page(
     expect(page.locator("#preset option")).to_have_count(len(presets))
     expect(page.get_by_label("Preset")).to_have_value("mp4-h264")
     expect(page.locator("#error")).to_be_empty()
-    expect(page.get_by_role("button", name="Convert")).to_be_visible()
+    # The key box folds away to a line naming the account; focus goes to the drop zone.
+    change_key = page.get_by_role("button", name="Change key")
+    expect(key).to_be_hidden()
+    expect(page.locator("#key-status")).to_have_text(f"Using the key of “{owner}”.")
+    expect(change_key).to_have_attribute("aria-expanded", "false")
+    expect(page.get_by_role("button", name="Drop video files here")).to_be_focused()
     expect(page.locator("#jobs-empty")).to_be_visible()
 
     # 2. Upload the short clip; its row follows it to completed and offers the signed link.
@@ -130,7 +137,7 @@ def test_web_page(
     # 3. Upload the long clip as VP9 and cancel it while it waits or runs.
     long_id = upload(page, long_clip, "webm-vp9")
     long_row = row_of(page, long_id)
-    # The poll shows the job start and its progress move; then it is cancelled mid-way.
+    # The live events show the job start and its progress move; then it is cancelled mid-way.
     expect(long_row.locator(".status")).to_have_text("running", timeout=20_000)
     expect(long_row.locator(".percent")).to_have_text(re.compile(r"^[1-9]\d? %$"), timeout=20_000)
     long_row.get_by_role("button", name="Cancel").click()
@@ -145,7 +152,12 @@ def test_web_page(
     expect(row_of(page, long_id).locator(".status")).to_have_text("cancelled")
     screenshot(page, tmp_path / "3-jobs.png")
 
-    # A wrong key typed while a good one is in use is refused; the page keeps the good one.
+    # The folded key box opens again; a wrong key typed while a good one is in use is
+    # refused, and the page keeps the good one.
+    expect(key).to_be_hidden()
+    change_key.click()
+    expect(change_key).to_have_attribute("aria-expanded", "true")
+    expect(key).to_be_focused()
     key.fill("vq_another-wrong-key")
     key.press("Enter")
     expect(page.get_by_role("alert")).to_contain_text(f"still uses the key of “{owner}”")
@@ -169,14 +181,15 @@ def test_web_page(
         assert client.get(f"/job/{long_id}").status_code == 404
     screenshot(page, tmp_path / "4-after-delete.png")
 
-    # A file that is not a video: refused with the reason, and no new row.
+    # A file that is not a video: refused in a row of its own, with the reason, until dismissed.
     not_video = tmp_path / "notes.mp4"
     not_video.write_bytes(b"not a video at all\n" * 64)
-    page.get_by_label("Video file").set_input_files(str(not_video))
-    page.get_by_role("button", name="Convert").click()
-    expect(page.get_by_role("alert")).to_contain_text(
-        re.compile(r"notes\.mp4 was not accepted: \w+")
-    )
+    page.locator("#file").set_input_files(str(not_video))
+    refused = page.locator("#jobs tbody tr[data-upload-id]")
+    expect(refused.locator(".status")).to_have_text("not accepted")
+    expect(refused.locator(".row-error")).to_contain_text(re.compile(r"\w+"))
+    expect(page.locator("#jobs tbody tr")).to_have_count(2)
+    refused.get_by_role("button", name="Dismiss").click()
     expect(page.locator("#jobs tbody tr")).to_have_count(1)
 
     # Forget the key: back to the prompt, nothing of the account left on the page.
@@ -184,5 +197,6 @@ def test_web_page(
     expect(key).to_be_focused()
     expect(key).to_have_value("")
     expect(page.locator("#jobs tbody tr")).to_have_count(0)
-    expect(page.get_by_role("button", name="Convert")).to_be_hidden()
+    expect(page.get_by_role("button", name="Drop video files here")).to_be_hidden()
+    expect(change_key).to_be_hidden()
     assert page.evaluate("localStorage.getItem('vidq-api-key')") is None
