@@ -20,7 +20,6 @@ from vidq.errors import BadRequest, InvalidOption, InvalidSource, UploadTooLarge
 from vidq.jobs.strict import JSONNotParsed, JSONNotStrict, parse_json
 
 MAX_JSON_BYTES = 64 * 1024
-INPUT_MEMBERS = ("source_url", "upload_id")
 
 
 @dataclass(frozen=True)

@@ -159,24 +159,20 @@ def parse_renditions(text: str) -> tuple[int, ...]:
     return sizes
 
 
-def parse_segment_seconds(text: str) -> float:
-    value = parse_seconds(text)
-    if not MIN_SEGMENT_SECONDS <= value <= MAX_SEGMENT_SECONDS:
-        raise ValueError(
-            f"must be between {MIN_SEGMENT_SECONDS:g} and {MAX_SEGMENT_SECONDS:g} seconds;"
-            f" got {value:g}"
-        )
-    return value
+def parse_seconds_between(low: float, high: float) -> Callable[[str], float]:
+    """A number of seconds from `low` to `high`."""
+
+    def parse(text: str) -> float:
+        value = parse_seconds(text)
+        if not low <= value <= high:
+            raise ValueError(f"must be between {low:g} and {high:g} seconds; got {value:g}")
+        return value
+
+    return parse
 
 
-def parse_storyboard_interval(text: str) -> float:
-    value = parse_seconds(text)
-    if not MIN_STORYBOARD_INTERVAL <= value <= MAX_STORYBOARD_INTERVAL:
-        raise ValueError(
-            f"must be between {MIN_STORYBOARD_INTERVAL:g} and {MAX_STORYBOARD_INTERVAL:g}"
-            f" seconds; got {value:g}"
-        )
-    return value
+parse_segment_seconds = parse_seconds_between(MIN_SEGMENT_SECONDS, MAX_SEGMENT_SECONDS)
+parse_storyboard_interval = parse_seconds_between(MIN_STORYBOARD_INTERVAL, MAX_STORYBOARD_INTERVAL)
 
 
 class FieldErrors:
