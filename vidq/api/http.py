@@ -138,3 +138,33 @@ async def presigned_redirect(
     if url is None:
         return None
     return Response(status_code=302, headers={**(headers or {}), "Location": url})
+
+
+async def blob_answer(
+    request: Request,
+    storage: Storage,
+    key: str,
+    *,
+    media_type: str,
+    expires_at: datetime | None,
+    redirect: bool,
+    disposition: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A stored blob: with `redirect`, a `302` to the store itself where it can make one
+    (a bucket), else the bytes from here (`stored_response`)."""
+    answer = {**(headers or {})}
+    if disposition is not None:
+        answer["Content-Disposition"] = disposition
+    if redirect:
+        moved = await presigned_redirect(
+            storage,
+            key,
+            expires_at=expires_at,
+            media_type=media_type,
+            disposition=disposition,
+            headers=headers,
+        )
+        if moved is not None:
+            return moved
+    return await stored_response(request, storage, key, media_type=media_type, headers=answer)

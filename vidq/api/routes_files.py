@@ -15,7 +15,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Request, Response
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
-from vidq.api.http import presigned_redirect, stored_response
+from vidq.api.http import blob_answer
 from vidq.api.problems import problem
 from vidq.api.schemas import problem_responses
 from vidq.errors import VidqError
@@ -43,18 +43,14 @@ _PREFLIGHT_HEADERS = {
 async def _file_response(
     request: Request, runtime: Runtime, file: StoredFile, headers: dict[str, str]
 ) -> Response:
-    if file.redirectable and runtime.settings.s3_redirect_downloads:
-        redirect = await presigned_redirect(
-            runtime.storage,
-            file.key,
-            expires_at=file.expires_at,
-            media_type=file.content_type,
-            headers=headers,
-        )
-        if redirect is not None:
-            return redirect
-    return await stored_response(
-        request, runtime.storage, file.key, media_type=file.content_type, headers=headers
+    return await blob_answer(
+        request,
+        runtime.storage,
+        file.key,
+        media_type=file.content_type,
+        expires_at=file.expires_at,
+        redirect=file.redirectable and runtime.settings.s3_redirect_downloads,
+        headers=headers,
     )
 
 

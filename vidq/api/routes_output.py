@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Request, Response
 
 from vidq.api.auth import OptionalAccount, RuntimeDep
-from vidq.api.http import content_disposition, presigned_redirect, stored_response
+from vidq.api.http import blob_answer, content_disposition
 from vidq.api.schemas import problem_responses
 from vidq.jobs import service
 
@@ -37,23 +37,14 @@ async def download_output(
         expires=expires,
         signature=signature,
     )
-    disposition = content_disposition(output.filename)
-    if runtime.settings.s3_redirect_downloads:
-        redirect = await presigned_redirect(
-            runtime.storage,
-            output.key,
-            expires_at=output.expires_at,
-            media_type=output.content_type,
-            disposition=disposition,
-        )
-        if redirect is not None:
-            return redirect
-    return await stored_response(
+    return await blob_answer(
         request,
         runtime.storage,
         output.key,
         media_type=output.content_type,
-        headers={"Content-Disposition": disposition},
+        expires_at=output.expires_at,
+        redirect=runtime.settings.s3_redirect_downloads,
+        disposition=content_disposition(output.filename),
     )
 
 

@@ -12,6 +12,36 @@ from typing import Any, Protocol
 AppendState = dict[str, Any]
 
 
+def check_key(key: str) -> None:
+    """Raise ValueError for a key that could leave the store (empty, absolute, `..`)."""
+    if not key or key.startswith("/") or ".." in key.split("/"):
+        raise ValueError(f"invalid storage key {key!r}")
+
+
+class ServedByTheApi:
+    """What a store whose bytes the API serves itself has in common (a local directory,
+    memory): no presigned URLs, and deleting many keys is deleting each."""
+
+    async def delete(self, key: str) -> None:
+        raise NotImplementedError
+
+    async def delete_many(self, keys: Sequence[str]) -> None:
+        """Remove each of `keys`; no error for those already gone."""
+        for key in keys:
+            await self.delete(key)
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires_seconds: int,
+        *,
+        content_type: str | None = None,
+        disposition: str | None = None,
+    ) -> str | None:
+        """None: clients fetch these bytes through the API."""
+        return None
+
+
 class BlobWriter(Protocol):
     """An upload in progress: bytes go in as they arrive; nothing is visible until commit."""
 

@@ -11,23 +11,18 @@ import contextlib
 import errno
 import os
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from vidq.datadir import DIR_MODE, FILE_MODE
 from vidq.errors import Busy, StorageFull
-from vidq.storage.base import AppendState
+from vidq.storage.base import AppendState, ServedByTheApi, check_key
 
 CHUNK_BYTES = 1024 * 1024
 PARTIAL_DIR = ".partial"
 STAGED_DATA = "data"
-
-
-def _check_key(key: str) -> None:
-    if not key or key.startswith("/") or ".." in key.split("/"):
-        raise ValueError(f"invalid storage key {key!r}")
 
 
 class LocalWriter:
@@ -122,7 +117,7 @@ class LocalAppender:
             self._data.parent.rmdir()
 
 
-class LocalStorage:
+class LocalStorage(ServedByTheApi):
     """A directory of blobs, addressed by relative keys such as `inputs/<job>`."""
 
     def __init__(self, root: Path) -> None:
@@ -130,19 +125,19 @@ class LocalStorage:
         self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
 
     def writer(self, key: str) -> LocalWriter:
-        _check_key(key)
+        check_key(key)
         return LocalWriter(self.root, key)
 
     @asynccontextmanager
     async def local_copy(self, key: str, scratch_dir: Path) -> AsyncIterator[Path]:
-        _check_key(key)
+        check_key(key)
         path = self.root / key
         if not path.is_file():
             raise FileNotFoundError(key)
         yield path
 
     async def put_file(self, key: str, path: Path) -> None:
-        _check_key(key)
+        check_key(key)
         final = self.root / key
         final.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         os.chmod(path, FILE_MODE)  # a file ffmpeg made: private whatever the umask
@@ -154,11 +149,11 @@ class LocalStorage:
             await asyncio.to_thread(_copy_then_remove, path, final)
 
     def local_path(self, key: str) -> Path | None:
-        _check_key(key)
+        check_key(key)
         return self.root / key
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        _check_key(key)
+        check_key(key)
         with open(self.root / key, "rb") as handle:  # noqa: ASYNC230 - chunked reads below go to a thread
             handle.seek(start)
             remaining = None if end is None else end - start + 1
@@ -172,29 +167,15 @@ class LocalStorage:
                 yield chunk
 
     async def size(self, key: str) -> int | None:
-        _check_key(key)
+        check_key(key)
         try:
             return (self.root / key).stat().st_size
         except FileNotFoundError:
             return None
 
     async def delete(self, key: str) -> None:
-        _check_key(key)
+        check_key(key)
         (self.root / key).unlink(missing_ok=True)
-
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            await self.delete(key)
-
-    async def presigned_url(
-        self,
-        key: str,
-        expires_seconds: int,
-        *,
-        content_type: str | None = None,
-        disposition: str | None = None,
-    ) -> str | None:
-        return None  # the API serves these bytes itself
 
     async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
         base = self.root / prefix
@@ -211,15 +192,15 @@ class LocalStorage:
     async def open_appender(
         self, key: str, stage: str, state: Mapping[str, Any], size: int
     ) -> LocalAppender:
-        _check_key(key)
-        _check_key(stage)
+        check_key(key)
+        check_key(stage)
         return LocalAppender(self.root / stage / STAGED_DATA, self.root / key, size)
 
     async def tidy_stage(self, stage: str, state: Mapping[str, Any]) -> None:
         return None  # the staged file is all there is, and it is always in use
 
     async def abort_append(self, key: str, stage: str, state: Mapping[str, Any]) -> None:
-        _check_key(stage)
+        check_key(stage)
         folder = self.root / stage
         (folder / STAGED_DATA).unlink(missing_ok=True)
         with contextlib.suppress(OSError):

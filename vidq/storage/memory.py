@@ -8,17 +8,12 @@ writes a temporary file into the scratch directory, as the S3 backend does.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from vidq.storage.base import AppendState
-
-
-def _check_key(key: str) -> None:
-    if not key or key.startswith("/") or ".." in key.split("/"):
-        raise ValueError(f"invalid storage key {key!r}")
+from vidq.storage.base import AppendState, ServedByTheApi, check_key
 
 
 class MemoryWriter:
@@ -70,19 +65,19 @@ class MemoryAppender:
         self._store.blobs.pop(self._staged, None)
 
 
-class MemoryStorage:
+class MemoryStorage(ServedByTheApi):
     """A dict of key -> (bytes, modification time)."""
 
     def __init__(self) -> None:
         self.blobs: dict[str, tuple[bytes, float]] = {}
 
     def writer(self, key: str) -> MemoryWriter:
-        _check_key(key)
+        check_key(key)
         return MemoryWriter(self, key)
 
     @asynccontextmanager
     async def local_copy(self, key: str, scratch_dir: Path) -> AsyncIterator[Path]:
-        _check_key(key)
+        check_key(key)
         if key not in self.blobs:
             raise FileNotFoundError(key)
         scratch_dir.mkdir(parents=True, exist_ok=True)
@@ -94,7 +89,7 @@ class MemoryStorage:
             path.unlink(missing_ok=True)
 
     async def put_file(self, key: str, path: Path) -> None:
-        _check_key(key)
+        check_key(key)
         self.blobs[key] = (path.read_bytes(), time.time())
         path.unlink()
 
@@ -102,34 +97,20 @@ class MemoryStorage:
         return None
 
     async def read(self, key: str, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
-        _check_key(key)
+        check_key(key)
         if key not in self.blobs:
             raise FileNotFoundError(key)
         data = self.blobs[key][0]
         yield data[start : None if end is None else end + 1]
 
     async def size(self, key: str) -> int | None:
-        _check_key(key)
+        check_key(key)
         blob = self.blobs.get(key)
         return None if blob is None else len(blob[0])
 
     async def delete(self, key: str) -> None:
-        _check_key(key)
+        check_key(key)
         self.blobs.pop(key, None)
-
-    async def delete_many(self, keys: Sequence[str]) -> None:
-        for key in keys:
-            await self.delete(key)
-
-    async def presigned_url(
-        self,
-        key: str,
-        expires_seconds: int,
-        *,
-        content_type: str | None = None,
-        disposition: str | None = None,
-    ) -> str | None:
-        return None  # the API serves these bytes itself
 
     async def keys(self, prefix: str) -> AsyncIterator[tuple[str, float]]:
         folder = prefix.strip("/") + "/"
@@ -143,8 +124,8 @@ class MemoryStorage:
     async def open_appender(
         self, key: str, stage: str, state: Mapping[str, Any], size: int
     ) -> MemoryAppender:
-        _check_key(key)
-        _check_key(stage)
+        check_key(key)
+        check_key(stage)
         return MemoryAppender(self, key, f"{stage}/data", size)
 
     async def tidy_stage(self, stage: str, state: Mapping[str, Any]) -> None:

@@ -32,8 +32,7 @@ from botocore.exceptions import ClientError
 
 from vidq.errors import StorageFull
 from vidq.faults import retry_transient
-from vidq.storage.base import Appender
-from vidq.storage.local import _check_key
+from vidq.storage.base import Appender, check_key
 
 T = TypeVar("T")
 
@@ -226,7 +225,7 @@ class S3Storage:
         )
 
     def _object(self, key: str) -> str:
-        _check_key(key)
+        check_key(key)
         return self.prefix + key
 
     def writer(self, key: str) -> S3Writer:
@@ -384,7 +383,7 @@ class S3Storage:
     ) -> Appender:
         from vidq.storage.s3_append import S3Appender  # it builds on this module
 
-        _check_key(stage)
+        check_key(stage)
         appender = S3Appender(self, key, stage, state)
         tail_bytes = int(state.get("tail_bytes", 0))
         if appender._parts_bytes + tail_bytes != size:
