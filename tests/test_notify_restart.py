@@ -107,7 +107,10 @@ def test_delivery_in_flight_survives_kill_9(tmp_path: Path, clip: Path) -> None:
         ):
             before = _job(client, job_id)
             assert before["status"] == "completed"
-            assert before["notifications"]["webhook"]["status"] == "pending"
+            # The delivery cut short by the kill was never recorded: it is redelivered (its
+            # status may already read delivered, the restarted notifier is quick), and the
+            # two tries below count as two attempts of the same event.
+            assert before["notifications"]["webhook"]["status"] in ("pending", "delivered")
             wait_for(lambda: len(receiver.received) >= 2, timeout=20)
             wait_for(
                 lambda: _job(client, job_id)["notifications"]["webhook"]["status"] == "delivered"
