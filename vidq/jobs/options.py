@@ -23,27 +23,20 @@ Resolution rules, in order:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
-import pydantic
-
+# Re-exported: the options themselves, defined beside their parsers.
+from vidq.jobs.option_fields import MAX_STORYBOARD_TILES as MAX_STORYBOARD_TILES
+from vidq.jobs.option_fields import OPTION_FIELDS as OPTION_FIELDS
+from vidq.jobs.option_fields import PARSERS
+from vidq.jobs.option_fields import PRESET_ONLY_FIELDS as PRESET_ONLY_FIELDS
+from vidq.jobs.option_fields import ResolvedOptions as ResolvedOptions
 from vidq.jobs.option_values import (
     FieldErrors,
     format_bitrate,
     one_of,
-    parse_audio_bitrate,
     parse_bitrate,
-    parse_bool,
-    parse_choice,
-    parse_fps,
-    parse_int,
-    parse_renditions,
-    parse_seconds,
-    parse_segment_seconds,
-    parse_storyboard_interval,
-    parse_video_bitrate,
-    parse_video_codec,
 )
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
 from vidq.media.formats import (
@@ -59,10 +52,6 @@ from vidq.media.formats import (
     GIF_CODEC,
     GIF_DEFAULT_FPS,
     GIF_MAX_FPS,
-    MAX_HEIGHT,
-    MAX_WIDTH,
-    MIN_HEIGHT,
-    MIN_WIDTH,
     PACKAGE_FORMATS,
     STILL_CODEC,
     VIDEO_ENCODERS,
@@ -76,69 +65,12 @@ from vidq.media.formats import AUDIO_CODECS as AUDIO_CODECS
 from vidq.media.formats import FORMATS as FORMATS
 from vidq.media.formats import VIDEO_CODECS as VIDEO_CODECS
 
-MAX_STORYBOARD_TILES = 1000
-
-
-class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
-    """Every conversion option with its final value; None where it does not apply."""
-
-    preset: str
-    format: str
-    video_codec: str
-    audio_codec: str
-    width: int | None
-    height: int | None
-    upscale: bool
-    crf: int | None
-    video_bitrate: str | None
-    audio_bitrate: str | None
-    fps: float | None
-    start: float | None
-    end: float | None
-    # Streaming packages (hls, dash, cmaf) and stills; defaults for jobs stored before them.
-    renditions: tuple[int, ...] | None = None
-    segment_seconds: float | None = None
-    poster: bool = False
-    poster_at: float | None = None
-    storyboard: bool = False
-    storyboard_interval: float | None = None
-    short_side: int | None = None  # from a preset only (mp4-h264-720p): the short side's size
-
-
-PRESET_ONLY_FIELDS = ("short_side",)  # set by presets; a client cannot send them
-# The options a client may send: one for each other field of ResolvedOptions, in its order.
-OPTION_FIELDS = tuple(f for f in ResolvedOptions.model_fields if f not in PRESET_ONLY_FIELDS)
-
-
-_PARSERS: dict[str, Callable[[str], Any]] = {
-    "preset": parse_choice(tuple(PRESETS)),
-    "format": parse_choice(FORMATS),
-    "video_codec": parse_video_codec,
-    "audio_codec": parse_choice(AUDIO_CODECS),
-    "width": parse_int(MIN_WIDTH, MAX_WIDTH),
-    "height": parse_int(MIN_HEIGHT, MAX_HEIGHT),
-    "upscale": parse_bool,
-    "crf": parse_int(0, max(high for _, high in CRF_RANGES.values())),
-    "video_bitrate": parse_video_bitrate,
-    "audio_bitrate": parse_audio_bitrate,
-    "fps": parse_fps,
-    "start": parse_seconds,
-    "end": parse_seconds,
-    "renditions": parse_renditions,
-    "segment_seconds": parse_segment_seconds,
-    "poster": parse_bool,
-    "poster_at": parse_seconds,
-    "storyboard": parse_bool,
-    "storyboard_interval": parse_storyboard_interval,
-}
-assert tuple(_PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"
-
 
 def _parse_raw(raw: Mapping[str, str], errors: FieldErrors) -> dict[str, Any]:
     """Each explicitly given option, parsed to its type; empty strings count as not given."""
     given: dict[str, Any] = {}
     for name, text in raw.items():
-        parser = _PARSERS.get(name)
+        parser = PARSERS.get(name)
         if parser is None:
             errors.add(name, f"unknown option; the options are {one_of(OPTION_FIELDS)}")
             continue
