@@ -56,6 +56,8 @@ def clean_subtitles(data: bytes) -> tuple[str, str]:
         kind = autodetect_format(text)
     except Exception:  # pysubs2 raises its own errors for what it cannot place
         kind = None
+    if kind is None and text.lstrip().lower().startswith("[script info]"):
+        kind = "ass"  # an ASS file without styles, which pysubs2 does not recognise alone
     if kind not in SOURCE_FORMATS:
         raise _refuse(f"are not an SRT, WebVTT or ASS file ({kind or 'unknown format'})")
     try:
@@ -89,6 +91,10 @@ def _sanitize(subs: pysubs2.SSAFile) -> None:
     subs.fonts_opaque = {}
     subs.graphics_opaque = {}
     subs.aegisub_project = {}
+    subs.styles.setdefault("Default", pysubs2.SSAStyle())
+    for event in cues:  # a cue of an unknown style would be drawn with libass's own font
+        if event.style not in subs.styles:
+            event.style = "Default"
     for style in subs.styles.values():
         style.fontname = FONT_FAMILY
         style.fontsize = min(max(style.fontsize, 1.0), MAX_FONT_SIZE)
