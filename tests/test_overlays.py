@@ -356,3 +356,45 @@ def test_subtitles_are_rewritten_with_the_shipped_font() -> None:
         clean_subtitles(b"WEBVTT\n\n")  # no cue
     with pytest.raises(UnsupportedMedia):
         clean_subtitles(b"1\n00:00:00,000 --> 00:00:01,000\n" + b"x" * 3000 + b"\n")
+
+
+# -- the options' rules -------------------------------------------------------------------
+
+
+def _errors(fields: dict[str, str], attached: tuple[str, ...] = ()) -> dict[str, str]:
+    options, errors = attachment_fields(fields, attached)
+    try:
+        resolve_options(options)
+    except InvalidOption as exc:
+        errors += exc.errors
+    return {e["field"]: e["message"] for e in errors}
+
+
+@pytest.mark.parametrize(
+    ("fields", "attached", "field", "fragment"),
+    [
+        ({"watermark_scale": "0.3"}, (), "watermark_scale", "only with a watermark"),
+        ({"subtitles_mode": "track"}, (), "subtitles_mode", "only with subtitles"),
+        ({"format": "m4a"}, ("watermark",), "watermark", "no moving picture"),
+        ({"video_codec": "copy"}, ("watermark",), "watermark", "video_codec=copy"),
+        ({"video_codec": "copy"}, ("subtitles",), "subtitles", "cannot be burned in"),
+        ({"format": "dash", "subtitles_mode": "track"}, ("subtitles",), "subtitles_mode",
+         "holds no subtitle track"),
+        ({"subtitles": "x"}, (), "subtitles", "multipart part `subtitles`"),
+    ],
+)  # fmt: skip
+def test_overlay_option_rules(
+    fields: dict[str, str], attached: tuple[str, ...], field: str, fragment: str
+) -> None:
+    errors = _errors(fields, attached)
+    assert fragment in errors[field], errors
+
+
+def test_overlay_defaults_apply_only_with_the_part() -> None:
+    plain = resolve_options({})
+    assert (plain.watermark, plain.watermark_position, plain.subtitles_mode) == (False, None, None)
+    options, errors = attachment_fields(
+        {"subtitles_upload_id": "0" * 8 + "-0000-0000-0000-" + "0" * 12}, ()
+    )
+    both = resolve_options({**options, "video_codec": "copy", "subtitles_mode": "track"})
+    assert not errors and both.subtitles and both.subtitles_mode == "track"  # a track: copy is fine
