@@ -13,7 +13,9 @@ import av
 import httpx
 import pytest
 
-from vidq.errors import UnsupportedMedia
+from vidq.errors import InvalidOption, UnsupportedMedia
+from vidq.jobs.options import resolve_options
+from vidq.jobs.overlays import attachment_fields
 from vidq.media.subtitle_files import FONT_FAMILY, clean_subtitles
 
 from .conftest import LiveServer, make_settings, running_server
