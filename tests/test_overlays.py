@@ -4,6 +4,7 @@ and the overlay parts' hostile-input rules."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,11 +17,15 @@ import pytest
 from vidq.errors import InvalidOption, UnsupportedMedia
 from vidq.jobs.options import resolve_options
 from vidq.jobs.overlays import attachment_fields
-from vidq.media.subtitle_files import FONT_FAMILY, clean_subtitles
+from vidq.media.command import build_command
+from vidq.media.ffmpeg import run_ffmpeg
+from vidq.media.overlay_filters import OverlayFiles
+from vidq.media.probe import probe
+from vidq.media.subtitle_files import FONT_FAMILY, clean_subtitles, job_subtitles
 
 from .conftest import LiveServer, make_settings, running_server
 from .helpers import assert_problem, stored_blobs, wait_done
-from .media_clips import ffmpeg
+from .media_clips import FFMPEG, ffmpeg
 
 WIDTH, HEIGHT = 320, 180
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -290,6 +295,13 @@ ASS_WITH_FONT = (
         ({"watermark": ("w.png", b"")}, {"format": "mp3"}, 422, "invalid_option", "watermark"),
         ({}, {"watermark_upload_id": "not-an-id"}, 422, "invalid_option",
          "watermark_upload_id"),
+        ({"watermark": ("w.png", b"#EXTM3U\n#EXTINF:1,\nfile:///etc/passwd\n")}, {}, 422,
+         "unsupported_media", "watermark"),
+        ({"subtitles": ("s.ass", ASS_WITH_FONT.replace("[Fonts]", "[Graphics]").encode())}, {},
+         422, "unsupported_media", "subtitles"),
+        ({"watermark": ("w.png", b"\x89PNG")},
+         {"watermark_upload_id": "00000000-0000-0000-0000-000000000000"}, 422,
+         "invalid_option", "watermark_upload_id"),
     ],
 )  # fmt: skip
 def test_bad_parts_are_refused_and_nothing_is_kept(
@@ -400,3 +412,91 @@ def test_overlay_defaults_apply_only_with_the_part() -> None:
     )
     both = resolve_options({**options, "video_codec": "copy", "subtitles_mode": "track"})
     assert not errors and both.subtitles and both.subtitles_mode == "track"  # a track: copy is fine
+
+
+# -- the command, format by format --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fmt", "codecs"), [("mkv", ("ass", "ssa")), ("webm", ("webvtt",)), ("mov", ("mov_text",))]
+)
+async def test_soft_track_in_each_container(
+    media: Path, tmp_path: Path, fmt: str, codecs: tuple[str, ...]
+) -> None:
+    settings = make_settings(tmp_path)
+    stored = tmp_path / "stored.ass"
+    stored.write_text(clean_subtitles(SRT.encode())[0])
+    subtitles = job_subtitles(stored, tmp_path / "job.ass", start=None)
+    options = resolve_options(
+        {**attachment_fields({"format": fmt, "subtitles_mode": "track"}, ("subtitles",))[0]}
+    )
+    files = OverlayFiles(subtitles=subtitles, burn_subtitles=False)
+    output = tmp_path / f"out.{fmt}"
+    info = await probe(media / "grey.mp4", settings)
+    argv = build_command(FFMPEG, media / "grey.mp4", output, options, info, settings, files)
+    result = await run_ffmpeg(
+        argv,
+        settings=settings,
+        on_progress=lambda _: None,
+        stop=asyncio.Event(),
+        timeout_seconds=60,
+        stall_seconds=30,
+        max_output_bytes=10 * 1024 * 1024,
+    )
+    assert result.returncode == 0, result.stderr_tail
+    with av.open(str(output)) as container:
+        (track,) = container.streams.subtitles
+        assert track.codec_context.name in codecs
+        texts = b"".join(bytes(p) for p in container.demux(track) if p.size)
+    assert b"HELLO WORLD" in texts
+
+
+async def test_watermark_on_a_gif(media: Path, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    options = resolve_options(
+        {
+            **attachment_fields(
+                {"format": "gif", "watermark_position": "top-left"}, ("watermark",)
+            )[0]
+        }
+    )
+    files = OverlayFiles(watermark=media / "red.png")
+    output = tmp_path / "out.gif"
+    info = await probe(media / "grey.mp4", settings)
+    argv = build_command(FFMPEG, media / "grey.mp4", output, options, info, settings, files)
+    assert "-filter_complex" in argv and "paletteuse" in argv[argv.index("-filter_complex") + 1]
+    result = await run_ffmpeg(
+        argv,
+        settings=settings,
+        on_progress=lambda _: None,
+        stop=asyncio.Event(),
+        timeout_seconds=60,
+        stall_seconds=30,
+        max_output_bytes=10 * 1024 * 1024,
+    )
+    assert result.returncode == 0, result.stderr_tail
+    red, green, _ = rgb_at(output, 6 + 10, 6 + 10, index=3)
+    assert red > 200 and green < 60
+
+
+def test_watermark_in_every_rendition_of_a_package(client: httpx.Client, media: Path) -> None:
+    png = ("red.png", (media / "red.png").read_bytes())
+    job = finished(
+        client,
+        convert(client, media / "grey.mp4", {"watermark": png}, format="hls", renditions="180,90"),
+    )
+    paths = [f["path"] for f in job["result"]["files"]]
+    for name, width, height in (("180p", 320, 180), ("90p", 160, 90)):
+        init = client.get(f"/job/{job['id']}/files/{name}/init.mp4").content
+        segment = next(p for p in paths if p.startswith(f"{name}/seg_"))
+        data = init + client.get(f"/job/{job['id']}/files/{segment}").content
+        path = Path(os.environ.get("TMPDIR", "/tmp")) / f"vidq-test-{job['id']}-{name}.mp4"
+        path.write_bytes(data)
+        try:
+            # 15 % of the width, 2 % margin, at the rendition's own scale.
+            red, green, _ = rgb_at(
+                path, width - round(0.02 * width) - 4, height - 4 - round(0.02 * width), index=2
+            )
+        finally:
+            path.unlink()
+        assert red > 180 and green < 80, (name, red, green)

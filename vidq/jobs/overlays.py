@@ -64,7 +64,11 @@ def attachment_fields(
     for role in ROLES:
         if role in fields:
             errors.append({"field": role, "message": _send_as_part(role)})
-        if role in attached or fields.get(f"{role}_upload_id"):
+        named = bool(fields.get(f"{role}_upload_id"))
+        if role in attached and named:
+            message = f"send either the part `{role}` or {role}_upload_id, not both"
+            errors.append({"field": f"{role}_upload_id", "message": message})
+        if role in attached or named:
             options[role] = "true"
     return options, errors
 
