@@ -22,6 +22,7 @@ from vidq.media.ffmpeg import run_ffmpeg
 from vidq.media.overlay_filters import OverlayFiles
 from vidq.media.probe import probe
 from vidq.media.subtitle_files import FONT_FAMILY, clean_subtitles, job_subtitles
+from vidq.media.watermark_image import check_watermark
 
 from .conftest import LiveServer, make_settings, running_server
 from .helpers import assert_problem, stored_blobs, wait_done
@@ -500,3 +501,22 @@ def test_watermark_in_every_rendition_of_a_package(client: httpx.Client, media: 
         finally:
             path.unlink()
         assert red > 180 and green < 80, (name, red, green)
+
+
+async def test_only_a_single_still_png_is_a_watermark(media: Path, tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    png = (media / "red.png").read_bytes()
+    assert (await check_watermark(media / "red.png", settings)).kind == "png"
+    twice = tmp_path / "twice.png"
+    twice.write_bytes(png + png)
+    with pytest.raises(UnsupportedMedia, match="more than one image"):
+        await check_watermark(twice, settings)
+    animated = tmp_path / "animated.png"
+    ffmpeg("-f", "lavfi", "-i", "color=c=red:s=16x16:d=0.2", "-f", "apng", str(animated))
+    with pytest.raises(UnsupportedMedia):  # not a PNG the still-image readers take
+        await check_watermark(animated, settings)
+    ihdr_end = 8 + 12 + 13
+    fake = tmp_path / "actl.png"
+    fake.write_bytes(png[:ihdr_end] + b"\x00\x00\x00\x08acTL" + b"\x00" * 12 + png[ihdr_end:])
+    with pytest.raises(UnsupportedMedia, match="animated"):
+        await check_watermark(fake, settings)

@@ -145,7 +145,8 @@ def overlay_graph(
         x, y = _position(options.watermark_position or "bottom-right", margin)
         opacity = 1.0 if options.watermark_opacity is None else options.watermark_opacity
         graph.append(
-            f"[1:v]scale={mark_width}:-1:flags=bicubic,format=rgba,"
+            # One frame only, whatever else the file might hold; overlay repeats it.
+            f"[1:v]trim=end_frame=1,scale={mark_width}:-1:flags=bicubic,format=rgba,"
             f"colorchannelmixer=aa={opacity:.4f}[mark]"
         )
         inputs += "[mark]"

@@ -20,6 +20,7 @@ from vidq.media.probe import _run_child
 IMAGE_DEMUXERS = ("image2", "jpeg_pipe", "png_pipe")
 IMAGE_CODECS = {"png": "png", "mjpeg": "jpeg"}
 MAX_WATERMARK_SIDE = 4096
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,7 @@ async def check_watermark(path: Path, settings: Settings) -> WatermarkImage:
         raise _refuse(f"could not be read: {exc.detail}") from None
     if not answer.get("ok"):
         reason = str(answer.get("reason") or "it could not be read")
+        reason = reason.rstrip(".")
         raise _refuse(f"is not a PNG or JPEG image this server accepts: {reason}")
     info = MediaInfo.from_json(answer["info"])
     video = info.video
@@ -65,8 +67,27 @@ async def check_watermark(path: Path, settings: Settings) -> WatermarkImage:
     kind = IMAGE_CODECS.get(video.codec)
     if kind is None:
         raise _refuse(f"is a {video.codec} image; send a PNG or JPEG")
+    if kind == "png":
+        _check_one_png(path.read_bytes())
     if max(video.width, video.height) > MAX_WATERMARK_SIDE:
         raise _refuse(
             f"is {video.width}x{video.height} pixels; at most {MAX_WATERMARK_SIDE} a side"
         )
     return WatermarkImage(info.demuxer, kind, video.width, video.height)
+
+
+def _check_one_png(data: bytes) -> None:
+    """Refuse a PNG that is animated (APNG) or followed by more images: the PNG reader
+    would give them all to ffmpeg as frames. Walks the chunks to the first IEND."""
+    offset = len(_PNG_SIGNATURE)
+    while offset + 12 <= len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        offset += 12 + length
+        if kind == b"acTL":
+            raise _refuse("is an animated PNG; send a still")
+        if kind == b"IEND":
+            if data[offset:].strip(b"\x00"):
+                raise _refuse("holds more than one image")
+            return
+    raise _refuse("is a PNG cut short")
