@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from vidq.errors import InvalidOption, UnsupportedMedia
+from vidq.jobs.blobs import PART_ROLES, BlobOwner, owner_of, part_key
 from vidq.jobs.options import resolve_options
 from vidq.jobs.overlays import attachment_fields
 from vidq.media.command import build_command
@@ -520,3 +521,13 @@ async def test_only_a_single_still_png_is_a_watermark(media: Path, tmp_path: Pat
     fake.write_bytes(png[:ihdr_end] + b"\x00\x00\x00\x08acTL" + b"\x00" * 12 + png[ihdr_end:])
     with pytest.raises(UnsupportedMedia, match="animated"):
         await check_watermark(fake, settings)
+
+
+def test_parts_are_owned_with_the_input() -> None:
+    """Retention and the janitor see a part as the job's input: kept while the job is
+    unfinished, swept with the input after."""
+    job_id = "8a6e0804-2bd0-4672-b79d-d97027f9071a"
+    for role in PART_ROLES:
+        assert owner_of(part_key(job_id, role)) == BlobOwner(job_id, "input")
+    with pytest.raises(ValueError):
+        part_key(job_id, "../x")
