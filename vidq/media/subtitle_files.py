@@ -18,7 +18,7 @@ from pysubs2.formats import autodetect_format
 
 from vidq.errors import UnsupportedMedia
 
-FONTS_DIR = Path(__file__).with_name("fonts")
+FONTS_DIR = Path(__file__).with_name("fonts") / "ttf"  # only fonts: libass loads every file
 FONT_FAMILY = "DejaVu Sans"
 SOURCE_FORMATS = ("srt", "vtt", "ass", "ssa")
 MAX_CUES = 20_000
