@@ -276,6 +276,20 @@ ASS_WITH_FONT = (
 )
 
 
+def test_a_good_part_is_not_kept_when_the_other_is_refused(
+    client: httpx.Client, server: LiveServer, media: Path
+) -> None:
+    files = server.settings.data_dir / "files"
+    before = set(stored_blobs(files))
+    parts = {
+        "watermark": ("red.png", (media / "red.png").read_bytes()),  # checked and stored first
+        "subtitles": ("s.srt", b"\xff\xfe not UTF-8"),
+    }
+    body = assert_problem(convert(client, media / "grey.mp4", parts), 422, "unsupported_media")
+    assert body["errors"] == [{"field": "subtitles", "message": "are not UTF-8 text"}]
+    assert set(stored_blobs(files)) <= before
+
+
 @pytest.mark.parametrize(
     ("parts", "fields", "status", "code", "field"),
     [
@@ -531,3 +545,19 @@ def test_parts_are_owned_with_the_input() -> None:
         assert owner_of(part_key(job_id, role)) == BlobOwner(job_id, "input")
     with pytest.raises(ValueError):
         part_key(job_id, "../x")
+
+
+def test_an_idempotency_key_stands_for_the_parts_too(client: httpx.Client, media: Path) -> None:
+    def send(image: str) -> httpx.Response:
+        files: dict[str, Any] = {
+            "file": ("grey.mp4", (media / "grey.mp4").read_bytes(), "video/mp4"),
+            "watermark": (image, (media / image).read_bytes()),
+        }
+        return client.post("/convert", files=files, headers={"Idempotency-Key": "logo-1"})
+
+    first = send("red.png")
+    assert first.status_code == 202, first.text
+    again = send("red.png")
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert_problem(send("red.jpg"), 422, "idempotency_key_reused")
+    wait_done(client, first.json()["id"])
