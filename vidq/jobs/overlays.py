@@ -121,7 +121,7 @@ def resolve_overlays(
     resolved["watermark"] = watermark
     for name, default in WATERMARK_DEFAULTS.items():
         if name in given and not watermark:
-            if "watermark" not in errors_fields(errors):
+            if "watermark" not in _named_fields(errors):
                 errors.add(name, "applies only with a watermark (the part `watermark`)")
         elif watermark:
             resolved[name] = given.get(name, default)
@@ -132,7 +132,7 @@ def resolve_overlays(
     return resolved
 
 
-def errors_fields(errors: FieldErrors) -> set[str]:
+def _named_fields(errors: FieldErrors) -> set[str]:
     """The fields already named in `errors`."""
     return {item["field"] for item in errors.items}
 
