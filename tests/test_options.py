@@ -219,6 +219,12 @@ def test_bitrates_are_normalised() -> None:
         ("poster_at", "-1", "number of seconds"),
         ("storyboard", "2", "true or false"),
         ("storyboard_interval", "0", "between 0.1 and 3600"),
+        ("watermark_position", "middle", "must be one of"),
+        ("watermark_margin", "0.5", "from 0 to 0.45"),
+        ("watermark_scale", "0", "above 0 to 1"),
+        ("watermark_opacity", "1.5", "from 0 to 1"),
+        ("watermark_opacity", "-0.1", "from 0 to 1"),
+        ("subtitles_mode", "soft", "must be one of"),
     ],
 )
 def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
@@ -248,6 +254,13 @@ def test_every_field_has_a_validator() -> None:
         "poster_at",
         "storyboard",
         "storyboard_interval",
+        "watermark",
+        "watermark_position",
+        "watermark_margin",
+        "watermark_scale",
+        "watermark_opacity",
+        "subtitles",
+        "subtitles_mode",
     }
 
 

@@ -194,6 +194,11 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         10 * GIB, gt=0, description="Largest accepted upload in bytes (413 too_large beyond)."
     )
+    max_overlay_bytes: int = Field(
+        4 * 1024**2,
+        gt=0,
+        description="Largest accepted watermark image or subtitles file in bytes, each (413 too_large beyond).",
+    )
     max_unfinished_jobs: int = Field(
         100,
         ge=1,

@@ -75,6 +75,7 @@ async def _receiver(
                 max_bytes=max_bytes,
                 idle_seconds=idle_seconds,
                 check_field=check_field,
+                max_part_bytes=runtime.settings.max_overlay_bytes,
             )
 
         return multipart, None

@@ -8,6 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, VIDEO_CODECS
 from vidq.jobs.output_files import Role
+from vidq.jobs.overlays import SUBTITLES_MODES, WATERMARK_POSITIONS
 from vidq.jobs.presets import PRESETS
 
 
@@ -171,6 +172,33 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
+_OVERLAY_UPLOAD_ID: dict[str, Any] = {
+    "type": "string",
+    "format": "uuid",
+    "description": "A finished resumable upload holding the file, instead of the part",
+}
+# The overlay parts are files (multipart only; in JSON, name an upload instead).
+OVERLAY_PARTS = ("watermark", "subtitles")
+OVERLAY_SCHEMA: dict[str, Any] = {
+    "watermark": {
+        "type": "string",
+        "format": "binary",
+        "description": "A PNG or JPEG image drawn on the picture",
+    },
+    "watermark_upload_id": _OVERLAY_UPLOAD_ID,
+    "watermark_position": {"type": "string", "enum": list(WATERMARK_POSITIONS)},
+    "watermark_margin": {"type": "number", "minimum": 0, "maximum": 0.45},
+    "watermark_scale": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+    "watermark_opacity": {"type": "number", "minimum": 0, "maximum": 1},
+    "subtitles": {
+        "type": "string",
+        "format": "binary",
+        "description": "An SRT, WebVTT or ASS file, burned in or added as a track",
+    },
+    "subtitles_upload_id": _OVERLAY_UPLOAD_ID,
+    "subtitles_mode": {"type": "string", "enum": list(SUBTITLES_MODES)},
+}
+
 _OPTION_SCHEMA: dict[str, Any] = {
     "preset": {"type": "string", "enum": sorted(PRESETS)},
     "format": {"type": "string", "enum": list(FORMATS)},
@@ -198,6 +226,7 @@ _OPTION_SCHEMA: dict[str, Any] = {
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},
     "metadata": {"type": "string", "description": "A JSON object of at most 4 KiB"},
+    **OVERLAY_SCHEMA,
 }
 assert set(OPTION_FIELDS) <= set(_OPTION_SCHEMA), "every option is documented"
 
@@ -241,7 +270,11 @@ CONVERT_REQUEST_BODY: dict[str, Any] = {
                         "description": "An http(s) URL the service fetches the input from",
                     },
                     "upload_id": _UPLOAD_ID,
-                    **{name: _json_option(s) for name, s in _OPTION_SCHEMA.items()},
+                    **{
+                        name: _json_option(s)
+                        for name, s in _OPTION_SCHEMA.items()
+                        if name not in OVERLAY_PARTS
+                    },
                     "metadata": {"type": "object", "description": "At most 4 KiB as JSON"},
                 },
                 "additionalProperties": False,

@@ -30,8 +30,11 @@ from vidq.errors import (
     RequestTimeout,
     UnsupportedContentType,
     UploadTooLarge,
+    VidqError,
 )
+from vidq.jobs.blobs import PART_ROLES
 from vidq.jobs.filenames import RAW_TYPES, clean_filename, guess_content_type
+from vidq.jobs.overlay_parts import ReceivedPart, too_large
 from vidq.jobs.strict import decode_text
 from vidq.jobs.submission import NamedUpload, StoredInput
 from vidq.storage import BlobWriter, Storage
@@ -181,9 +184,16 @@ async def receive_raw(
 class _MultipartReceiver:
     """Feeds python-multipart's push parser and routes each part's bytes."""
 
-    def __init__(self, blob: _CappedBlob, check_field: FieldCheck | None) -> None:
+    def __init__(
+        self, blob: _CappedBlob, check_field: FieldCheck | None, max_part_bytes: int
+    ) -> None:
         self.blob = blob
         self.check_field = check_field
+        self.max_part_bytes = max_part_bytes
+        self.parts: dict[str, ReceivedPart] = {}  # overlay parts, by role (once complete)
+        self._part_role = ""
+        self._part_name: str | None = None
+        self._part_data = bytearray()
         self.fields: dict[str, str] = {}
         self.new_fields: list[str] = []  # read, not yet checked
         self.field_errors: list[dict[str, str]] = []  # of the fields refused by check_field
@@ -191,7 +201,7 @@ class _MultipartReceiver:
         self.file_content_type: str | None = None
         self.seen_file = False
         self.pending_file: list[bytes] = []
-        self.error: BadRequest | None = None
+        self.error: VidqError | None = None
         self._headers: dict[bytes, bytes] = {}
         self._header_field = b""
         self._header_value = b""
@@ -239,6 +249,14 @@ class _MultipartReceiver:
             ctype = self._headers.get(b"content-type")
             self.file_content_type = ctype.decode("latin-1") if ctype else None
             self._part = "file"
+        elif name in PART_ROLES:  # an overlay's file (whether or not it has a filename)
+            if name in self.parts or name == self._part_role:
+                self.error = BadRequest(f"Send at most one `{name}` part.")
+                return
+            raw_name = params.get(b"filename")
+            self._part_name = decode_text(raw_name) if raw_name is not None else None
+            self._part_role, self._part_data = name, bytearray()
+            self._part = "overlay"
         elif name:
             if len(self.fields) >= MAX_FIELDS:
                 self.error = BadRequest(f"Too many form fields (at most {MAX_FIELDS}).")
@@ -248,6 +266,11 @@ class _MultipartReceiver:
     def _on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._part == "file":
             self.pending_file.append(data[start:end])
+        elif self._part == "overlay":
+            self._part_data += data[start:end]
+            if len(self._part_data) > self.max_part_bytes:
+                self.error = too_large(self._part_role, self.max_part_bytes)
+                self._part = None
         elif self._part is not None:
             self._field_value += data[start:end]
             if len(self._field_value) > MAX_FIELD_BYTES:
@@ -257,7 +280,11 @@ class _MultipartReceiver:
                 self._part = None
 
     def _on_part_end(self) -> None:
-        if self._part not in (None, "file"):
+        if self._part == "overlay":
+            role = self._part_role
+            self.parts[role] = ReceivedPart(role, bytes(self._part_data), self._part_name)
+            self._part_data = bytearray()
+        elif self._part not in (None, "file"):
             assert self._part is not None
             if self._part in self.fields:
                 self.error = BadRequest(f"Form field {self._part!r} is given twice.")
@@ -304,19 +331,21 @@ async def receive_multipart(
     max_bytes: int,
     idle_seconds: float,
     check_field: FieldCheck | None = None,
+    max_part_bytes: int = 4 * 1024 * 1024,
 ) -> StoredInput | NamedUpload:
     """Store the `file` part of a multipart body as the blob `key`; return its fields too.
     Each field is given to `check_field` as soon as it has arrived: one it refuses ends the
     upload as the file begins (`422`, nothing kept), before any of the file is read. A form
-    with an `upload_id` field instead of a file names a finished resumable upload."""
-    check_declared_length(request, max_bytes)
+    with an `upload_id` field instead of a file names a finished resumable upload. The
+    overlay parts (`watermark`, `subtitles`) are read whole, each at most `max_part_bytes`."""
+    check_declared_length(request, max_bytes + len(PART_ROLES) * max_part_bytes)
     _, params = parse_options_header(request.headers.get("content-type", ""))
     boundary = params.get(b"boundary")
     if not boundary:
         raise BadRequest("The multipart Content-Type has no boundary.")
     try:
         return await _receive_form(
-            request, storage, key, boundary, max_bytes, idle_seconds, check_field
+            request, storage, key, boundary, max_bytes, idle_seconds, check_field, max_part_bytes
         )
     except _NamesAnUpload as exc:
         return exc.named
@@ -330,9 +359,10 @@ async def _receive_form(
     max_bytes: int,
     idle_seconds: float,
     check_field: FieldCheck | None,
+    max_part_bytes: int,
 ) -> StoredInput:
     async with _stored(storage, key, max_bytes) as blob:
-        receiver = _MultipartReceiver(blob, check_field)
+        receiver = _MultipartReceiver(blob, check_field, max_part_bytes)
         parser = MultipartParser(boundary, receiver.callbacks())  # type: ignore[arg-type]
         try:
             async for chunk in body_chunks(request, idle_seconds):
@@ -348,7 +378,7 @@ async def _receive_form(
             if receiver.seen_file:
                 raise BadRequest("Send either a `file` part or an `upload_id` field, not both.")
             upload_id = receiver.fields.pop("upload_id")
-            raise _NamesAnUpload(NamedUpload(upload_id, receiver.fields))
+            raise _NamesAnUpload(NamedUpload(upload_id, receiver.fields, receiver.parts))
         if not receiver.seen_file:
             raise BadRequest(
                 "The form has no `file` part: send the video as a part named `file` (or name a"
@@ -364,4 +394,5 @@ async def _receive_form(
         sha256=blob.sha256.hexdigest(),
         fields=receiver.fields,
         sent_filename=receiver.filename,
+        parts=receiver.parts,
     )

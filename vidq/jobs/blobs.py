@@ -1,6 +1,7 @@
 """Every blob a job owns, named in one place.
 
-A job owns its input (`inputs/<job>`) until it ends, and its outputs once completed: the
+A job owns its input (`inputs/<job>`), and the overlay parts that came with it
+(`inputs/<job>.watermark`, `inputs/<job>.subtitles`), until it ends, and its outputs once completed: the
 main file (`outputs/<job>.<ext>`; for a streaming package, its ZIP `outputs/<job>.zip`) and
 any further files (a package's playlists and segments, a poster, a storyboard) under
 `outputs/<job>/`. `file_key` says where each file a job lists in `result.files` is stored.
@@ -34,6 +35,8 @@ OUTPUTS = "outputs"
 UPLOADS = "uploads"
 # Prefixes the janitor sweeps for blobs no job owns. `.partial` holds writes in progress.
 SWEPT_PREFIXES = (INPUTS, OUTPUTS, UPLOADS, ".partial")
+# The overlay parts a job's input may come with, each stored beside it (`part_key`).
+PART_ROLES = ("watermark", "subtitles")
 # Names the database the store's blobs belong to.
 DATABASE_MARK = "database-id"
 
@@ -61,6 +64,13 @@ class BlobOwner:
 def input_key(job_id: str) -> str:
     """The key of a job's input."""
     return f"{INPUTS}/{job_id}"
+
+
+def part_key(job_id: str, role: str) -> str:
+    """The key of an overlay part that came with a job's input (a role of PART_ROLES)."""
+    if role not in PART_ROLES:
+        raise ValueError(f"not an overlay part: {role!r}")
+    return f"{INPUTS}/{job_id}.{role}"
 
 
 def upload_stage(upload_id: str) -> str:
@@ -117,8 +127,8 @@ def owner_of(key: str) -> BlobOwner | None:
 
 
 async def delete_input(storage: Storage, job_id: str) -> None:
-    """Remove a job's input (no error if it is already gone)."""
-    await storage.delete(input_key(job_id))
+    """Remove a job's input and its overlay parts (no error if they are already gone)."""
+    await storage.delete_many([input_key(job_id), *(part_key(job_id, r) for r in PART_ROLES)])
 
 
 async def delete_outputs(storage: Storage, job_id: str, main_key: str | None) -> None:

@@ -4,7 +4,7 @@ and the URL of an input to import."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -13,6 +13,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from vidq.config import Settings
 from vidq.errors import InvalidOption, InvalidSource, TargetError, TargetRefused, TargetUnresolved
+from vidq.jobs import overlays
 from vidq.jobs.options import ResolvedOptions, check_option_alone, resolve_options
 from vidq.jobs.strict import (
     NOT_TEXT,
@@ -170,19 +171,31 @@ def check_field_alone(name: str, value: str, settings: Settings) -> None:
         _email(value, settings)
     elif name == "metadata":
         _metadata(value)
-    else:
+    elif not overlays.check_field_alone(name, value):
         check_option_alone(name, value)
 
 
 async def check_fields(
-    fields: Mapping[str, str], settings: Settings, *, filename: str | None = None
+    fields: Mapping[str, str],
+    settings: Settings,
+    *,
+    filename: str | None = None,
+    attached: Collection[str] = (),
 ) -> CheckedFields:
     """Check every field of a /convert request (and the upload's name as sent, which is
-    only checked as text); InvalidOption lists all that are wrong."""
+    only checked as text; `attached`: the overlay parts that came with it, by role);
+    InvalidOption lists all that are wrong."""
     errors = _text_errors(fields, filename)
     # A field that is not text is only named: its value never reaches a parser or a message.
     fields = {k: v for k, v in fields.items() if is_text(k) and is_text(v)}
     option_fields = {k: v for k, v in fields.items() if k not in NON_OPTION_FIELDS}
+    option_fields, part_errors = overlays.attachment_fields(option_fields, attached)
+    errors.extend(part_errors)
+    for name in overlays.UPLOAD_ID_FIELDS:
+        try:
+            overlays.check_upload_id_field(name, fields.get(name, ""))
+        except InvalidOption as exc:
+            errors.extend(exc.errors)
     options: ResolvedOptions | None = None
     try:
         options = resolve_options(option_fields)

@@ -26,6 +26,7 @@ from vidq.jobs.option_values import (
     parse_video_bitrate,
     parse_video_codec,
 )
+from vidq.jobs.overlays import SUBTITLES_MODES, WATERMARK_POSITIONS, parse_fraction
 from vidq.jobs.presets import PRESETS
 from vidq.media.formats import (
     AUDIO_CODECS,
@@ -70,6 +71,13 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     # -- picture: hdr, geometry, deinterlace --
 
     # -- overlays: watermark, subtitles --
+    watermark: bool = False  # set by the server when the part `watermark` came
+    watermark_position: str | None = None
+    watermark_margin: float | None = None
+    watermark_scale: float | None = None
+    watermark_opacity: float | None = None
+    subtitles: bool = False  # set by the server when the part `subtitles` came
+    subtitles_mode: str | None = None
 
     # -- sound and quality: loudness, quality_report, target_vmaf --
 
@@ -105,6 +113,13 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     # -- scheduling --
     # -- picture --
     # -- overlays --
+    "watermark": parse_bool,
+    "watermark_position": parse_choice(WATERMARK_POSITIONS),
+    "watermark_margin": parse_fraction(0.0, 0.45),
+    "watermark_scale": parse_fraction(0.0, 1.0, above_low=True),
+    "watermark_opacity": parse_fraction(0.0, 1.0),
+    "subtitles": parse_bool,
+    "subtitles_mode": parse_choice(SUBTITLES_MODES),
     # -- sound and quality --
 }
 assert tuple(PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"

@@ -27,11 +27,12 @@ from vidq import metrics
 from vidq.db.models import Job
 from vidq.errors import IdempotencyMismatch, NotFound, VidqError
 from vidq.faults import retry_transient
-from vidq.jobs import blobs, idempotency, queue, reads, resumable
+from vidq.jobs import blobs, idempotency, overlay_parts, queue, reads, resumable
 from vidq.jobs.capacity import check_capacity
 from vidq.jobs.fields import CheckedFields, check_fields, check_source_url
 from vidq.jobs.filenames import clean_filename, filename_from_url, guess_content_type
 from vidq.jobs.input_checks import check_against_input
+from vidq.jobs.overlay_parts import ReceivedPart
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.subscriptions import JobChange
 from vidq.media.probe import probe
@@ -52,6 +53,7 @@ class StoredInput:
     sha256: str
     fields: dict[str, str] = field(default_factory=dict)
     sent_filename: str | None = None
+    parts: dict[str, ReceivedPart] = field(default_factory=dict)  # overlay parts, by role
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class NamedUpload:
 
     upload_id: str
     fields: dict[str, str] = field(default_factory=dict)
+    parts: dict[str, ReceivedPart] = field(default_factory=dict)  # overlay parts, by role
 
 
 # Stores the arriving input under the given key (or names a resumable upload); raises a
@@ -137,10 +140,11 @@ async def _receive(
     except VidqError as exc:
         metrics.UPLOADS.labels(outcome=exc.code).inc()
         raise
+    fields = overlay_parts.digest_fields(received.fields, received.parts)
     if isinstance(received, NamedUpload):
-        fields = {**received.fields, "upload_id": received.upload_id}
+        fields["upload_id"] = received.upload_id
         return received, idempotency.request_hash(fields, None, "")
-    digest = idempotency.request_hash(received.fields, received.sent_filename, received.sha256)
+    digest = idempotency.request_hash(fields, received.sent_filename, received.sha256)
     return received, digest
 
 
@@ -154,6 +158,7 @@ async def _take(runtime: Runtime, owner_id: str, named: NamedUpload) -> tuple[st
         size_bytes=upload.length_bytes,
         sha256=upload.sha256 or "",
         fields=named.fields,
+        parts=named.parts,
     )
 
 
@@ -186,14 +191,18 @@ async def _submit(
             await blobs.delete_input(runtime.storage, job_id)
         metrics.UPLOADS.labels(outcome=getattr(exc, "code", "error")).inc()
         raise
+    attached: overlay_parts.AttachedParts | None = None
     try:
         request = checked or await check_fields(
-            stored.fields, settings, filename=stored.sent_filename
+            stored.fields, settings, filename=stored.sent_filename, attached=stored.parts.keys()
         )
         async with runtime.storage.local_copy(blobs.input_key(job_id), settings.tmp_dir) as path:
             info = await probe(path, settings)
         check_against_input(request.options, info, sent=stored.fields.keys())
         check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
+        attached = await overlay_parts.attach_parts(
+            runtime, owner_id, job_id, request.options, info, stored.parts, stored.fields
+        )
         job = await queue.submit(
             runtime.db,
             queue.NewJob(
@@ -213,12 +222,15 @@ async def _submit(
             on_insert=_binder(owner_id, idempotency_key, job_id, digest),
         )
     except BaseException as exc:
+        if attached is not None:
+            await overlay_parts.undo(runtime, attached)
         if named is not None:
             await resumable.give_back(runtime.db, named.upload_id)
         else:
             await blobs.delete_input(runtime.storage, job_id)
         metrics.UPLOADS.labels(outcome=getattr(exc, "code", "error")).inc()
         raise
+    await overlay_parts.settle(runtime, attached)
     metrics.UPLOADS.labels(outcome="accepted").inc()
     metrics.UPLOAD_BYTES.inc(stored.size_bytes)
     await runtime.announce_queued(JobChange(job.id, owner_id))
@@ -239,15 +251,8 @@ async def submit_url(
     settings = runtime.settings
     digest = idempotency.request_hash({**fields, "source_url": source_url}, None, "")
 
-    async def body(prior: idempotency.PriorRequest | None) -> Submitted:
-        if prior is not None:
-            replay = await _replay(runtime, owner_id, idempotency_key or "", prior, digest)
-            if replay is not None:
-                return replay
-        request = checked or await check_fields(fields, settings)
-        await check_source_url(source_url, settings.address_policy)
-        job_id = str(uuid.uuid4())
-        job = await queue.submit(
+    async def queue_job(job_id: str, request: CheckedFields) -> Job:
+        return await queue.submit(
             runtime.db,
             queue.NewJob(
                 id=job_id,
@@ -266,6 +271,25 @@ async def submit_url(
             max_unfinished=settings.max_unfinished_jobs,
             on_insert=_binder(owner_id, idempotency_key, job_id, digest),
         )
+
+    async def body(prior: idempotency.PriorRequest | None) -> Submitted:
+        if prior is not None:
+            replay = await _replay(runtime, owner_id, idempotency_key or "", prior, digest)
+            if replay is not None:
+                return replay
+        request = checked or await check_fields(fields, settings)
+        await check_source_url(source_url, settings.address_policy)
+        job_id = str(uuid.uuid4())
+        # Overlays named by upload id are the job's from now on; its input comes later.
+        attached = await overlay_parts.attach_parts(
+            runtime, owner_id, job_id, request.options, None, {}, fields
+        )
+        try:
+            job = await queue_job(job_id, request)
+        except BaseException:
+            await overlay_parts.undo(runtime, attached)
+            raise
+        await overlay_parts.settle(runtime, attached)
         await runtime.announce_queued(JobChange(job.id, owner_id))
         return Submitted(job)
 

@@ -24,6 +24,14 @@ from vidq.media.formats import (
     VIDEO_ENCODER_ARGS,
 )
 from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
+from vidq.media.overlay_filters import (
+    OUTPUT_LABEL,
+    OverlayFiles,
+    OverlaySettings,
+    overlay_graph,
+    overlay_inputs,
+    subtitle_track_args,
+)
 
 _APPLE_FORMATS = ("mp4", "mov")
 
@@ -35,7 +43,7 @@ _GIF_PALETTE = (
 )
 
 
-class EncodeSettings(Protocol):
+class EncodeSettings(OverlaySettings, Protocol):
     """The options a conversion asks for, as the command reads them (`ResolvedOptions` fits)."""
 
     @property
@@ -104,41 +112,63 @@ def build_command(
     options: EncodeSettings,
     info: MediaInfo,
     settings: Settings,
+    overlays: OverlayFiles | None = None,
 ) -> list[str]:
     """The full ffmpeg argv converting `input_path` to `output_path` as the options say
-    (one file: packages and stills have their own commands, `package` and `stills`)."""
+    (one file: packages and stills have their own commands, `package` and `stills`), with
+    the job's overlay files if it has any."""
     if options.format not in MUXER_ARGS:
         raise ValueError(f"the {options.format} format is not made by build_command")
     threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
     argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
+    argv += overlay_inputs(overlays)
 
     if info.video is not None and options.video_codec != "none":
-        argv += ["-map", "0:V:0", *_video_args(options, info.video)]
+        argv += _video_args(options, info.video, overlays)
     else:
         argv += ["-vn"]
     if info.audio is not None and options.audio_codec != "none":
         argv += ["-map", "0:a:0", *_audio_args(options, info.audio)]
     else:
         argv += ["-an"]
+    argv += subtitle_track_args(options.format, overlays)
     if options.end is not None:
         argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
     argv += [*threads, *MUXER_ARGS[options.format], "file:" + str(output_path.absolute())]
     return argv
 
 
-def _video_args(options: EncodeSettings, video: VideoInfo) -> list[str]:
+def _picture(
+    before: list[str],
+    after: str,
+    options: EncodeSettings,
+    overlays: OverlayFiles | None,
+    size: tuple[int, int],
+) -> list[str]:
+    """The filters and mapping of the picture: `before` (up to the scale to `size`), the
+    overlays if any, then `after` (pixel format, palette)."""
+    if overlays is None or not overlays.draws:
+        return ["-map", "0:V:0", "-vf", ",".join([*before, after])]
+    graph = overlay_graph(",".join(before), after, options, overlays, size)
+    return ["-filter_complex", graph, "-map", OUTPUT_LABEL]
+
+
+def _video_args(
+    options: EncodeSettings, video: VideoInfo, overlays: OverlayFiles | None
+) -> list[str]:
     if options.video_codec == "copy":
         apple_hevc = video.codec == "hevc" and options.format in _APPLE_FORMATS
-        return ["-c:v", "copy", *(["-tag:v", "hvc1"] if apple_hevc else [])]
+        return ["-map", "0:V:0", "-c:v", "copy", *(["-tag:v", "hvc1"] if apple_hevc else [])]
     width, height = output_size(video, options)
     filters = [f"fps={options.fps:g}"] if options.fps else []
     if options.video_codec == GIF_CODEC:
-        filters += [f"scale={width}:{height}:flags=lanczos", "setsar=1", _GIF_PALETTE]
-        return ["-vf", ",".join(filters), "-c:v", "gif"]
+        filters += [f"scale={width}:{height}:flags=lanczos", "setsar=1"]
+        return [*_picture(filters, _GIF_PALETTE, options, overlays, (width, height)), "-c:v", "gif"]
     # 8-bit 4:2:0 whatever the input (10-bit, 4:4:4...): the format every player decodes.
-    filters += [f"scale={width}:{height}:flags=bicubic", "setsar=1", "format=yuv420p"]
+    filters += [f"scale={width}:{height}:flags=bicubic", "setsar=1"]
     encoder = VIDEO_ENCODER_ARGS[options.video_codec]
-    args = ["-vf", ",".join(filters), *encoder, "-pix_fmt", "yuv420p"]
+    picture = _picture(filters, "format=yuv420p", options, overlays, (width, height))
+    args = [*picture, *encoder, "-pix_fmt", "yuv420p"]
     if options.video_bitrate is not None:
         args += ["-b:v", options.video_bitrate]
     elif options.crf is not None:

@@ -107,17 +107,22 @@ def package_args(
     fps: float | None,
     out_dir: Path,
     span_seconds: float | None = None,
+    picture: tuple[str, str] = ("", "[0:V:0]"),
 ) -> list[str]:
     """ffmpeg's arguments after the input: the filter graph, the encoders and the muxer.
 
     Folders `r0`, `r1`, … (one per stream, in stream order) are made in `out_dir` for the
-    muxer, which does not make them; `finish_package` renames them."""
+    muxer, which does not make them; `finish_package` renames them. `picture`: a graph that
+    makes the picture to split (the overlays drawn on it) and its label; the input's own
+    picture by default."""
     args: list[str] = []
     streams = 0
     if info.video is not None and renditions:
         rate = f"fps={fps:g}," if fps else ""
         outputs = "".join(f"[v{n}]" for n in range(len(renditions)))
-        graph = [f"[0:V:0]{rate}split={len(renditions)}{outputs}"]
+        source_graph, source = picture
+        graph = [*([source_graph] if source_graph else [])]
+        graph.append(f"{source}{rate}split={len(renditions)}{outputs}")
         for n, r in enumerate(renditions):
             # No setsar: scale sets each rendition's sample aspect ratio to keep the input's
             # display aspect exactly (854x480 is not quite 16:9), and a DASH adaptation set
@@ -326,6 +331,8 @@ def _role(path: str) -> str:
         return "storyboard"
     if path == "storyboard.vtt":
         return "storyboard_vtt"
+    if path.endswith(".vtt"):
+        return "subtitles"
     return "main"
 
 

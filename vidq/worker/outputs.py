@@ -23,6 +23,8 @@ from vidq.media.command import (
     seconds_arg,
 )
 from vidq.media.info import MediaInfo
+from vidq.media.overlay_filters import OverlayFiles, overlay_inputs, package_picture
+from vidq.media.package_subtitles import with_hls_subtitles
 from vidq.media.probe import probe
 
 PACKAGE_DIR = "package"
@@ -66,6 +68,7 @@ class OutputPlan:
     span_seconds: float = 0.0
     storyboard_interval: float | None = None
     picture: tuple[int, int] | None = None  # the largest picture made (width, height)
+    overlays: OverlayFiles | None = None  # the job's watermark and subtitles, if any
 
     @property
     def is_package(self) -> bool:
@@ -102,13 +105,15 @@ class OutputPlan:
         if self.is_package:
             has_audio = self.info.audio is not None
             fps = self.options.fps or (self.info.video.fps if self.info.video else None)
-            for f in package.finish_package(
+            files = package.finish_package(
                 self.package_dir,
                 self.options.format,
                 self.renditions,
                 has_audio=has_audio,
                 fps=fps,
-            ):
+            )
+            vtt = self.overlays.subtitles_vtt if self.overlays else None
+            for f in with_hls_subtitles(self.package_dir, files, vtt, self.span_seconds):
                 made.append(
                     MadeFile(
                         f.path, f.role, self.package_dir / f.path, f.size_bytes, f.content_type
@@ -151,9 +156,10 @@ def plan_outputs(
     settings: Settings,
     *,
     main_name: str,
+    overlays: OverlayFiles | None = None,
 ) -> OutputPlan:
     """The ffmpeg runs that make a job's outputs, in order."""
-    plan = OutputPlan(options, info, scratch, main_name)
+    plan = OutputPlan(options, info, scratch, main_name, overlays=overlays)
     ffmpeg = settings.ffmpeg_binary()
     start = options.start or 0.0
     duration = info.duration_seconds or 0.0
@@ -186,7 +192,9 @@ def plan_outputs(
         argv = package_command(ffmpeg, input_path, plan, settings)
         plan.steps.append(Step("package", argv, expected, 1.0))
     else:
-        argv = build_command(ffmpeg, input_path, plan.main_path, options, info, settings)
+        argv = build_command(
+            ffmpeg, input_path, plan.main_path, options, info, settings, overlays=overlays
+        )
         plan.steps.append(Step("convert", argv, expected, 1.0))
 
     if video is not None and plan.picture is not None and (options.poster or options.storyboard):
@@ -253,6 +261,8 @@ def package_command(
     """The one ffmpeg run that encodes the whole ladder into the package folder."""
     options, info = plan.options, plan.info
     argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
+    argv += overlay_inputs(plan.overlays)
+    size = (info.video.width, info.video.height) if info.video else (0, 0)
     argv += package.package_args(
         info,
         plan.renditions,
@@ -260,6 +270,7 @@ def package_command(
         fps=options.fps,
         out_dir=plan.package_dir,
         span_seconds=plan.span_seconds,
+        picture=package_picture(options, plan.overlays, size),
     )
     if options.end is not None:
         argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
