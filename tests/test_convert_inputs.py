@@ -173,6 +173,25 @@ def test_options_are_refused_before_a_resumable_upload_begins(
     assert not (tmp_path / "cache" / "vidq" / "uploads.json").exists()
 
 
+def test_an_option_the_input_refuses_keeps_the_upload_for_the_next_run(
+    server: LiveServer, proxy: FaultyProxy, master: Path, tmp_path: Path
+) -> None:
+    env = user_env(proxy.url, server.key, tmp_path / "cache")
+    # `start` past the end of the (1 s) input is known only once the file is in.
+    args = ["convert", str(master), "--resumable-above", "0"]
+    late = run(*args, "--option", "start=5", env=env, cwd=tmp_path)
+    assert late.returncode == 2, late.stderr
+    assert "start: must be before the end of the input" in late.stderr
+    assert f"The file is uploaded and kept: `vidq convert --resume {master}`" in late.stderr
+    # The next run with other options converts it without sending it again.
+    before = proxy.sent_bytes
+    again = run(*args, "--resume", "--option", "start=0.5", "--wait", env=env, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "master.mp4: its upload is all there (3.2 MB): asking for its job" in again.stderr
+    assert again.stdout.startswith("Saved master.mp4 ")
+    assert proxy.sent_bytes - before < 64 * 1024
+
+
 def test_a_url_is_fetched_by_the_service_and_converted(
     server: LiveServer, files: FileServer, clip: Path, tmp_path: Path
 ) -> None:

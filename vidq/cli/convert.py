@@ -36,7 +36,7 @@ from vidq.cli.sending import (
     Stopped,
     label_of,
     parse_size,
-    resume_hint,
+    resume_advice,
     send_resumably,
     sources_of,
     upload_progress,
@@ -57,7 +57,7 @@ class Outcome:
     saved: Path | None = None
     failure: CommandFailed | None = None
     bug: Exception | None = None
-    resume_hint: str | None = None  # for an unfinished resumable upload: how to go on
+    resumable: Path | None = None  # the file, when it goes as a resumable upload
 
 
 @dataclass
@@ -182,23 +182,26 @@ class Session:
             work()
         except Stopped:
             row.end("stopped", full=False)
-        except VidqAPIError as exc:
-            out.failure = api_failure(exc, url=self.target.url, key_source=self.target.key_source)
-        except JobDeleted as exc:
-            out.failure = CommandFailed(str(exc), JOB_FAILED)
-        except httpx.HTTPError as exc:
-            out.failure = transport_failure(
-                exc, url=self.target.url, url_source=self.target.url_source
-            )
-            if out.resume_hint and out.job is None:
-                out.failure.message += " " + out.resume_hint
-        except OSError as exc:
-            where = f" {exc.filename}" if exc.filename else ""
-            out.failure = CommandFailed(f"Cannot save{where}: {exc.strerror}.", JOB_FAILED)
+        except (VidqAPIError, JobDeleted, httpx.HTTPError, OSError) as exc:
+            out.failure = self._failure(exc)
+            advice = out.resumable and out.job is None and resume_advice(out.resumable, exc)
+            if advice:
+                out.failure.message += " " + advice
         except Exception as exc:  # a bug: shown with its traceback once the rows stop
             out.bug = exc
         if out.failure is not None:
             row.end("failed", full=False)
+
+    def _failure(self, exc: Exception) -> CommandFailed:
+        target = self.target
+        if isinstance(exc, VidqAPIError):
+            return api_failure(exc, url=target.url, key_source=target.key_source)
+        if isinstance(exc, httpx.HTTPError):
+            return transport_failure(exc, url=target.url, url_source=target.url_source)
+        if isinstance(exc, OSError):
+            where = f" {exc.filename}" if exc.filename else ""
+            return CommandFailed(f"Cannot save{where}: {exc.strerror}.", JOB_FAILED)
+        return CommandFailed(str(exc), JOB_FAILED)
 
     def follow(self, client: VidqClient, job_id: str, row: Row, out: Outcome) -> Job:
         job: Job = {}
@@ -215,7 +218,7 @@ class Session:
         with plan.upload_slots:
             uploaded(0)
             if plan.sending.goes_resumably(client, source):
-                out.resume_hint = resume_hint(source)
+                out.resumable = source
                 return send_resumably(
                     client,
                     source,
@@ -323,7 +326,7 @@ class Session:
         err = sys.stderr
         for out in self.outcomes:
             if out.job is None and out.failure is None:
-                hint = f" {out.resume_hint}" if out.resume_hint else ""
+                hint = f" {resume_advice(out.resumable, None)}" if out.resumable else ""
                 print(f"{out.label}: upload stopped; nothing was queued.{hint}", file=err)
         if not unfinished:
             return INTERRUPTED

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from vidq.cli.display import Row, human_bytes
 from vidq.cli.failures import USAGE, CommandFailed
-from vidq.client import FileIdentity, Job, UploadStore, VidqClient
+from vidq.client import FileIdentity, Job, UploadStore, VidqAPIError, VidqClient
 
 DEFAULT_RESUMABLE_ABOVE = "64M"
 _SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
@@ -91,8 +91,16 @@ def upload_progress(row: Row, stop: threading.Event, size: int) -> Callable[[int
     return uploaded
 
 
-def resume_hint(path: Path) -> str:
-    return f"`vidq convert --resume {shlex.quote(str(path))}` goes on from where it stopped."
+def resume_advice(path: Path, error: Exception | None) -> str | None:
+    """How to go on with the resumable upload of `path` after it stopped with `error` (None:
+    Ctrl-C), if it can go on."""
+    command = f"`vidq convert --resume {shlex.quote(str(path))}`"
+    if isinstance(error, VidqAPIError):
+        if error.code == "invalid_option":
+            return f"The file is uploaded and kept: {command} with other options converts it."
+        if error.status < 500 and error.status not in (408, 429):
+            return None
+    return f"{command} goes on from where it stopped."
 
 
 def _resume_note(sending: Sending, client: VidqClient, path: Path) -> str | None:
@@ -125,7 +133,10 @@ def send_resumably(
         row.note(note)
 
     def resumed(offset: int) -> None:
-        row.note(f"resuming its upload at {human_bytes(offset)} of {human_bytes(size)}")
+        if offset == size:
+            row.note(f"its upload is all there ({human_bytes(size)}): asking for its job")
+        else:
+            row.note(f"resuming its upload at {human_bytes(offset)} of {human_bytes(size)}")
 
     return client.convert_resumable(
         path,
