@@ -127,7 +127,9 @@ class ResumableUploads:
             upload_url = self._create_upload(path.name, size)
             if created is not None:
                 created(upload_url)
-        offset = self._upload_offset(upload_url, size)
+            offset = 0  # a new upload holds nothing yet: no need to ask
+        else:
+            offset = self._upload_offset(upload_url, size)
         if on_progress is not None:
             on_progress(offset)
         failures = 0
