@@ -257,19 +257,6 @@ def add_client_verbs(commands: Any, common: argparse.ArgumentParser) -> None:
         metavar="FILE|URL",
         help="videos to convert: files, or http(s) URLs the service fetches itself",
     )
-    convert.add_argument(
-        "--resumable-above",
-        default=DEFAULT_RESUMABLE_ABOVE,
-        metavar="SIZE",
-        help="send files larger than this (64M, 1G, 0 for all) as resumable uploads, in "
-        f"chunks that a later --resume goes on with (default {DEFAULT_RESUMABLE_ABOVE})",
-    )
-    convert.add_argument(
-        "--resume",
-        action="store_true",
-        help="go on with the interrupted resumable upload of each FILE (the same file, "
-        "unchanged) from the bytes the service has; a file without one is sent anew",
-    )
     convert.add_argument("--preset", "-p", help="a preset (`vidq presets`); default mp4-h264")
     convert.add_argument(
         "--option",
@@ -293,6 +280,19 @@ def add_client_verbs(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     convert.add_argument(
         "--idempotency-key", help="retry-safe upload: the same key returns the first job"
+    )
+    convert.add_argument(
+        "--resumable-above",
+        default=DEFAULT_RESUMABLE_ABOVE,
+        metavar="SIZE",
+        help="send files larger than this (64M, 1G, 0 for all) as resumable uploads, in "
+        f"chunks that a later --resume goes on with (default {DEFAULT_RESUMABLE_ABOVE})",
+    )
+    convert.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the interrupted resumable upload of each FILE (the same file, "
+        "unchanged) from the bytes the service has; a file without one is sent anew",
     )
 
     watch = verb(
