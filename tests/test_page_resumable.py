@@ -178,3 +178,32 @@ def test_the_same_file_after_a_reload_goes_on_with_its_upload(
     offsets = [int(offset or 0) for _, _, offset in sent.of("PATCH", "/uploads/")]
     assert offsets[0] == 0 and offsets[-1] > 0, offsets
     assert sent.of("HEAD", "/uploads/")  # the offset, asked for after the reload
+
+
+def test_a_job_request_that_fails_is_tried_again_without_sending_the_file_again(
+    page: Any, live_server: LiveServer, proxy: FaultyProxy, master: Path, sent: Sent
+) -> None:
+    from playwright.sync_api import expect
+
+    open_page(page, proxy.url, live_server.key)
+    # The network fails the first request for the job (after the whole file is in).
+    failed: list[str] = []
+
+    def fail_once(route: Any) -> None:
+        if route.request.method == "POST" and "dry_run" not in route.request.url and not failed:
+            failed.append(route.request.url)
+            route.abort()
+        else:
+            route.continue_()
+
+    page.route(re.compile(r"/convert(\?.*)?$"), fail_once)
+    choose(page, master)
+    row = row_named(page, master.name)
+    expect(row.locator(".status")).to_have_text("upload failed")
+    assert failed and len(sent.of("POST", "/uploads")) == 1
+    patches = len(sent.of("PATCH", "/uploads/"))
+    row.get_by_role("button", name=f"Upload {master.name} again").click()
+    expect(row.locator(".status")).to_have_text("completed", timeout=60_000)
+    # Only the job was asked for again: no new upload, no byte sent twice.
+    assert len(sent.of("POST", "/uploads")) == 1
+    assert len(sent.of("PATCH", "/uploads/")) == patches

@@ -1,8 +1,9 @@
 """`vidq convert` and `vidq watch`: upload, follow and save jobs with a live row each.
 
 Each file (or URL) goes through its own thread (uploads two at a time), so that several
-files upload, wait and convert side by side; how each is sent is vidq.cli.sending. Ctrl-C stops the display and asks whether to
-cancel the jobs already queued; either way the command ends with status 130.
+files upload, wait and convert side by side; how each is sent is vidq.cli.sending. Ctrl-C
+stops the display and asks whether to cancel the jobs already queued; either way the
+command ends with status 130.
 """
 
 from __future__ import annotations

@@ -81,13 +81,14 @@ const VidqUploads = (() => {
   }
 
   // A large file's trip: {request, done} as `send`'s. `onRetry(attempt)` is told when a
-  // dropped connection is tried again.
+  // dropped connection is tried again. Once all of it is in, `upload.uploadId` names it: a
+  // try after one that failed on the way to its job only asks for the job.
   function sendResumably(upload, onProgress, onSent, onRetry) {
     const controller = new AbortController();
     let transfer = null;
     let stop = null;
     const stopped = new Promise((_, reject) => { stop = reject; });
-    const work = (async () => {
+    const transferred = async () => {
       await checkOptions(upload, controller.signal);
       const uploadUrl = await new Promise((resolve, reject) => {
         transfer = new tus.Upload(upload.file, {
@@ -123,9 +124,12 @@ const VidqUploads = (() => {
           transfer.start();
         }, reject);
       });
+      return uploadUrl.replace(/\/+$/, "").split("/").pop();
+    };
+    const work = (async () => {
+      if (!upload.uploadId) upload.uploadId = await transferred();
       onSent();
-      const uploadId = uploadUrl.replace(/\/+$/, "").split("/").pop();
-      return postJson(upload, "/convert", { ...upload.options, upload_id: uploadId }, controller.signal, {
+      return postJson(upload, "/convert", { ...upload.options, upload_id: upload.uploadId }, controller.signal, {
         "Idempotency-Key": upload.idempotencyKey,
       });
     })();
@@ -201,7 +205,7 @@ const VidqUploads = (() => {
       const upload = {
         id: `upload-${lastId}`, file, options: { ...options }, key, batch, idempotencyKey: idempotencyKey(),
         resumable, state: "waiting", loaded: 0, total: file.size, job: null, error: null,
-        retryAt: null, autoRetries: 0, request: null, timer: null, note: null,
+        retryAt: null, autoRetries: 0, request: null, timer: null, note: null, uploadId: null,
       };
       this.unfinished.add(upload);
       this.waiting.push(upload);
