@@ -10,6 +10,8 @@ each new one with the fault:
 - `flaky`: `error` and `drop` in turn.
 
 It runs its own event loop in a thread, so that tests and processes may use it alike.
+It counts the bytes clients send through it (`sent_bytes`), and may hold them to a rate
+(`upload_bytes_per_second`, None: as fast as they come), like a slow uplink.
 """
 
 from __future__ import annotations
@@ -59,6 +61,8 @@ class FaultyProxy:
         self.faults_served = 0  # connections met with a fault
         self.forwarded = 0  # connections forwarded
         self._alternate = itertools.cycle(("error", "drop"))
+        self.sent_bytes = 0  # from clients to the target, all connections
+        self.upload_bytes_per_second: float | None = None
         self._open: set[asyncio.StreamWriter] = set()
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -125,7 +129,9 @@ class FaultyProxy:
         self._open.update((writer, up_writer))
         try:
             await asyncio.gather(
-                self._pipe(reader, up_writer), self._pipe(up_reader, writer), return_exceptions=True
+                self._pipe(reader, up_writer, upstream=True),
+                self._pipe(up_reader, writer),
+                return_exceptions=True,
             )
         finally:
             self._open.discard(writer)
@@ -153,9 +159,15 @@ class FaultyProxy:
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError):
             _reset(writer)
 
-    async def _pipe(self, source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, source: asyncio.StreamReader, sink: asyncio.StreamWriter, *, upstream: bool = False
+    ) -> None:
         try:
             while data := await source.read(CHUNK):
+                if upstream:
+                    self.sent_bytes += len(data)
+                    if self.upload_bytes_per_second:
+                        await asyncio.sleep(len(data) / self.upload_bytes_per_second)
                 sink.write(data)
                 await sink.drain()
         finally:

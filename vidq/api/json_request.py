@@ -50,8 +50,8 @@ def _input_member(members: dict[str, Any], name: str) -> str | None:
     raise InvalidSource(f"{name} must be a string.")
 
 
-async def read_json_convert(request: Request, idle_seconds: float) -> JsonConvert:
-    """The JSON request of POST /convert, read (at most `MAX_JSON_BYTES`) and checked."""
+async def read_json_object(request: Request, idle_seconds: float) -> dict[str, Any]:
+    """The JSON object of a request, read (at most `MAX_JSON_BYTES`) and parsed strictly."""
     text = await _read(request, idle_seconds)
     try:
         members = parse_json(text)
@@ -61,10 +61,22 @@ async def read_json_convert(request: Request, idle_seconds: float) -> JsonConver
         raise InvalidOption.field("body", f"must be strict JSON: it {exc}") from exc
     if not isinstance(members, dict):
         raise InvalidOption.field("body", "must be a JSON object of the input and its options")
+    return members
+
+
+def split_input(members: dict[str, Any]) -> tuple[str | None, str | None]:
+    """Take `source_url` and `upload_id` out of the members; each a string or absent."""
     source_url = _input_member(members, "source_url")
     upload_id = _input_member(members, "upload_id")
     if source_url is not None and upload_id is not None:
         raise InvalidSource("Give either source_url or upload_id, not both.")
+    return source_url, upload_id
+
+
+async def read_json_convert(request: Request, idle_seconds: float) -> JsonConvert:
+    """The JSON request of POST /convert, read (at most `MAX_JSON_BYTES`) and checked."""
+    members = await read_json_object(request, idle_seconds)
+    source_url, upload_id = split_input(members)
     if source_url is None and upload_id is None:
         raise BadRequest(
             "The JSON body names no input: give source_url (a URL to fetch the video from)"

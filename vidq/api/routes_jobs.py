@@ -14,6 +14,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from vidq.api.auth import CurrentAccount, RuntimeDep
+from vidq.api.dry_run import DRY_RUN_QUERY, check_only
 from vidq.api.http import etag_matches
 from vidq.api.json_request import read_json_convert
 from vidq.api.params import STRICT_LIMIT, STRICT_WAIT, JobId, preferred_wait, query_items
@@ -149,6 +150,7 @@ async def _submit_json(
             "model": JobModel,
             "description": "With `Prefer: wait=N`: the job finished within N seconds",
         },
+        204: {"description": "With `?dry_run=true`: the options pass; nothing was done"},
         **problem_responses(400, 401, 408, 409, 413, 415, 422, 429, 503, 507),
     },
     openapi_extra={"requestBody": CONVERT_REQUEST_BODY},
@@ -167,12 +169,16 @@ async def convert(
             " Other preferences and values are ignored."
         ),
     ] = None,
+    dry_run: DRY_RUN_QUERY = None,
 ) -> Response:
     """Upload a video with its options (or name one: a `source_url` to fetch, a finished
     resumable upload's `upload_id`); the job is queued and its id returned at once (202),
-    or with `Prefer: wait=N` once it has finished (201) or N seconds have passed (202)."""
+    or with `Prefer: wait=N` once it has finished (201) or N seconds have passed (202).
+    With `?dry_run=true` the request is only checked: `204`, or the problem it would get."""
     wait = preferred_wait(prefer or [])
     query = query_items(request.scope["query_string"])
+    if dry_run is not None:
+        return await check_only(request, runtime, query)
     named_upload = any(name == "upload_id" for name, _ in query)
     form = convert_form(request.headers.get("content-type", ""), named_upload=named_upload)
     slots: UploadSlots = request.app.state.upload_slots

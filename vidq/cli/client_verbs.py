@@ -32,6 +32,7 @@ from vidq.cli.failures import (
     api_failure,
     transport_failure,
 )
+from vidq.cli.sending import DEFAULT_RESUMABLE_ABOVE
 from vidq.cli.target import Target, target_of
 from vidq.client import VidqAPIError, output_name
 
@@ -239,15 +240,23 @@ def add_client_verbs(commands: Any, common: argparse.ArgumentParser) -> None:
 
     convert = verb(
         "convert",
-        "upload files and convert them, showing the upload, the queue and the conversion",
+        "upload files (or have the service fetch URLs) and convert them, showing the upload, "
+        "the queue and the conversion",
         cmd_convert,
         "vidq convert holiday.mov --wait                  # saves ./holiday.mp4",
         "vidq convert holiday.mov --preset webm-vp9 -o clip.webm",
         "vidq convert *.mov --preset mp4-h264-720p -o converted/",
         "vidq convert talk.mp4 --option start=60 --option end=90 --option crf=28 --wait",
         "vidq convert holiday.mov                         # queue it and return at once",
+        "vidq convert https://example.com/holiday.mov --wait   # the service fetches it",
+        "vidq convert --resume master.mov --wait          # go on with an interrupted upload",
     )
-    convert.add_argument("files", nargs="+", type=Path, metavar="FILE", help="videos to convert")
+    convert.add_argument(
+        "files",
+        nargs="+",
+        metavar="FILE|URL",
+        help="videos to convert: files, or http(s) URLs the service fetches itself",
+    )
     convert.add_argument("--preset", "-p", help="a preset (`vidq presets`); default mp4-h264")
     convert.add_argument(
         "--option",
@@ -271,6 +280,19 @@ def add_client_verbs(commands: Any, common: argparse.ArgumentParser) -> None:
     )
     convert.add_argument(
         "--idempotency-key", help="retry-safe upload: the same key returns the first job"
+    )
+    convert.add_argument(
+        "--resumable-above",
+        default=DEFAULT_RESUMABLE_ABOVE,
+        metavar="SIZE",
+        help="send files larger than this (64M, 1G, 0 for all) as resumable uploads, in "
+        f"chunks that a later --resume goes on with (default {DEFAULT_RESUMABLE_ABOVE})",
+    )
+    convert.add_argument(
+        "--resume",
+        action="store_true",
+        help="go on with the interrupted resumable upload of each FILE (the same file, "
+        "unchanged) from the bytes the service has; a file without one is sent anew",
     )
 
     watch = verb(

@@ -1,8 +1,9 @@
 """`vidq convert` and `vidq watch`: upload, follow and save jobs with a live row each.
 
-Each file goes through its own thread (uploads two at a time), so that several files
-upload, wait and convert side by side. Ctrl-C stops the display and asks whether to
-cancel the jobs already queued; either way the command ends with status 130.
+Each file (or URL) goes through its own thread (uploads two at a time), so that several
+files upload, wait and convert side by side; how each is sent is vidq.cli.sending. Ctrl-C
+stops the display and asks whether to cancel the jobs already queued; either way the
+command ends with status 130.
 """
 
 from __future__ import annotations
@@ -30,15 +31,22 @@ from vidq.cli.failures import (
     api_failure,
     transport_failure,
 )
+from vidq.cli.sending import (
+    Sending,
+    Source,
+    Stopped,
+    label_of,
+    parse_size,
+    resume_advice,
+    send_resumably,
+    sources_of,
+    upload_progress,
+)
 from vidq.cli.target import Target
 from vidq.client import FINISHED, Job, JobDeleted, VidqAPIError, VidqClient
 
 UPLOADS_AT_ONCE = 2
 _LOOKS_LIKE_OPTION = re.compile(r"^[a-z_]+=[^/]*$")
-
-
-class _Stopped(Exception):
-    """Ctrl-C was pressed: an upload in progress ends here."""
 
 
 @dataclass
@@ -50,6 +58,7 @@ class Outcome:
     saved: Path | None = None
     failure: CommandFailed | None = None
     bug: Exception | None = None
+    resumable: Path | None = None  # the file, when it goes as a resumable upload
 
 
 @dataclass
@@ -59,6 +68,7 @@ class Plan:
     options: dict[str, str]
     wait: bool
     destination: Path | None  # a folder (own names in it) or, for one file, the file
+    sending: Sending
     idempotency_key: str | None = None
     upload_slots: threading.Semaphore = field(
         default_factory=lambda: threading.Semaphore(UPLOADS_AT_ONCE)
@@ -171,23 +181,28 @@ class Session:
         """Run one file's work in its thread; every failure lands in its Outcome."""
         try:
             work()
-        except _Stopped:
+        except Stopped:
             row.end("stopped", full=False)
-        except VidqAPIError as exc:
-            out.failure = api_failure(exc, url=self.target.url, key_source=self.target.key_source)
-        except JobDeleted as exc:
-            out.failure = CommandFailed(str(exc), JOB_FAILED)
-        except httpx.HTTPError as exc:
-            out.failure = transport_failure(
-                exc, url=self.target.url, url_source=self.target.url_source
-            )
-        except OSError as exc:
-            where = f" {exc.filename}" if exc.filename else ""
-            out.failure = CommandFailed(f"Cannot save{where}: {exc.strerror}.", JOB_FAILED)
+        except (VidqAPIError, JobDeleted, httpx.HTTPError, OSError) as exc:
+            out.failure = self._failure(exc)
+            advice = out.resumable and out.job is None and resume_advice(out.resumable, exc)
+            if advice:
+                out.failure.message += " " + advice
         except Exception as exc:  # a bug: shown with its traceback once the rows stop
             out.bug = exc
         if out.failure is not None:
             row.end("failed", full=False)
+
+    def _failure(self, exc: Exception) -> CommandFailed:
+        target = self.target
+        if isinstance(exc, VidqAPIError):
+            return api_failure(exc, url=target.url, key_source=target.key_source)
+        if isinstance(exc, httpx.HTTPError):
+            return transport_failure(exc, url=target.url, url_source=target.url_source)
+        if isinstance(exc, OSError):
+            where = f" {exc.filename}" if exc.filename else ""
+            return CommandFailed(f"Cannot save{where}: {exc.strerror}.", JOB_FAILED)
+        return CommandFailed(str(exc), JOB_FAILED)
 
     def follow(self, client: VidqClient, job_id: str, row: Row, out: Outcome) -> Job:
         job: Job = {}
@@ -196,25 +211,31 @@ class Session:
             row.show(job)
         return job
 
-    def convert_one(self, path: Path, plan: Plan, row: Row, out: Outcome) -> None:
-        size = path.stat().st_size
-
-        def uploaded(sent: int) -> None:
-            if self.stop.is_set():
-                raise _Stopped
-            row.uploading(sent, size)
-
-        with self.target.client() as client:
-            with plan.upload_slots:
-                if self.stop.is_set():
-                    raise _Stopped
-                row.uploading(0, size)
-                job = client.convert(
-                    path,
+    def send(self, client: VidqClient, source: Source, plan: Plan, row: Row, out: Outcome) -> Job:
+        """Hand one input to the service (vidq.cli.sending); its queued Job."""
+        if isinstance(source, str):
+            return client.convert_url(source, idempotency_key=plan.idempotency_key, **plan.options)
+        uploaded = upload_progress(row, self.stop, source.stat().st_size)
+        with plan.upload_slots:
+            uploaded(0)
+            if plan.sending.goes_resumably(client, source):
+                out.resumable = source
+                return send_resumably(
+                    client,
+                    source,
+                    plan.sending,
+                    row,
+                    self.stop,
                     idempotency_key=plan.idempotency_key,
-                    on_progress=uploaded,
-                    **plan.options,
+                    options=plan.options,
                 )
+            return client.convert(
+                source, idempotency_key=plan.idempotency_key, on_progress=uploaded, **plan.options
+            )
+
+    def convert_one(self, source: Source, plan: Plan, row: Row, out: Outcome) -> None:
+        with self.target.client() as client:
+            job = self.send(client, source, plan, row, out)
             out.job = job
             row.show(job)
             if not plan.wait:
@@ -306,7 +327,8 @@ class Session:
         err = sys.stderr
         for out in self.outcomes:
             if out.job is None and out.failure is None:
-                print(f"{out.label}: upload stopped; nothing was queued.", file=err)
+                hint = f" {resume_advice(out.resumable, None)}" if out.resumable else ""
+                print(f"{out.label}: upload stopped; nothing was queued.{hint}", file=err)
         if not unfinished:
             return INTERRUPTED
         names = ", ".join(f"{o.job['id']} ({o.label})" for o in unfinished if o.job)
@@ -360,22 +382,31 @@ def _cancel(client: VidqClient, out: Outcome, target: Target) -> None:
 
 
 def cmd_convert(args: argparse.Namespace, target: Target) -> int:
-    files = check_inputs(args.files)
-    if args.idempotency_key and len(files) > 1:
+    sources = sources_of(args.files)
+    check_inputs([source for source in sources if isinstance(source, Path)])
+    if args.idempotency_key and len(sources) > 1:
         raise CommandFailed("--idempotency-key names one upload: give one file with it.", USAGE)
     wait = args.wait or args.output is not None
     plan = Plan(
         options=parse_options(args.option, args.preset),
         wait=wait,
-        destination=check_destination(args.output, len(files)) if wait else None,
+        destination=check_destination(args.output, len(sources)) if wait else None,
+        sending=Sending(parse_size(args.resumable_above), args.resume),
         idempotency_key=args.idempotency_key,
     )
     with target.client() as client:
         check_preset(client, plan.options)
+        # A file sent resumably is sent in many requests, the job asked for after the last:
+        # its options are checked before the first.
+        if any(
+            isinstance(source, Path) and plan.sending.goes_resumably(client, source)
+            for source in sources
+        ):
+            client.check_options(**plan.options)
     session = Session(target, json_output=args.json)
     return session.run(
-        [path.name for path in files],
-        lambda i, row, out: session.convert_one(files[i], plan, row, out),
+        [label_of(source) for source in sources],
+        lambda i, row, out: session.convert_one(sources[i], plan, row, out),
     )
 
 

@@ -3,7 +3,8 @@ plain lines when standard error is not a terminal. The rows disappear when the w
 leaving the lines that say what became of it.
 
 A row goes through the phases of a conversion, its bar showing each in turn:
-uploading (bytes, MB/s, time left) → queued (its place in the queue) → converting
+uploading (bytes, MB/s, time left), or importing (the service fetching a URL) → queued
+(its place in the queue) → converting
 (percent, time left) → downloading (bytes, MB/s) → its end (saved, failed, …).
 """
 
@@ -116,6 +117,12 @@ class _TimeLeftColumn(ProgressColumn):
         return Text(f"{human_seconds(left)} left" if left is not None else "")
 
 
+def _importing(job: dict[str, Any]) -> bool:
+    """A job whose input the service is still fetching from its `source_url`."""
+    source = job.get("input") or {}
+    return bool(source.get("source_url")) and source.get("size_bytes") is None
+
+
 class Row:
     """One file's (or job's) live row."""
 
@@ -168,6 +175,8 @@ class Row:
         if self.status == "queued":
             position = job.get("queue_position")
             self._phase("queued", f"queued, position {position}" if position else "queued", None)
+        elif self.status == "running" and _importing(job):
+            self._phase("importing", "importing", None)
         elif self.status == "running":
             percent = job.get("progress_percent") or 0
             self._phase("converting", "converting", 100, percent, job.get("eta_seconds"))

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from vidq.client._errors import VidqAPIError
 from vidq.client._sse import parse_events
 from vidq.client._tus import ResumableUploads
 
@@ -24,26 +25,6 @@ Job = dict[str, Any]
 # Called with the bytes sent or received so far (and, for downloads, the total if known).
 UploadProgress = Callable[[int], None]
 DownloadProgress = Callable[[int, int | None], None]
-
-
-class VidqAPIError(Exception):
-    """The service answered with a problem (RFC 9457); `status`, `code` and `detail` say which."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        detail: str,
-        body: dict[str, Any],
-        *,
-        retry_after_seconds: float | None = None,
-    ) -> None:
-        self.status = status
-        self.code = code
-        self.detail = detail
-        self.body = body
-        self.retry_after_seconds = retry_after_seconds
-        super().__init__(f"{status} {code}: {detail}")
 
 
 class JobDeleted(Exception):

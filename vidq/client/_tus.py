@@ -1,6 +1,8 @@
 """Inputs that are not sent in the /convert request itself: a URL the service fetches
 (`convert_url`), and a resumable (tus 1.0.0) upload (`upload_resumable`), converted with
-`convert_upload`. Mixed into VidqClient, which provides `_http` and `_check`.
+`convert_upload`; `convert_resumable` does both, remembering the upload in an
+`UploadStore` so that a later run continues it. Mixed into VidqClient, which provides
+`base_url`, `_http` and `_check`.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from typing import Any, BinaryIO, Literal
 
 import httpx
 
+from vidq.client._errors import VidqAPIError
+from vidq.client._resume import FileIdentity, UploadStore
+
 # Bytes per PATCH, streamed from the file (never held whole): large enough that a
 # request's own cost (about 10 ms of the server's CPU) is small beside its bytes, and that
 # a fast upload stays below a key's request rate (bench/README.md). A broken connection
@@ -25,16 +30,29 @@ TUS_RETRY_SECONDS = 1.0
 # How many times in a row a tus request waits out `429 rate_limited` before giving up.
 TUS_RATE_LIMIT_WAITS = 30
 READ_BYTES = 1024 * 1024
+# What the service answers for an upload it no longer has: unknown (404), expired (410).
+UPLOAD_GONE = (404, 410)
+# Refusals after which a finished upload is of no more use: the file is not media, or the
+# upload was used (or expired) meanwhile. After any other, it is kept for another try.
+UPLOAD_SPENT = ("unsupported_media", "invalid_source")
 
 Checksum = Literal["sha1", "sha256"]
+# Told the bytes of the file the service has so far.
+Progress = Callable[[int], None]
 
 
-def _file_range(handle: BinaryIO, offset: int, length: int) -> Iterator[bytes]:
-    """The bytes [offset, offset + length) of an open file, a piece at a time."""
+def _file_range(
+    handle: BinaryIO, offset: int, length: int, on_progress: Progress | None = None
+) -> Iterator[bytes]:
+    """The bytes [offset, offset + length) of an open file, a piece at a time; each piece
+    taken is told to `on_progress` (as the offset after it)."""
     handle.seek(offset)
     while length > 0 and (piece := handle.read(min(READ_BYTES, length))):
         length -= len(piece)
         yield piece
+        offset += len(piece)
+        if on_progress is not None:
+            on_progress(offset)
 
 
 class _Conflict(Exception):
@@ -47,6 +65,7 @@ class _Conflict(Exception):
 class ResumableUploads:
     """`convert_url`, `upload_resumable` and `convert_upload` for VidqClient."""
 
+    base_url: str
     _http: httpx.Client
     _check: Callable[[httpx.Response], httpx.Response]
 
@@ -62,6 +81,13 @@ class ResumableUploads:
     ) -> dict[str, Any]:
         """Convert a finished resumable upload (`upload_resumable`); returns the queued Job."""
         return self._convert_json({"upload_id": upload_id}, idempotency_key, options)
+
+    def check_options(self, **options: Any) -> None:
+        """Have the service check options as a conversion would, with no input
+        (`POST /convert?dry_run=true`): VidqAPIError (`422`) if it refuses one. Before a
+        resumable upload, whose options are otherwise seen only after its last byte."""
+        body = {k: v for k, v in options.items() if v is not None}
+        self._check(self._http.post("/convert", params={"dry_run": "true"}, json=body))
 
     def _convert_json(
         self, source: dict[str, str], idempotency_key: str | None, options: dict[str, Any]
@@ -81,6 +107,7 @@ class ResumableUploads:
         created: Callable[[str], None] | None = None,
         retries: int = TUS_RETRIES,
         checksum: Checksum | None = None,
+        on_progress: Progress | None = None,
     ) -> str:
         """Send a file as a resumable (tus 1.0.0) upload, a chunk per request streamed from
         the file; returns the upload's id, for `convert_upload`.
@@ -91,7 +118,8 @@ class ResumableUploads:
         A broken connection (or a 409) is retried `retries` times, each from the service's
         offset; a `429 rate_limited` is waited out. With `checksum`, each chunk carries its
         digest and the service keeps it only if its bytes match; it costs a hash of every
-        byte on both sides (bench/README.md).
+        byte on both sides (bench/README.md). `on_progress` is told the bytes the service has:
+        first its offset, then as the file is sent.
         """
         path = Path(path)
         size = path.stat().st_size
@@ -99,13 +127,19 @@ class ResumableUploads:
             upload_url = self._create_upload(path.name, size)
             if created is not None:
                 created(upload_url)
-        offset = self._upload_offset(upload_url, size)
+            offset = 0  # a new upload holds nothing yet: no need to ask
+        else:
+            offset = self._upload_offset(upload_url, size)
+        if on_progress is not None:
+            on_progress(offset)
         failures = 0
         with path.open("rb") as handle:
             while offset < size:
                 length = min(chunk_size, size - offset)
                 try:
-                    offset = self._send_chunk(upload_url, handle, offset, length, checksum)
+                    offset = self._send_chunk(
+                        upload_url, handle, offset, length, checksum, on_progress
+                    )
                     continue
                 except (_Conflict, httpx.TransportError) as exc:
                     # A broken connection (the bytes that arrived were kept), or a 409.
@@ -117,6 +151,83 @@ class ResumableUploads:
                 time.sleep(TUS_RETRY_SECONDS)
                 offset = self._upload_offset(upload_url, size)
         return upload_url.rstrip("/").rsplit("/", 1)[-1]
+
+    def convert_resumable(
+        self,
+        path: str | Path,
+        *,
+        store: UploadStore | None = None,
+        resume: bool = True,
+        idempotency_key: str | None = None,
+        on_progress: Progress | None = None,
+        on_resume: Progress | None = None,
+        chunk_size: int = TUS_CHUNK_BYTES,
+        checksum: Checksum | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Send a file as a resumable upload and convert it (`upload_resumable`, then
+        `convert_upload`); returns the queued Job. With a `store`, the upload is remembered
+        there from before its first byte until its job is made, so that a run cut short
+        (a crash, Ctrl-C, a network gone for good) can be run again and go on.
+
+        With `resume`, an upload that `store` remembers of this file on this service, the
+        file unchanged since (size, modification time, first MiB), is continued from the
+        service's offset (`on_resume` is told it) unless the service no longer has it
+        (404, 410: it expired); otherwise a new one is made. The job is asked for with
+        `idempotency_key`, by default one made of the upload's id, so that a run that
+        ended between upload and job gets, run again, the job it had made. The upload is
+        forgotten once its job is made, or refused for good (`unsupported_media`,
+        `invalid_source`); after a refused option it stays, to be converted with others.
+        """
+        path = Path(path)
+        file = FileIdentity.of(path)
+        stored = store.find(self.base_url, path) if store is not None and resume else None
+        upload_id = None
+        if stored is not None and stored.file == file:
+            told: list[int] = []
+
+            def resumed(offset: int) -> None:
+                if not told and on_resume is not None:
+                    on_resume(offset)
+                told.append(offset)
+                if on_progress is not None:
+                    on_progress(offset)
+
+            try:
+                upload_id = self.upload_resumable(
+                    path,
+                    upload_url=stored.upload_url,
+                    chunk_size=chunk_size,
+                    checksum=checksum,
+                    on_progress=resumed,
+                )
+            except VidqAPIError as exc:
+                if exc.status not in UPLOAD_GONE:
+                    raise
+        if upload_id is None:
+
+            def created(url: str) -> None:
+                if store is not None:
+                    store.remember(self.base_url, file, url)
+
+            upload_id = self.upload_resumable(
+                path,
+                chunk_size=chunk_size,
+                checksum=checksum,
+                created=created,
+                on_progress=on_progress,
+            )
+        try:
+            job = self.convert_upload(
+                upload_id, idempotency_key=idempotency_key or f"vidq-upload-{upload_id}", **options
+            )
+        except VidqAPIError as exc:
+            if store is not None and exc.code in UPLOAD_SPENT:
+                store.forget(self.base_url, path)
+            raise
+        if store is not None:
+            store.forget(self.base_url, path)
+        return job
 
     def _tus(
         self,
@@ -155,6 +266,7 @@ class ResumableUploads:
         offset: int,
         length: int,
         checksum: Checksum | None,
+        on_progress: Progress | None = None,
     ) -> int:
         """PATCH the file's bytes [offset, offset + length), streamed from it (read twice
         with a checksum: once to hash, once to send); the upload's new offset."""
@@ -171,7 +283,7 @@ class ResumableUploads:
             digest = base64.b64encode(hasher.digest()).decode("ascii")
             headers["Upload-Checksum"] = f"{checksum} {digest}"
         response = self._tus(
-            "PATCH", upload_url, headers, lambda: _file_range(handle, offset, length)
+            "PATCH", upload_url, headers, lambda: _file_range(handle, offset, length, on_progress)
         )
         if response.status_code == 409:
             raise _Conflict(response)

@@ -356,8 +356,11 @@ function addFiles(files) {
   if (!apiKey || !files.length) return;
   clearError();
   const options = chosenOptions();
+  const resumableAbove = Number($("#upload-form").dataset.resumableAboveBytes);
   batches += 1;
-  for (const file of files) uploads.add(file, options, apiKey, batches);
+  for (const file of files) {
+    uploads.add(file, options, apiKey, batches, { resumable: file.size > resumableAbove });
+  }
   announce(files.length === 1 ? `Uploading ${files[0].name}.` : `Uploading ${files.length} files.`);
 }
 

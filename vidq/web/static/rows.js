@@ -162,6 +162,7 @@ const VidqRows = (() => {
 
   function uploadDetail(upload) {
     if (upload.state === "checking") return "The server checks the video.";
+    if (upload.state === "uploading" && upload.note) return upload.note;
     if (upload.state === "retrying") {
       const at = new Date(upload.retryAt).toLocaleTimeString();
       return `${upload.error.message} Trying again at ${at}.`;
