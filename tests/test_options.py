@@ -219,6 +219,8 @@ def test_bitrates_are_normalised() -> None:
         ("poster_at", "-1", "number of seconds"),
         ("storyboard", "2", "true or false"),
         ("storyboard_interval", "0", "between 0.1 and 3600"),
+        ("transcode", "never", "one of"),
+        ("trim", "keyframe", "one of"),
     ],
 )
 def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
@@ -248,6 +250,8 @@ def test_every_field_has_a_validator() -> None:
         "poster_at",
         "storyboard",
         "storyboard_interval",
+        "transcode",
+        "trim",
     }
 
 
