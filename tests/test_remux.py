@@ -11,6 +11,7 @@ them, without ffmpeg.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from collections.abc import Iterator
@@ -358,6 +359,13 @@ def test_a_sound_preset_given_another_codec_re_encodes(server: LiveServer, media
 # -- the decision's rules, on probes --------------------------------------------------
 
 
+def picture(**fields: Any) -> dict[str, Any]:
+    """A 1280x720 H.264 High 3.0 yuv420p stream's VideoInfo fields, with these changes."""
+    defaults = {"codec": "h264", "width": 1280, "height": 720, "fps": 30.0}
+    values = {**defaults, "pix_fmt": "yuv420p", "rotation": 0, "profile": "High", "level": 30}
+    return {**values, **fields}
+
+
 def probe_of(
     *,
     demuxer: str = "mov,mp4,m4a,3gp,3g2,mj2",
@@ -373,7 +381,8 @@ def probe_of(
         container="mp4",
         format_name=demuxer,
         duration_seconds=10.0,
-        video=video or VideoInfo(codec, 1280, 720, 30.0, pix_fmt, 0, profile, level),
+        video=video
+        or VideoInfo(**picture(codec=codec, pix_fmt=pix_fmt, profile=profile, level=level)),
         audio=None if audio is None else AudioInfo(audio, channels, 48000),
     )
 
@@ -429,20 +438,27 @@ def test_the_options_of_other_features_force_a_re_encode_once_they_exist() -> No
         crop: str | None = None
         loudness: str | None = None
         deinterlace: str = "auto"
+        subtitles: bool = False
+        subtitles_mode: str | None = None
 
     plain = resolve_options({}).model_dump()
     assert decide_remux(WithPicture(**plain), probe_of()).remux is True
     for name, value in (("crop", "640:360:0:0"), ("loudness", "ebu")):
         decision = decide_remux(WithPicture(**plain, **{name: value}), probe_of())
         assert decision.remux is False and name in decision.reason
+    burned = WithPicture(**plain, subtitles=True, subtitles_mode="burn")
+    assert "subtitles" in decide_remux(burned, probe_of()).reason
+    soft = WithPicture(**plain, subtitles=True, subtitles_mode="track")
+    assert decide_remux(soft, probe_of()).remux is True
     assert {"crop", "rotate", "flip", "watermark", "loudness", "target_vmaf"} <= set(
         REENCODE_OPTIONS
     )
 
-    class Interlaced(VideoInfo):
+    @dataclasses.dataclass(frozen=True)
+    class Interlaced(VideoInfo):  # the picture feature's probe says so
         interlaced: bool = True
 
-    interlaced = probe_of(video=Interlaced("h264", 1280, 720, 30.0, "yuv420p", 0, "High", 30))
+    interlaced = probe_of(video=Interlaced(**picture()))
     assert decide_remux(WithPicture(**plain), interlaced).remux is False
     assert decide_remux(WithPicture(**plain, deinterlace="off"), interlaced).remux is True
 

@@ -66,10 +66,7 @@ REENCODE_OPTIONS: dict[str, object] = {
     "crop": None,
     "rotate": None,
     "flip": None,
-    "watermark": None,
-    "watermark_upload_id": None,
-    "subtitles": None,
-    "subtitles_upload_id": None,
+    "watermark": False,
     "loudness": None,
     "quality_report": False,
     "target_vmaf": None,
@@ -145,6 +142,9 @@ def _why_encode(options: ResolvedOptions, info: MediaInfo, sent: Collection[str]
     for name, default in REENCODE_OPTIONS.items():
         if getattr(options, name, default) != default:
             return f"{name} asks for new pixels or samples"
+    # Subtitles burned in are new pixels; a soft track is only one more stream to copy.
+    if getattr(options, "subtitles", False) and getattr(options, "subtitles_mode", None) != "track":
+        return "subtitles burned in ask for new pixels"
     if info.demuxer not in REMUX_DEMUXERS:
         return f"a {info.container} input's timestamps are not copied as they are"
     baseline = _preset_baseline(options)
