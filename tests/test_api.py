@@ -31,7 +31,8 @@ def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> 
         assert job["input"]["filename"] == "clip.mp4"
         assert job["input"]["size_bytes"] == clip.stat().st_size
         assert job["input"]["video"]["width"] == 160
-        assert job["options"]["format"] == "mp4" and job["options"]["video_codec"] == "h264"
+        # The clip already is H.264 + AAC as the preset makes it: its streams are copied.
+        assert job["options"]["format"] == "mp4" and job["options"]["video_codec"] == "copy"
         assert job["metadata"] == {"order": 7}
 
         done = wait_done(client, job["id"])
@@ -41,6 +42,7 @@ def test_convert_follow_download_delete(live_server: LiveServer, clip: Path) -> 
         result = done["result"]
         assert result["filename"] == "clip.mp4" and result["content_type"] == "video/mp4"
         assert result["video"]["codec"] == "h264" and result["audio"]["codec"] == "aac"
+        assert result["remuxed"] is True
         assert abs(result["duration_seconds"] - 1.0) < 0.2
 
         # The owner's key downloads it; so does the signed URL, with no key at all.

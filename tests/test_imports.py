@@ -129,6 +129,19 @@ def test_import_converts_and_fills_in_the_input(
     assert left_inputs(server) == []
 
 
+def test_an_imported_input_that_already_is_what_is_asked_is_remuxed(
+    client: httpx.Client, files: FileServer, clip_bytes: bytes
+) -> None:
+    files.routes["/as-is.mp4"] = Body(clip_bytes)
+    queued = import_job(client, files.url("/as-is.mp4"))
+    assert queued["options"]["video_codec"] == "h264"  # the input is not known yet
+    job = wait_done(client, queued["id"])
+    assert job["status"] == "completed", job
+    # Decided once fetched and probed: the job's options say what it ran with.
+    assert (job["options"]["video_codec"], job["options"]["audio_codec"]) == ("copy", "copy")
+    assert job["options"]["crf"] is None and job["result"]["remuxed"] is True
+
+
 def test_a_host_let_through_by_name_with_the_python_client(
     server: LiveServer, files: FileServer, clip_bytes: bytes
 ) -> None:

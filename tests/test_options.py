@@ -225,6 +225,8 @@ def test_bitrates_are_normalised() -> None:
         ("watermark_opacity", "1.5", "from 0 to 1"),
         ("watermark_opacity", "-0.1", "from 0 to 1"),
         ("subtitles_mode", "soft", "must be one of"),
+        ("transcode", "never", "one of"),
+        ("trim", "keyframe", "one of"),
     ],
 )
 def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
@@ -261,6 +263,8 @@ def test_every_field_has_a_validator() -> None:
         "watermark_opacity",
         "subtitles",
         "subtitles_mode",
+        "transcode",
+        "trim",
     }
 
 

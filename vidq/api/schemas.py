@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from vidq.jobs.fast_paths import TRANSCODE_CHOICES, TRIM_CHOICES
 from vidq.jobs.options import AUDIO_CODECS, FORMATS, OPTION_FIELDS, VIDEO_CODECS
 from vidq.jobs.output_files import Role
 from vidq.jobs.overlays import SUBTITLES_MODES, WATERMARK_POSITIONS
@@ -65,6 +66,10 @@ class ResultInfo(BaseModel):
         description="Signed URL prefix (ends with `/`): each file is at `base_url + path` until `expires_at`"
     )
     files: list[OutputFileModel]
+    remuxed: bool = Field(
+        False,
+        description="True when the streams were copied into the new container, not re-encoded",
+    )
     manifests: dict[str, str] | None = Field(
         None,
         description='For a streaming package: `{"hls": url, "dash": url}` (those it has); absent otherwise',
@@ -223,6 +228,16 @@ _OPTION_SCHEMA: dict[str, Any] = {
     "poster_at": {"type": "number", "minimum": 0, "description": "When the poster is taken"},
     "storyboard": {"type": "boolean", "description": "Also make storyboard.jpg and .vtt"},
     "storyboard_interval": {"type": "number", "minimum": 0.1, "maximum": 3600},
+    "transcode": {
+        "type": "string",
+        "enum": list(TRANSCODE_CHOICES),
+        "description": "auto: copy the input's streams when it already is what is asked",
+    },
+    "trim": {
+        "type": "string",
+        "enum": list(TRIM_CHOICES),
+        "description": "fast: a remux may cut at key frames (exact: re-encoded)",
+    },
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},
     "metadata": {"type": "string", "description": "A JSON object of at most 4 KiB"},

@@ -13,6 +13,7 @@ from typing import Any
 
 import pydantic
 
+from vidq.jobs.fast_paths import TRANSCODE_CHOICES, TRIM_CHOICES
 from vidq.jobs.option_values import (
     parse_audio_bitrate,
     parse_bool,
@@ -65,6 +66,8 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     storyboard: bool = False
     storyboard_interval: float | None = None
     # -- fast paths (transcode, trim): options added below keep this order --
+    transcode: str = TRANSCODE_CHOICES[0]  # auto: copy the streams if a remux gives the same
+    trim: str = TRIM_CHOICES[0]  # exact: a trimmed job is re-encoded to stay frame-exact
 
     # -- scheduling --
 
@@ -110,6 +113,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "storyboard": parse_bool,
     "storyboard_interval": parse_storyboard_interval,
     # -- fast paths --
+    "transcode": parse_choice(TRANSCODE_CHOICES),
+    "trim": parse_choice(TRIM_CHOICES),
     # -- scheduling --
     # -- picture --
     # -- overlays --

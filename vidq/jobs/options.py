@@ -26,6 +26,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from vidq.jobs.fast_paths import resolve_fast_paths
+
 # Re-exported: the options themselves, defined beside their parsers.
 from vidq.jobs.option_fields import MAX_STORYBOARD_TILES as MAX_STORYBOARD_TILES
 from vidq.jobs.option_fields import OPTION_FIELDS as OPTION_FIELDS
@@ -208,6 +210,7 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
         audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
     extras = _resolve_extras(fmt, video_codec, given, errors)
     extras.update(resolve_overlays(fmt, video_codec, given, errors))
+    extras |= resolve_fast_paths(given, video_codec, audio_codec, errors)
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")

@@ -166,15 +166,17 @@ async def record_input(
     size_bytes: int,
     sha256: str,
     info: dict[str, Any],
+    options: dict[str, Any] | None = None,
 ) -> bool:
-    """Record an imported input, fetched and probed, on its leased job. False: the job is
-    no longer this worker's."""
+    """Record an imported input, fetched and probed, on its leased job (and the options it
+    runs with, if they changed with it: a remux). False: the job is no longer this worker's."""
     values = {
         "input_content_type": content_type,
         "input_size_bytes": size_bytes,
         "input_sha256": sha256,
         "input_info": info,
         "updated_at": utcnow(),
+        **({} if options is None else {"options": options}),
     }
     async with db.write() as conn:
         result = await conn.execute(update(jobs).where(_leased(claim)).values(**values))

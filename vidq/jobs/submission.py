@@ -33,6 +33,7 @@ from vidq.jobs.fields import CheckedFields, check_fields, check_source_url
 from vidq.jobs.filenames import clean_filename, filename_from_url, guess_content_type
 from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.overlay_parts import ReceivedPart
+from vidq.jobs.remux import decide_remux
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.subscriptions import JobChange
 from vidq.media.probe import probe
@@ -199,9 +200,10 @@ async def _submit(
         async with runtime.storage.local_copy(blobs.input_key(job_id), settings.tmp_dir) as path:
             info = await probe(path, settings)
         check_against_input(request.options, info, sent=stored.fields.keys())
-        check_capacity(request.options, info, settings.ffmpeg_memory_bytes)
+        options = decide_remux(request.options, info, sent=stored.fields.keys()).options
+        check_capacity(options, info, settings.ffmpeg_memory_bytes)
         attached = await overlay_parts.attach_parts(
-            runtime, owner_id, job_id, request.options, info, stored.parts, stored.fields
+            runtime, owner_id, job_id, options, info, stored.parts, stored.fields
         )
         job = await queue.submit(
             runtime.db,
@@ -213,7 +215,7 @@ async def _submit(
                 input_size_bytes=stored.size_bytes,
                 input_sha256=stored.sha256,
                 input_info=info.to_json(),
-                options=request.options.model_dump(),
+                options=options.model_dump(),
                 metadata=request.metadata,
                 webhook_url=request.webhook_url,
                 email=request.email,

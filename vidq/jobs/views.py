@@ -47,6 +47,7 @@ def _result_view(job: Job, *, base_url: str, secret: str) -> dict[str, Any]:
     result = {
         "download_url": download_url(job, base_url=base_url, secret=secret),
         "expires_at": rfc3339(job.expires_at),
+        "remuxed": False,  # results stored before remuxes existed
         **stored,
         "base_url": prefix,
         "files": [file.to_json() for file in output_files(job)],

@@ -147,6 +147,7 @@ def _video_facts(stream: Any, frame: Any) -> dict[str, Any]:
     if rotation in (90, 270):
         width, height = height, width
     rate = stream.average_rate or stream.guessed_rate
+    level = stream.codec_context.level
     return {
         "codec": stream.codec_context.codec.canonical_name,
         "width": width,
@@ -154,6 +155,8 @@ def _video_facts(stream: Any, frame: Any) -> dict[str, Any]:
         "fps": round(float(rate), 3) if rate else None,
         "pix_fmt": frame.format.name,
         "rotation": rotation,
+        "profile": stream.codec_context.profile,
+        "level": level if level is not None and level >= 0 else None,
     }
 
 

@@ -26,6 +26,10 @@ class VideoInfo:
     fps: float | None
     pix_fmt: str | None
     rotation: int
+    # The codec's profile as ffmpeg names it ("High", "Main", "Profile 0") and its level
+    # (H.264: level_idc, 41 for 4.1); None when unknown (and in probes stored before them).
+    profile: str | None = None
+    level: int | None = None
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class MediaInfo:
                 fps=_finite_or_none(video.get("fps")),
                 pix_fmt=video.get("pix_fmt"),
                 rotation=int(video.get("rotation", 0)),
+                profile=video.get("profile"),
+                level=video.get("level"),
             ),
             audio=None
             if audio is None

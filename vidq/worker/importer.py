@@ -34,6 +34,7 @@ from vidq.jobs.filenames import guess_content_type
 from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.options import ResolvedOptions
 from vidq.jobs.queue import Claim
+from vidq.jobs.remux import decide_remux
 from vidq.media.probe import probe
 from vidq.outbound.fetch import FetchFailed, TransferLimits, open_body
 from vidq.storage import Storage
@@ -105,6 +106,7 @@ async def import_input(host: ImportHost, claim: Claim, scratch: Path) -> Job | N
         async with host.storage.local_copy(key, scratch) as path:
             info = await probe(path, host.settings)
         check_against_input(options, info)
+        options = decide_remux(options, info).options
         check_capacity(options, info, host.settings.ffmpeg_memory_bytes)
     except UnsupportedMedia as exc:
         raise InputRefused(
@@ -120,6 +122,7 @@ async def import_input(host: ImportHost, claim: Claim, scratch: Path) -> Job | N
         size_bytes=fetched.size_bytes,
         sha256=fetched.sha256,
         info=info.to_json(),
+        options=options.model_dump(),
     )
     if not recorded:
         return None
@@ -127,6 +130,7 @@ async def import_input(host: ImportHost, claim: Claim, scratch: Path) -> Job | N
     job.input_size_bytes = fetched.size_bytes
     job.input_sha256 = fetched.sha256
     job.input_info = info.to_json()
+    job.options = options.model_dump()
     return job
 
 

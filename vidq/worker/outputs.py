@@ -14,6 +14,7 @@ from pathlib import Path
 
 from vidq.config import Settings
 from vidq.jobs.options import ResolvedOptions, output_content_type, output_extension
+from vidq.jobs.remux import is_remuxed
 from vidq.media import package, stills
 from vidq.media.command import (
     build_command,
@@ -290,7 +291,7 @@ async def describe_result(
         }
         for f in made
     ]
-    document: dict[str, object] = {"files": files}
+    document: dict[str, object] = {"files": files, "remuxed": is_remuxed(plan.options, plan.info)}
     if plan.is_package:
         stem = plan.main_name.rsplit(".", 1)[0]
         document.update(
