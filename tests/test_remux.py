@@ -444,11 +444,11 @@ def test_the_options_of_other_features_force_a_re_encode_once_they_exist() -> No
     plain = resolve_options({}).model_dump()
     assert decide_remux(WithPicture(**plain), probe_of()).remux is True
     for name, value in (("crop", "640:360:0:0"), ("loudness", "ebu")):
-        decision = decide_remux(WithPicture(**plain, **{name: value}), probe_of())
+        decision = decide_remux(WithPicture(**(plain | {name: value})), probe_of())
         assert decision.remux is False and name in decision.reason
-    burned = WithPicture(**plain, subtitles=True, subtitles_mode="burn")
+    burned = WithPicture(**(plain | {"subtitles": True, "subtitles_mode": "burn"}))
     assert "subtitles" in decide_remux(burned, probe_of()).reason
-    soft = WithPicture(**plain, subtitles=True, subtitles_mode="track")
+    soft = WithPicture(**(plain | {"subtitles": True, "subtitles_mode": "track"}))
     assert decide_remux(soft, probe_of()).remux is True
     assert {"crop", "rotate", "flip", "watermark", "loudness", "target_vmaf"} <= set(
         REENCODE_OPTIONS
@@ -460,7 +460,7 @@ def test_the_options_of_other_features_force_a_re_encode_once_they_exist() -> No
 
     interlaced = probe_of(video=Interlaced(**picture()))
     assert decide_remux(WithPicture(**plain), interlaced).remux is False
-    assert decide_remux(WithPicture(**plain, deinterlace="off"), interlaced).remux is True
+    assert decide_remux(WithPicture(**(plain | {"deinterlace": "off"})), interlaced).remux is True
 
 
 def test_a_remuxed_jobs_options_are_valid_options_again() -> None:
