@@ -27,6 +27,7 @@ from vidq.jobs.option_values import (
     parse_video_codec,
 )
 from vidq.jobs.presets import PRESETS
+from vidq.jobs.sound_quality import parse_target_vmaf
 from vidq.media.formats import (
     AUDIO_CODECS,
     CRF_RANGES,
@@ -36,6 +37,7 @@ from vidq.media.formats import (
     MIN_HEIGHT,
     MIN_WIDTH,
 )
+from vidq.media.loudness import LOUDNESS_CHOICES
 
 MAX_STORYBOARD_TILES = 1000
 
@@ -72,6 +74,9 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     # -- overlays: watermark, subtitles --
 
     # -- sound and quality: loudness, quality_report, target_vmaf --
+    loudness: str | None = None
+    quality_report: bool = False
+    target_vmaf: float | None = None
 
     short_side: int | None = None  # from a preset only (mp4-h264-720p): the short side's size
 
@@ -106,5 +111,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     # -- picture --
     # -- overlays --
     # -- sound and quality --
+    "loudness": parse_choice(LOUDNESS_CHOICES),
+    "quality_report": parse_bool,
+    "target_vmaf": parse_target_vmaf,
 }
 assert tuple(PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"

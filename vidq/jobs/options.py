@@ -39,6 +39,7 @@ from vidq.jobs.option_values import (
     parse_bitrate,
 )
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
+from vidq.jobs.sound_quality import resolve_sound_and_quality
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
     AUDIO_ENCODERS,
@@ -206,6 +207,9 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     if not package:
         audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
     extras = _resolve_extras(fmt, video_codec, given, errors)
+    extras |= resolve_sound_and_quality(fmt, video_codec, audio_codec, given, errors)
+    if extras["target_vmaf"] is not None:
+        crf = None  # the service picks it
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")
