@@ -248,6 +248,9 @@ def test_every_field_has_a_validator() -> None:
         "poster_at",
         "storyboard",
         "storyboard_interval",
+        "loudness",
+        "quality_report",
+        "target_vmaf",
     }
 
 

@@ -45,7 +45,7 @@ def _sound(path: Path, expression: str, seconds: float = 4.0) -> Path:
         "-f",
         "lavfi",
         "-i",
-        f"aevalsrc={expression}:sample_rate=48000:duration={seconds}",
+        f"aevalsrc=exprs='{expression}':sample_rate=48000:duration={seconds}",
         "-c:a",
         "pcm_s16le",
         str(path),
