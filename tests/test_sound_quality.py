@@ -21,7 +21,7 @@ from vidq.media.target_quality import CrfSearch, sample_spans
 
 from .conftest import LiveServer, make_settings, running_server
 from .helpers import api_client, assert_problem, post_convert, submit_job, wait_done
-from .media_clips import FFMPEG, ffmpeg
+from .media_clips import FFMPEG, ffmpeg, make_clip
 
 TARGETS = {"ebu": -23.0, "streaming": -14.0}
 
@@ -71,11 +71,13 @@ def _picture(path: Path, source: str, seconds: float = 2.0) -> Path:
     return path
 
 
+_SCAN = ("-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-")
+
+
 def _ebur128(path: Path) -> tuple[float, float]:
     """Integrated loudness (LUFS) and true peak (dBTP) of a file, measured by the test."""
     done = subprocess.run(
-        [FFMPEG, "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:a:0"]
-        + ["-af", "ebur128=peak=true:framelog=quiet", "-f", "null", "-"],
+        [FFMPEG, "-nostdin", "-hide_banner", "-i", str(path), "-map", "0:a:0", *_SCAN],
         capture_output=True,
         text=True,
         check=True,
@@ -207,6 +209,22 @@ def test_quality_report_ranks_crfs_and_matches_an_independent_measurement(
     assert good["quality"]["ssim"] > poor["quality"]["ssim"]
     measured = _vmaf(_download(poor, tmp_path / "poor.mp4"), moving, tmp_path)
     assert abs(poor["quality"]["vmaf"]["mean"] - measured) <= 0.5
+
+
+def test_the_reference_is_the_input_as_the_job_shows_it(
+    server: LiveServer, media_dir: Path
+) -> None:
+    """A rotated phone clip, cut to a span and brought to another frame rate, is judged
+    against that span of the input, upright, at that rate: a good encode scores well."""
+    rotated = make_clip(
+        media_dir / "rotated.mp4", seconds=2, size=(192, 108), rotation=90, audio=False
+    )
+    result = _run(
+        server, rotated, crf="18", fps="12", start="0.5", end="1.5", quality_report="true"
+    )
+    assert (result["video"]["width"], result["video"]["height"]) == (108, 192)
+    assert result["quality"]["vmaf"]["mean"] > 85
+    assert result["quality"]["vmaf"]["min"] > 70
 
 
 def test_quality_of_a_package_is_its_top_rendition_and_loudness_applies(
