@@ -4,6 +4,7 @@ real ffmpeg on small generated clips, and the outputs measured again by the test
 from __future__ import annotations
 
 import json
+import math
 import re
 import subprocess
 from collections.abc import Iterator
@@ -349,22 +350,31 @@ def test_samples_spread_over_a_long_span_and_a_short_span_is_its_own_sample() ->
 
 
 def test_the_search_interpolates_between_the_crfs_it_tried() -> None:
-    def curve(crf: int) -> float:  # a made-up content: VMAF falls 1.5 a CRF step
-        return 110.0 - 1.5 * crf
+    def curve(crf: int) -> float:  # a made-up content: its distortion grows exponentially
+        return 100.0 - 0.5 * math.exp(0.1 * crf)
 
-    search = CrfSearch(target=80.0, low=0, high=51, first=23)
+    search = CrfSearch(target=90.0, low=0, high=51, first=23)
     tried = []
     while (crf := search.next_crf()) is not None:
         tried.append(crf)
         search.record(crf, curve(crf))
-    assert tried == [23, 17, 20]
-    assert search.choice() == 20  # 110 - 1.5 * 20 = 80
-    # A target beyond what was tried is extrapolated, and clamped to the codec's range.
+    assert tried == [23, 29, 30]
+    assert search.choice() == 30  # 100 - 0.5 * e^3 = 89.96
+    # A target beyond what was tried is extrapolated at most two steps (12 for H.264).
     search = CrfSearch(target=99.0, low=0, high=51, first=23)
     search.record(23, 90.0)
     search.record(17, 94.0)
-    assert search.choice() == 10  # 17 - (99 - 94) * 6 / 4 = 9.5
+    assert search.choice() == 5
     search = CrfSearch(target=10.0, low=0, high=51, first=23)
     search.record(23, 90.0)
     search.record(29, 85.0)
-    assert search.choice() == 51
+    assert search.choice() == 41
+    # Within the codec's range, and a flat score takes the cheaper CRF.
+    search = CrfSearch(target=99.0, low=0, high=51, first=3)
+    search.record(3, 90.0)
+    search.record(0, 94.0)
+    assert search.choice() == 0
+    search = CrfSearch(target=90.0, low=0, high=63, first=35)
+    search.record(35, 97.0)
+    search.record(43, 97.0)
+    assert search.choice() == 43

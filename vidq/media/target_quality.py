@@ -4,22 +4,25 @@ Method. A few short samples spread over the span (`sample_spans`: three of two s
 at 1/6, 3/6 and 5/6 of it; a span of six seconds or less is its own single sample) are
 encoded exactly as the job would encode them, at a CRF, and scored against their
 reference (`vidq.media.quality`); the mean VMAF over all their frames is the score of
-that CRF. VMAF falls as the CRF rises, nearly linearly over a few steps, so:
+that CRF. VMAF falls as the CRF rises, faster and faster (the log of its distance
+from 100 is nearly a straight line in the CRF), so:
 
 1. the codec's default CRF is tried first;
 2. then one `step` away from it, towards the target (up if the first beat it);
-3. then the CRF that the line through those two predicts for the target, unless it is
-   one of them.
+3. then the CRF that the line through those two predicts for the target (at most two
+   steps past the last one tried), unless it is one of them.
 
 The CRF chosen is read off the line through the measured points around the target
-(extended past the end ones when the target is outside them), rounded, and clamped to
-the codec's range. The cost: two or three encodes and scorings of at most six seconds
-each, whatever the input's length, before the real encode (bench/README.md).
+(extended at most two steps past the end ones when the target is outside them),
+rounded, and clamped to the codec's range. The cost: two or three encodes and
+scorings of at most six seconds each, whatever the input's length, before the real
+encode (bench/README.md).
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 
 SAMPLE_SECONDS = 2.0
@@ -83,14 +86,28 @@ class CrfSearch:
             ),
             None,
         )
+        limit = None
         if pair is None:
             above = all(score > self.target for _, score in points)
             pair = (points[-2], points[-1]) if above else (points[0], points[1])
+            # Beyond what was measured the line is a guess: go at most two steps past it.
+            end = pair[1][0] if above else pair[0][0]
+            limit = (end, end + 2 * self.step if above else end - 2 * self.step)
         (crf_a, score_a), (crf_b, score_b) = pair
-        if score_a == score_b:  # flat: the content is as good at either; take the cheaper
+        gap_a, gap_b, gap = (_gap(score) for score in (score_a, score_b, self.target))
+        if gap_a == gap_b:  # flat: the content is as good at either; take the cheaper
             return self._clamp(max(crf_a, crf_b))
-        crf = crf_a + (self.target - score_a) * (crf_b - crf_a) / (score_b - score_a)
+        crf = crf_a + (gap - gap_a) * (crf_b - crf_a) / (gap_b - gap_a)
+        if limit is not None:
+            crf = min(max(crf, min(limit)), max(limit))
         return self._clamp(round(crf))
 
     def _clamp(self, crf: int) -> int:
         return min(self.high, max(self.low, crf))
+
+
+def _gap(score: float) -> float:
+    """How far a score is from perfect, on the scale where it changes evenly with the CRF:
+    the distortion grows about exponentially with it (the quantiser step does), so the
+    log of 100 - VMAF is nearly a straight line in the CRF, near 100 as well."""
+    return math.log(max(100.0 - score, 0.01))
