@@ -19,6 +19,8 @@ from vidq.jobs.input_checks import check_against_input
 from vidq.jobs.options import resolve_options
 from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 from vidq.media.target_quality import CrfSearch, sample_spans
+from vidq.worker.measures import add_measure_steps
+from vidq.worker.outputs import plan_outputs
 
 from .conftest import LiveServer, make_settings, running_server
 from .helpers import api_client, assert_problem, post_convert, submit_job, wait_done
@@ -228,7 +230,7 @@ def test_the_reference_is_the_input_as_the_job_shows_it(
     assert result["quality"]["vmaf"]["min"] > 70
 
 
-def test_quality_of_a_package_is_its_top_rendition_and_loudness_applies(
+def test_a_package_is_scored_and_its_sound_normalised(
     server: LiveServer, moving: Path, quiet: Path, tmp_path: Path
 ) -> None:
     both = tmp_path / "both.mp4"
@@ -238,7 +240,10 @@ def test_quality_of_a_package_is_its_top_rendition_and_loudness_applies(
     result = _run(server, both, format="hls", quality_report="true", loudness="ebu")
     assert result["quality"]["vmaf"]["mean"] > 50
     assert abs(result["loudness"]["output"]["integrated_lufs"] - TARGETS["ebu"]) <= 1.0
-    assert "1080p" not in {f["path"].split("/")[0] for f in result["files"]}
+    assert result["quality"]["model"] == "vmaf_v0.6.1"
+    assert result["loudness"]["mode"] in ("linear", "dynamic")
+    # The measuring runs leave nothing of theirs among the package's files.
+    assert all(f["role"] in ("manifest", "playlist", "init", "segment") for f in result["files"])
 
 
 # -- target quality --------------------------------------------------------------------
@@ -378,3 +383,37 @@ def test_the_search_interpolates_between_the_crfs_it_tried() -> None:
     search.record(35, 97.0)
     search.record(43, 97.0)
     assert search.choice() == 43
+
+
+def test_the_measuring_steps_surround_the_conversion(tmp_path: Path) -> None:
+    """Loudness is measured before the conversion that applies it, the CRF searched
+    before the encode that uses it, and the output measured after it, before the stills;
+    a job that asks for none of it gets no extra run."""
+    info = MediaInfo(
+        "mp4",
+        "mov",
+        60.0,
+        VideoInfo("h264", 1920, 1080, 25.0, "yuv420p", 0),
+        AudioInfo("aac", 2, 44100),
+    )
+    settings = make_settings(tmp_path)
+    options = resolve_options(
+        {"loudness": "ebu", "target_vmaf": "93", "quality_report": "true", "poster": "true"}
+    )
+    plan = plan_outputs(options, info, tmp_path / "in.mp4", tmp_path, settings, main_name="o.mp4")
+    add_measure_steps(plan, tmp_path / "in.mp4", settings)
+    names = [step.name for step in plan.steps]
+    samples = [
+        f"sample{kind}-{t}-{n}" for t in range(3) for n in range(3) for kind in ("", "-score")
+    ]
+    assert names == ["loudness-input", *samples, "convert", "loudness-output", "quality", "poster"]
+    # The conversion's argv is made when its turn comes, from what was measured.
+    plan.audio_filters[:] = ["volume=2"]
+    convert = plan.steps[names.index("convert")].command()
+    assert convert is not None and convert[convert.index("-af") + 1] == "volume=2"
+
+    plain = plan_outputs(
+        resolve_options({}), info, tmp_path / "in.mp4", tmp_path, settings, main_name="o.mp4"
+    )
+    add_measure_steps(plain, tmp_path / "in.mp4", settings)
+    assert [step.name for step in plain.steps] == ["convert"]
