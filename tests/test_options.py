@@ -265,6 +265,9 @@ def test_every_field_has_a_validator() -> None:
         "subtitles_mode",
         "transcode",
         "trim",
+        "loudness",
+        "quality_report",
+        "target_vmaf",
     }
 
 

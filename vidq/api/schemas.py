@@ -51,6 +51,37 @@ class OutputFileModel(BaseModel):
     content_type: str
 
 
+class VmafScores(BaseModel):
+    mean: float
+    min: float
+    p5: float = Field(description="The 5th percentile of the frames' scores")
+
+
+class QualityReport(BaseModel):
+    """The output measured against the input as the job shows it (its own transforms
+    applied, both at the reference's displayed size, over the job's span); for a
+    streaming package, its top rendition."""
+
+    vmaf: VmafScores
+    psnr: float = Field(description="PSNR of luma (dB), the mean over the frames")
+    ssim: float = Field(description="SSIM of luma, the mean over the frames")
+    model: str = Field(description="vmaf_v0.6.1, or vmaf_4k_v0.6.1 above 1080p")
+
+
+class Loudness(BaseModel):
+    integrated_lufs: float
+    true_peak_dbtp: float | None = Field(description="null for digital silence")
+
+
+class LoudnessReport(BaseModel):
+    input: Loudness
+    output: Loudness
+    mode: Literal["linear", "dynamic"] = Field(
+        description="linear: one gain for the whole span; dynamic: loudnorm's fallback when"
+        " that gain would push the true peak over the target"
+    )
+
+
 class ResultInfo(BaseModel):
     download_url: str = Field(
         description="The output file, or for a streaming package a ZIP of the whole package"
@@ -74,6 +105,10 @@ class ResultInfo(BaseModel):
         None,
         description='For a streaming package: `{"hls": url, "dash": url}` (those it has); absent otherwise',
     )
+    quality: QualityReport | None = Field(
+        None, description="With quality_report or target_vmaf; absent otherwise"
+    )
+    loudness: LoudnessReport | None = Field(None, description="With loudness; absent otherwise")
 
 
 class JobError(BaseModel):
@@ -237,6 +272,21 @@ _OPTION_SCHEMA: dict[str, Any] = {
         "type": "string",
         "enum": list(TRIM_CHOICES),
         "description": "fast: a remux may cut at key frames (exact: re-encoded)",
+    },
+    "loudness": {
+        "type": "string",
+        "enum": ["ebu", "streaming"],
+        "description": "Two-pass loudness normalisation: ebu (-23 LUFS), streaming (-14 LUFS)",
+    },
+    "quality_report": {
+        "type": "boolean",
+        "description": "Measure VMAF, PSNR and SSIM of the output into result.quality",
+    },
+    "target_vmaf": {
+        "type": "number",
+        "minimum": 1,
+        "maximum": 100,
+        "description": "Instead of crf: the CRF whose output reaches this mean VMAF",
     },
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},

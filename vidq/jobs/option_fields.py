@@ -29,6 +29,7 @@ from vidq.jobs.option_values import (
 )
 from vidq.jobs.overlays import SUBTITLES_MODES, WATERMARK_POSITIONS, parse_fraction
 from vidq.jobs.presets import PRESETS
+from vidq.jobs.sound_quality import parse_target_vmaf
 from vidq.media.formats import (
     AUDIO_CODECS,
     CRF_RANGES,
@@ -38,6 +39,7 @@ from vidq.media.formats import (
     MIN_HEIGHT,
     MIN_WIDTH,
 )
+from vidq.media.loudness import LOUDNESS_CHOICES
 
 MAX_STORYBOARD_TILES = 1000
 
@@ -83,6 +85,9 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     subtitles_mode: str | None = None
 
     # -- sound and quality: loudness, quality_report, target_vmaf --
+    loudness: str | None = None
+    quality_report: bool = False
+    target_vmaf: float | None = None
 
     short_side: int | None = None  # from a preset only (mp4-h264-720p): the short side's size
 
@@ -126,5 +131,8 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "subtitles": parse_bool,
     "subtitles_mode": parse_choice(SUBTITLES_MODES),
     # -- sound and quality --
+    "loudness": parse_choice(LOUDNESS_CHOICES),
+    "quality_report": parse_bool,
+    "target_vmaf": parse_target_vmaf,
 }
 assert tuple(PARSERS) == OPTION_FIELDS, "one parser for each option, in the same order"

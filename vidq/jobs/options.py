@@ -42,6 +42,7 @@ from vidq.jobs.option_values import (
 )
 from vidq.jobs.overlays import resolve_overlays
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
+from vidq.jobs.sound_quality import resolve_sound_and_quality
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
     AUDIO_ENCODERS,
@@ -211,6 +212,9 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     extras = _resolve_extras(fmt, video_codec, given, errors)
     extras.update(resolve_overlays(fmt, video_codec, given, errors))
     extras |= resolve_fast_paths(given, video_codec, audio_codec, errors)
+    extras |= resolve_sound_and_quality(fmt, video_codec, audio_codec, given, errors)
+    if extras["target_vmaf"] is not None:
+        crf = None  # the service picks it
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")

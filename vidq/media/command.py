@@ -10,6 +10,7 @@ arguments come from `vidq.media.formats`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -113,10 +114,13 @@ def build_command(
     info: MediaInfo,
     settings: Settings,
     overlays: OverlayFiles | None = None,
+    *,
+    audio_filters: Sequence[str] = (),
 ) -> list[str]:
     """The full ffmpeg argv converting `input_path` to `output_path` as the options say
     (one file: packages and stills have their own commands, `package` and `stills`), with
-    the job's overlay files if it has any."""
+    the job's overlay files if it has any; `audio_filters` (a loudness normalisation) apply
+    to the sound it re-encodes."""
     if options.format not in MUXER_ARGS:
         raise ValueError(f"the {options.format} format is not made by build_command")
     threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
@@ -128,7 +132,7 @@ def build_command(
     else:
         argv += ["-vn"]
     if info.audio is not None and options.audio_codec != "none":
-        argv += ["-map", "0:a:0", *_audio_args(options, info.audio)]
+        argv += ["-map", "0:a:0", *_audio_args(options, info.audio, audio_filters)]
     else:
         argv += ["-an"]
     argv += subtitle_track_args(options.format, overlays)
@@ -183,10 +187,13 @@ def _video_args(
     return args
 
 
-def _audio_args(options: EncodeSettings, audio: AudioInfo) -> list[str]:
+def _audio_args(
+    options: EncodeSettings, audio: AudioInfo, filters: Sequence[str] = ()
+) -> list[str]:
     if options.audio_codec == "copy":
         return ["-c:a", "copy"]
-    args = ["-c:a", AUDIO_ENCODER_NAMES[options.audio_codec]]
+    args = ["-af", ",".join(filters)] if filters else []
+    args += ["-c:a", AUDIO_ENCODER_NAMES[options.audio_codec]]
     if options.audio_bitrate is not None:
         args += ["-b:a", options.audio_bitrate]
     if options.audio_codec in ("opus", "mp3") and audio.channels > 2:

@@ -108,6 +108,7 @@ def package_args(
     out_dir: Path,
     span_seconds: float | None = None,
     picture: tuple[str, str] = ("", "[0:V:0]"),
+    audio_filters: Sequence[str] = (),
 ) -> list[str]:
     """ffmpeg's arguments after the input: the filter graph, the encoders and the muxer.
 
@@ -155,12 +156,15 @@ def package_args(
         streams += len(renditions)
     if info.audio is not None:
         args += ["-map", "0:a:0"]
+        filters = list(audio_filters)
         if info.video is not None and renditions and span_seconds:
             # The sound ends two AAC frames before the picture: AAC's last frame runs past
             # the end otherwise, and becomes a last audio segment of a few milliseconds
             # that starts after the video ends, which hls.js then never finishes playing.
             tail = 2048 / (info.audio.sample_rate or 48000)
-            args += ["-af", f"atrim=duration={max(0.1, span_seconds - tail):.6f}"]
+            filters.append(f"atrim=duration={max(0.1, span_seconds - tail):.6f}")
+        if filters:
+            args += ["-af", ",".join(filters)]
         args += ["-c:a", "aac", "-b:a", str(AUDIO_BITRATE), "-ac", "2"]
         streams += 1
     sets = []

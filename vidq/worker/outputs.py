@@ -9,6 +9,7 @@ is stored under, and `describe_result` what the job's `result` says of them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from vidq.media.command import (
     output_size,
     seconds_arg,
 )
+from vidq.media.ffmpeg import FFmpegResult
 from vidq.media.info import MediaInfo
 from vidq.media.overlay_filters import OverlayFiles, overlay_inputs, package_picture
 from vidq.media.package_subtitles import with_hls_subtitles
@@ -35,7 +37,11 @@ STILLS_DIR = "stills"
 @dataclass(frozen=True)
 class Step:
     """One ffmpeg run: its argv, the output seconds it covers (for progress), its weight;
-    and a second try if it ends well but leaves no `output` (a poster of a black stretch)."""
+    and a second try if it ends well but leaves no `output` (a poster of a black stretch).
+
+    A step that depends on the ones before it (a measured loudness, a chosen CRF) has a
+    `build` that makes its argv when its turn comes (None: nothing to run), and an
+    `after` that reads what its run found."""
 
     name: str
     argv: list[str]
@@ -43,6 +49,12 @@ class Step:
     weight: float
     output: Path | None = None
     fallback: list[str] | None = None
+    build: Callable[[], list[str] | None] | None = None
+    after: Callable[[FFmpegResult], None] | None = None
+
+    def command(self) -> list[str] | None:
+        """The argv to run now."""
+        return self.build() if self.build is not None else self.argv
 
 
 @dataclass(frozen=True)
@@ -70,6 +82,8 @@ class OutputPlan:
     storyboard_interval: float | None = None
     picture: tuple[int, int] | None = None  # the largest picture made (width, height)
     overlays: OverlayFiles | None = None  # the job's watermark and subtitles, if any
+    audio_filters: list[str] = field(default_factory=list)  # e.g. a measured loudness's
+    reports: dict[str, object] = field(default_factory=dict)  # measured: quality, loudness
 
     @property
     def is_package(self) -> bool:
@@ -188,15 +202,26 @@ def plan_outputs(
             _poster_step("still", ffmpeg, input_path, plan.main_path, plan, settings, at, 1.0)
         )
         return plan
+
+    # Built again when its turn comes: steps before it may set its CRF or sound filters.
+    def main_command() -> list[str]:
+        if plan.is_package:
+            return package_command(ffmpeg, input_path, plan, settings)
+        return build_command(
+            ffmpeg,
+            input_path,
+            plan.main_path,
+            plan.options,
+            info,
+            settings,
+            plan.overlays,
+            audio_filters=plan.audio_filters,
+        )
+
     if plan.is_package:
         plan.package_dir.mkdir(parents=True, exist_ok=True)
-        argv = package_command(ffmpeg, input_path, plan, settings)
-        plan.steps.append(Step("package", argv, expected, 1.0))
-    else:
-        argv = build_command(
-            ffmpeg, input_path, plan.main_path, options, info, settings, overlays=overlays
-        )
-        plan.steps.append(Step("convert", argv, expected, 1.0))
+    name = "package" if plan.is_package else "convert"
+    plan.steps.append(Step(name, main_command(), expected, 1.0, build=main_command))
 
     if video is not None and plan.picture is not None and (options.poster or options.storyboard):
         plan.stills_dir.mkdir(parents=True, exist_ok=True)
@@ -272,6 +297,7 @@ def package_command(
         out_dir=plan.package_dir,
         span_seconds=plan.span_seconds,
         picture=package_picture(options, plan.overlays, size),
+        audio_filters=plan.audio_filters,
     )
     if options.end is not None:
         argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]
@@ -291,7 +317,11 @@ async def describe_result(
         }
         for f in made
     ]
-    document: dict[str, object] = {"files": files, "remuxed": is_remuxed(plan.options, plan.info)}
+    document: dict[str, object] = {
+        "files": files,
+        "remuxed": is_remuxed(plan.options, plan.info),
+        **plan.reports,
+    }
     if plan.is_package:
         stem = plan.main_name.rsplit(".", 1)[0]
         document.update(

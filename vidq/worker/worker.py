@@ -35,6 +35,7 @@ from vidq.media.info import MediaInfo
 from vidq.worker.importer import InputRefused, import_unless_stopped
 from vidq.worker.lease import keep_leased, still_ours
 from vidq.worker.limits import RunLimits
+from vidq.worker.measures import add_measure_steps
 from vidq.worker.outputs import OutputPlan, Step, describe_result, plan_outputs
 from vidq.worker.overlay_files import overlay_files
 from vidq.worker.running import RunningJob, WorkerHost
@@ -283,6 +284,7 @@ class Worker:
             plan = plan_outputs(
                 options, info, input_path, scratch, settings, main_name=main_name, overlays=overlays
             )
+            add_measure_steps(plan, input_path, settings)
             total_weight = sum(step.weight for step in plan.steps)
             done_weight = 0.0
             result: FFmpegResult | None = None
@@ -295,7 +297,11 @@ class Worker:
                     percent = 100.0 * (before + share * step.weight) / total_weight
                     running.progress_percent = max(0.0, min(99.9, percent))
 
-                for argv in (step.argv, step.fallback):
+                first = step.command()
+                if first is None:  # a step found not to be needed (a search that ended)
+                    done_weight += step.weight
+                    continue
+                for argv in (first, step.fallback):
                     if argv is None:
                         continue
                     result = await run_ffmpeg(
@@ -313,6 +319,8 @@ class Worker:
                         break
                 if result is None or result.returncode != 0 or result.stop_reason is not None:
                     break
+                if step.after is not None:
+                    step.after(result)
                 done_weight += step.weight
         assert result is not None
         return await self._conclude(running, result, plan, input_path)
