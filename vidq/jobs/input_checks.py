@@ -6,6 +6,7 @@ from collections.abc import Collection
 
 from vidq.jobs.option_values import FieldErrors, one_of
 from vidq.jobs.options import MAX_STORYBOARD_TILES, ResolvedOptions
+from vidq.jobs.picture_options import check_picture
 from vidq.jobs.presets import PRESETS
 from vidq.media.formats import (
     COPYABLE_AUDIO,
@@ -67,6 +68,7 @@ def check_against_input(
         _check_copy("video_codec", "video", info.video.codec, COPYABLE_VIDEO.get(fmt), fmt, errors)
     if options.audio_codec == "copy" and info.audio is not None:
         _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt, errors)
+    check_picture(options, info, errors)
     errors.raise_if_any()
 
 

@@ -26,6 +26,13 @@ from vidq.jobs.option_values import (
     parse_video_bitrate,
     parse_video_codec,
 )
+from vidq.jobs.picture_options import (
+    parse_crop,
+    parse_deinterlace,
+    parse_flip,
+    parse_hdr,
+    parse_rotate,
+)
 from vidq.jobs.presets import PRESETS
 from vidq.media.formats import (
     AUDIO_CODECS,
@@ -68,6 +75,11 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     # -- scheduling --
 
     # -- picture: hdr, geometry, deinterlace --
+    hdr: str | None = None  # tonemap or keep; None where no pictures are made
+    rotate: int | None = None  # degrees clockwise
+    flip: str | None = None  # h or v
+    crop: str | None = None  # w:h:x:y in displayed pixels, or auto
+    deinterlace: str | None = None  # auto or off; None where no pictures are made
 
     # -- overlays: watermark, subtitles --
 
@@ -104,6 +116,11 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     # -- fast paths --
     # -- scheduling --
     # -- picture --
+    "hdr": parse_hdr,
+    "rotate": parse_rotate,
+    "flip": parse_flip,
+    "crop": parse_crop,
+    "deinterlace": parse_deinterlace,
     # -- overlays --
     # -- sound and quality --
 }

@@ -38,6 +38,7 @@ from vidq.jobs.option_values import (
     one_of,
     parse_bitrate,
 )
+from vidq.jobs.picture_options import resolve_picture
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
@@ -206,6 +207,7 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     if not package:
         audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
     extras = _resolve_extras(fmt, video_codec, given, errors)
+    extras.update(resolve_picture(video_codec, package, given, why_video, errors))
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")

@@ -26,6 +26,24 @@ class VideoInfo:
     fps: float | None
     pix_fmt: str | None
     rotation: int
+    # Colour and scanning, as ffmpeg names them; defaults for inputs probed before them.
+    bit_depth: int | None = None
+    color_primaries: str | None = None  # bt709, bt2020, ...
+    color_transfer: str | None = None  # bt709, smpte2084 (PQ), arib-std-b67 (HLG), ...
+    color_space: str | None = None  # the matrix: bt709, bt2020nc, ...
+    interlaced: bool = False  # the stream's field order says so (the worker confirms it)
+    # HDR10 static metadata of the first frame: the mastering display's R, G, B and white
+    # point chromaticities (x, y each) and its max and min luminance in cd/m²; MaxCLL, MaxFALL.
+    mastering_display: tuple[float, ...] | None = None
+    content_light: tuple[int, int] | None = None
+
+    @property
+    def hdr(self) -> str | None:
+        """ "pq" or "hlg" for an HDR transfer, else None."""
+        return HDR_TRANSFERS.get(self.color_transfer or "")
+
+
+HDR_TRANSFERS = {"smpte2084": "pq", "arib-std-b67": "hlg"}
 
 
 @dataclass(frozen=True)
@@ -66,6 +84,12 @@ class MediaInfo:
                 "width": video.width,
                 "height": video.height,
                 "fps": video.fps,
+                "bit_depth": video.bit_depth,
+                "color_primaries": video.color_primaries,
+                "color_transfer": video.color_transfer,
+                "color_space": video.color_space,
+                "hdr": video.hdr,
+                "interlaced": video.interlaced,
             },
             "audio": None
             if audio is None
@@ -98,6 +122,13 @@ class MediaInfo:
                 fps=_finite_or_none(video.get("fps")),
                 pix_fmt=video.get("pix_fmt"),
                 rotation=int(video.get("rotation", 0)),
+                bit_depth=video.get("bit_depth"),
+                color_primaries=video.get("color_primaries"),
+                color_transfer=video.get("color_transfer"),
+                color_space=video.get("color_space"),
+                interlaced=bool(video.get("interlaced", False)),
+                mastering_display=_floats_or_none(video.get("mastering_display")),
+                content_light=_light_or_none(video.get("content_light")),
             ),
             audio=None
             if audio is None
@@ -143,3 +174,11 @@ def _finite_or_none(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def _floats_or_none(value: Any) -> tuple[float, ...] | None:
+    return None if value is None else tuple(float(v) for v in value)
+
+
+def _light_or_none(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))

@@ -22,6 +22,7 @@ from vidq.media.command import (
     output_size,
     seconds_arg,
 )
+from vidq.media.filters import SDR_COLOUR_ARGS, shown_video, still_filters, tone_maps
 from vidq.media.info import MediaInfo
 from vidq.media.probe import probe
 
@@ -164,7 +165,7 @@ def plan_outputs(
     if video is not None:
         if plan.is_package:
             plan.renditions = package.plan_ladder(
-                video, options.renditions, upscale=options.upscale
+                shown_video(options, video), options.renditions, upscale=options.upscale
             )
             plan.picture = (plan.renditions[0].width, plan.renditions[0].height)
         elif options.video_codec not in ("none", "copy"):
@@ -212,6 +213,7 @@ def plan_outputs(
                 interval=interval,
                 width=width,
                 height=height,
+                filters=_still_filters(options, info),
             )
             plan.steps.append(Step("storyboard", argv, plan.span_seconds, 0.1))
     return plan
@@ -242,9 +244,15 @@ def _poster_step(
             width=width,
             height=height,
             skip_black=skip_black,
+            filters=_still_filters(plan.options, plan.info),
         )
 
     return Step(name, command(True), None, weight, output=output, fallback=command(False))
+
+
+def _still_filters(options: ResolvedOptions, info: MediaInfo) -> list[str]:
+    """The picture chain up to the scaler, for stills and packages (none without video)."""
+    return [] if info.video is None else still_filters(options, info.video)
 
 
 def package_command(
@@ -252,7 +260,11 @@ def package_command(
 ) -> list[str]:
     """The one ffmpeg run that encodes the whole ladder into the package folder."""
     options, info = plan.options, plan.info
-    argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
+    picture = _still_filters(options, info)
+    argv = input_command(
+        ffmpeg, input_path, info, settings, start=options.start, autorotate=not picture
+    )
+    tone_mapped = info.video is not None and tone_maps(options, info.video)
     argv += package.package_args(
         info,
         plan.renditions,
@@ -260,6 +272,8 @@ def package_command(
         fps=options.fps,
         out_dir=plan.package_dir,
         span_seconds=plan.span_seconds,
+        picture=picture,
+        colour=SDR_COLOUR_ARGS if tone_mapped else (),
     )
     if options.end is not None:
         argv += ["-t", seconds_arg(options.end - (options.start or 0.0))]

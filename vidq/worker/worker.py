@@ -36,6 +36,7 @@ from vidq.worker.importer import InputRefused, import_unless_stopped
 from vidq.worker.lease import keep_leased, still_ours
 from vidq.worker.limits import RunLimits
 from vidq.worker.outputs import OutputPlan, Step, describe_result, plan_outputs
+from vidq.worker.picture import prepare_picture
 from vidq.worker.running import RunningJob, WorkerHost
 from vidq.worker.store import store_outputs
 
@@ -276,6 +277,7 @@ class Worker:
         info = MediaInfo.from_json(job.input_info)
         main_name = output_filename(job.input_filename, output_extension(options))
         async with runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path:
+            options, info = await prepare_picture(options, info, input_path, settings, running.stop)
             plan = plan_outputs(options, info, input_path, scratch, settings, main_name=main_name)
             total_weight = sum(step.weight for step in plan.steps)
             done_weight = 0.0
