@@ -367,7 +367,18 @@ async def test_probe_reports_the_streams(samples: Path, settings: Settings) -> N
     assert info.to_api() == {
         "container": "mp4",
         "duration_seconds": info.duration_seconds,
-        "video": {"codec": "h264", "width": 160, "height": 90, "fps": 25.0},
+        "video": {
+            "codec": "h264",
+            "width": 160,
+            "height": 90,
+            "fps": 25.0,
+            "bit_depth": 8,
+            "color_primaries": None,
+            "color_transfer": None,
+            "color_space": None,
+            "hdr": None,
+            "interlaced": False,
+        },
         "audio": {"codec": "aac", "channels": 1, "sample_rate": 48000},
     }
     assert MediaInfo.from_json(info.to_json()) == info
