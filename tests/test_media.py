@@ -312,7 +312,7 @@ def test_command_is_safe_and_complete(samples: Path, tmp_path: Path) -> None:
     assert argv[argv.index("-t") + 1] == "3"
     assert "-map 0:V:0" in joined and "-an" in joined and "0:a" not in joined
     assert "-profile:v high -pix_fmt yuv420p -crf 23" in joined
-    assert "fps=24,scale=1920:1080:flags=bicubic,setsar=1,format=yuv420p" in joined
+    assert "scale=1920:1080:flags=bicubic,setsar=1,fps=24,format=yuv420p" in joined
     assert "-movflags +faststart" in joined and "-threads 3" in joined
     assert argv[-1] == "file:" + str((tmp_path / "out.mp4").absolute())
     hostile = MediaInfo("mp4", "hls", 10.0, _video(16, 16), None)
