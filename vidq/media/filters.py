@@ -158,8 +158,8 @@ def tone_map_filters(options: PictureSettings, video: VideoInfo) -> list[str]:
     if not tone_maps(options, video):
         return []
     return [
-        f"zscale=tin={video.color_transfer}:pin={video.color_primaries or 'bt2020'}"
-        f":min={video.color_space or 'bt2020nc'}:rin=tv:t=linear:npl={NOMINAL_PEAK_NITS}",
+        f"zscale=tin={video.color_transfer}:pin={hdr_primaries(video)}:min={hdr_matrix(video)}"
+        f":rin=tv:t=linear:npl={NOMINAL_PEAK_NITS}",
         "format=gbrpf32le",
         "zscale=p=bt709",
         f"tonemap={TONE_MAP_OPERATOR}:desat=0",
@@ -167,6 +167,18 @@ def tone_map_filters(options: PictureSettings, video: VideoInfo) -> list[str]:
         "format=yuv420p",
         *_DROP_HDR_METADATA,
     ]
+
+
+def hdr_primaries(video: VideoInfo) -> str:
+    """The HDR input's primaries as zscale, x265 and ffmpeg all name them (else BT.2020)."""
+    known = ("bt2020", "bt709", "smpte431", "smpte432")
+    return video.color_primaries if video.color_primaries in known else "bt2020"
+
+
+def hdr_matrix(video: VideoInfo) -> str:
+    """The HDR input's matrix as zscale, x265 and ffmpeg all name it (else BT.2020 NCL)."""
+    known = ("bt2020nc", "bt2020c", "bt709")
+    return video.color_space if video.color_space in known else "bt2020nc"
 
 
 def still_filters(options: PictureSettings, video: VideoInfo) -> list[str]:

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from vidq.media.filters import hdr_matrix, hdr_primaries
 from vidq.media.info import VideoInfo
 
 
 def colour_tags(video: VideoInfo) -> list[str]:
-    """The output's colour description: the input's, BT.2020 where the input left it out."""
+    """The output's colour description: the input's (BT.2020 where it is unusual or absent)."""
     return [
         "-color_primaries",
-        video.color_primaries or "bt2020",
+        hdr_primaries(video),
         "-color_trc",
         video.color_transfer or "smpte2084",
         "-colorspace",
-        video.color_space or "bt2020nc",
+        hdr_matrix(video),
         "-color_range",
         "tv",
     ]
@@ -31,9 +32,9 @@ def keep_hdr_args(video_codec: str, encoder: Sequence[str], video: VideoInfo) ->
     if video_codec == "h265":
         params = [
             "repeat-headers=1",
-            f"colorprim={video.color_primaries or 'bt2020'}",
+            f"colorprim={hdr_primaries(video)}",
             f"transfer={video.color_transfer}",
-            f"colormatrix={video.color_space or 'bt2020nc'}",
+            f"colormatrix={hdr_matrix(video)}",
         ]
         if video.hdr == "pq":
             params.append("hdr10=1")
