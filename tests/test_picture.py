@@ -19,6 +19,7 @@ from vidq.jobs.options import resolve_options
 from vidq.media.analysis import merge_boxes, parse_cropdetect, parse_idet
 from vidq.media.ffmpeg import describe_failure, run_ffmpeg
 from vidq.media.filters import geometry_filters
+from vidq.media.hdr import keep_hdr_args
 from vidq.media.info import MediaInfo, VideoInfo
 from vidq.media.probe import close_prober, probe
 from vidq.worker.outputs import OutputPlan, plan_outputs
@@ -258,6 +259,28 @@ async def test_hdr_keep_makes_10_bit_hdr10_with_its_metadata(
     )
     assert video.mastering_display == pytest.approx(MASTERING_VALUES, abs=1e-4)
     assert video.content_light == (1100, 300)
+
+
+def test_hdr_keep_writes_the_mastering_display_in_each_encoders_units() -> None:
+    video = VideoInfo(
+        "hevc", 320, 180, 25.0, "yuv420p10le", 0, 10, "bt2020", "smpte2084", "bt2020nc",
+        mastering_display=MASTERING_VALUES, content_light=(1100, 300),
+    )  # fmt: skip
+    x265 = keep_hdr_args("h265", ["-c:v", "libx265", "-x265-params", "log-level=error"], video)
+    params = x265[x265.index("-x265-params") + 1].split(":")
+    assert params[0] == "log-level=error" and "hdr10=1" in params
+    assert f"master-display={MASTERING}" in params and "max-cll=1100,300" in params
+    assert x265[-8:] == [
+        *("-color_primaries", "bt2020", "-color_trc", "smpte2084"),
+        *("-colorspace", "bt2020nc", "-color_range", "tv"),
+    ]
+    svt = keep_hdr_args("av1", ["-c:v", "libsvtav1"], video)
+    assert svt[svt.index("-svtav1-params") + 1] == (
+        "mastering-display=G(0.2650,0.6900)B(0.1500,0.0600)R(0.6800,0.3200)"
+        "WP(0.3127,0.3290)L(1200.0000,0.0050):content-light=1100,300"
+    )
+    with pytest.raises(ValueError):
+        keep_hdr_args("h264", [], video)
 
 
 async def test_hdr_keep_keeps_hlg(clips: Path, settings: Settings, tmp_path: Path) -> None:
