@@ -68,8 +68,9 @@ def make_inputs(folder: Path, seconds: int) -> dict[str, Path]:
         *("-vf", "pad=1280:720:0:92:black", *x264, str(letterbox)),
     )
     interlaced = folder / "interlaced.mp4"
+    gradient = "gradients=s=1280x720:c0=white:c1=black:x0=0:y0=0:x1=1280:y1=720:speed=0.02"
     _ffmpeg(
-        *("-f", "lavfi", "-i", f"gradients=s={SIZE}:speed=0.02:rate=50:d={seconds}:seed=5"),
+        *("-f", "lavfi", "-i", f"{gradient}:rate=50:d={seconds}"),
         *("-vf", "tinterlace=mode=interleave_top,setfield=tff", *x264),
         *("-flags", "+ildct+ilme", "-x264-params", "tff=1", str(interlaced)),
     )

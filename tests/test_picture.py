@@ -34,6 +34,9 @@ MIB = 1024**2
 MASTERING = "G(13250,34500)B(7500,3000)R(34000,16000)WP(15635,16450)L(12000000,50)"
 MASTERING_VALUES = (0.68, 0.32, 0.265, 0.69, 0.15, 0.06, 0.3127, 0.329, 1200.0, 0.005)
 SIZE = "320x180"
+# A turning black-to-white gradient: smooth, so idet is not fooled by sharp edges, and with
+# every colour and position given (the defaults are random), so the same each time.
+GRADIENT = f"gradients=s={SIZE}:c0=white:c1=black:x0=0:y0=0:x1=320:y1=180:speed=0.05"
 
 
 @pytest.fixture(autouse=True)
@@ -93,7 +96,7 @@ def clips(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ffmpeg("-f", "lavfi", "-i", "testsrc2=size=320x140:rate=25:duration=2",
            "-vf", "pad=320:180:0:20:black", *x264, str(folder / "letterbox.mp4"))  # fmt: skip
     # Interlaced: 50 moving pictures a second woven into 25 top-field-first frames.
-    ffmpeg("-f", "lavfi", "-i", f"gradients=s={SIZE}:speed=0.05:rate=50:d=1:seed=5",
+    ffmpeg("-f", "lavfi", "-i", f"{GRADIENT}:rate=50:d=1",
            "-vf", "tinterlace=mode=interleave_top,setfield=tff", *x264,
            "-flags", "+ildct+ilme", "-x264-params", "tff=1",
            str(folder / "interlaced.mp4"))  # fmt: skip
@@ -434,7 +437,7 @@ async def test_a_flag_that_idet_does_not_confirm_is_not_deinterlaced(
 ) -> None:
     # Flagged interlaced, but every frame is one moment (progressive content).
     flagged = tmp_path / "flagged.mp4"
-    ffmpeg("-f", "lavfi", "-i", f"gradients=s={SIZE}:speed=0.05:rate=25:d=1:seed=5",
+    ffmpeg("-f", "lavfi", "-i", f"{GRADIENT}:rate=25:d=1",
            "-vf", "setfield=tff", "-c:v", "libx264", "-pix_fmt", "yuv420p",
            "-flags", "+ildct+ilme", "-x264-params", "tff=1", str(flagged))  # fmt: skip
     info = await probe(flagged, settings)
