@@ -224,15 +224,21 @@ def _hdr10_metadata(frame: Any) -> dict[str, Any]:
             # whether the primaries and the luminance are set.
             values = struct.unpack_from("<22i", data)
             ratios = [values[n] / values[n + 1] if values[n + 1] else 0.0 for n in range(0, 20, 2)]
-            if values[20] and values[21]:
-                *chromaticities, min_luminance, max_luminance = ratios
+            *chromaticities, min_luminance, max_luminance = ratios
+            plausible = (
+                all(0.0 <= v <= 1.0 for v in chromaticities)
+                and 0.0 <= min_luminance < max_luminance <= 100000.0
+            )
+            if values[20] and values[21] and plausible:  # a hostile file may say anything
                 found["mastering_display"] = [
                     *(round(v, 5) for v in chromaticities),
                     round(max_luminance, 4),
                     round(min_luminance, 4),
                 ]
         elif name == "CONTENT_LIGHT_LEVEL" and len(data) >= 8:
-            found["content_light"] = list(struct.unpack_from("<2I", data))
+            max_cll, max_fall = struct.unpack_from("<2I", data)
+            if max_cll <= 65535 and max_fall <= 65535:  # 16-bit values in HEVC and AV1
+                found["content_light"] = [max_cll, max_fall]
     return found
 
 
