@@ -354,6 +354,25 @@ async def test_input_rotation_comes_before_crop_and_rotate(
     assert _bright_corner(plan.stills_dir / "poster.jpg") == "tl"
 
 
+async def test_crop_is_in_displayed_pixels_of_an_anamorphic_input(
+    settings: Settings, tmp_path: Path
+) -> None:
+    # Stored 160x180 with pixels twice as wide as tall (shown 320x180); white at stored
+    # x 80-120, y 0-45, which is shown at x 160-240.
+    source = tmp_path / "anamorphic.mkv"
+    white = "drawbox=x=80:y=0:w=40:h=45:color=white:t=fill,setsar=2"
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=160x180:r=25:d=1", "-vf", white,
+           "-c:v", "libx264", "-pix_fmt", "yuv420p", str(source))  # fmt: skip
+    info = await probe(source, settings)
+    assert info.video is not None and (info.video.width, info.video.height) == (320, 180)
+    left, out = await _make(source, {"crop": "160:90:0:0"}, settings, tmp_path / "left")
+    assert out is not None and out.video is not None
+    assert (out.video.width, out.video.height) == (160, 90)
+    assert _mean_luma(left.main_path) < 20  # all black: the white is shown right of x 160
+    right, _ = await _make(source, {"crop": "160:90:160:0"}, settings, tmp_path / "right")
+    assert _bright_corner(right.main_path) == "tl"
+
+
 async def test_auto_crop_finds_the_letterbox_bars(
     clips: Path, settings: Settings, tmp_path: Path
 ) -> None:
