@@ -5,6 +5,7 @@ interlacing facts; and the same through the API (the worker's analysis included)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import re
 import subprocess
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from vidq.errors import InvalidOption
 from vidq.jobs.options import resolve_options
 from vidq.media.analysis import merge_boxes, parse_cropdetect, parse_idet
 from vidq.media.ffmpeg import describe_failure, run_ffmpeg
-from vidq.media.filters import geometry_filters
+from vidq.media.filters import geometry_filters, makes_new_pictures
 from vidq.media.hdr import keep_hdr_args
 from vidq.media.info import MediaInfo, VideoInfo
 from vidq.media.probe import close_prober, probe
@@ -429,6 +430,22 @@ def test_rotation_metadata_is_applied_by_the_chain_itself() -> None:
     chain = geometry_filters(options, turned)
     assert chain[0].startswith("sidedata=mode=delete:type=DISPLAYMATRIX")
     assert "transpose=cclock" in chain
+
+
+def test_what_needs_new_pictures() -> None:
+    # For the stream-copy decision: the picture options, and inputs the chain must change.
+    plain = VideoInfo("h264", 320, 180, 25.0, "yuv420p", 0)
+    default = resolve_options({})
+    assert not makes_new_pictures(default, plain)
+    for raw in ({"rotate": "180"}, {"flip": "h"}, {"crop": "auto"}, {"crop": "160:90:0:0"}):
+        assert makes_new_pictures(resolve_options(raw), plain), raw
+    interlaced = dataclasses.replace(plain, interlaced=True)
+    assert makes_new_pictures(default, interlaced)
+    assert not makes_new_pictures(resolve_options({"deinterlace": "off"}), interlaced)
+    assert makes_new_pictures(default, dataclasses.replace(plain, rotation=90))
+    pq = dataclasses.replace(plain, codec="hevc", color_transfer="smpte2084")
+    assert makes_new_pictures(resolve_options({"video_codec": "h265"}), pq)
+    assert not makes_new_pictures(resolve_options({"video_codec": "h265", "hdr": "keep"}), pq)
 
 
 # -- deinterlacing ------------------------------------------------------------------------
