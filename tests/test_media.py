@@ -312,7 +312,7 @@ def test_command_is_safe_and_complete(samples: Path, tmp_path: Path) -> None:
     assert argv[argv.index("-t") + 1] == "3"
     assert "-map 0:V:0" in joined and "-an" in joined and "0:a" not in joined
     assert "-profile:v high -pix_fmt yuv420p -crf 23" in joined
-    assert "fps=24,scale=1920:1080:flags=bicubic,setsar=1,format=yuv420p" in joined
+    assert "scale=1920:1080:flags=bicubic,setsar=1,fps=24,format=yuv420p" in joined
     assert "-movflags +faststart" in joined and "-threads 3" in joined
     assert argv[-1] == "file:" + str((tmp_path / "out.mp4").absolute())
     hostile = MediaInfo("mp4", "hls", 10.0, _video(16, 16), None)
@@ -367,7 +367,18 @@ async def test_probe_reports_the_streams(samples: Path, settings: Settings) -> N
     assert info.to_api() == {
         "container": "mp4",
         "duration_seconds": info.duration_seconds,
-        "video": {"codec": "h264", "width": 160, "height": 90, "fps": 25.0},
+        "video": {
+            "codec": "h264",
+            "width": 160,
+            "height": 90,
+            "fps": 25.0,
+            "bit_depth": 8,
+            "color_primaries": None,
+            "color_transfer": None,
+            "color_space": None,
+            "hdr": None,
+            "interlaced": False,
+        },
         "audio": {"codec": "aac", "channels": 1, "sample_rate": 48000},
     }
     assert MediaInfo.from_json(info.to_json()) == info

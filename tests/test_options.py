@@ -66,6 +66,8 @@ def test_default_is_browser_safe_mp4() -> None:
         fps=None,
         start=None,
         end=None,
+        hdr="tonemap",
+        deinterlace="auto",
     )
 
 
@@ -227,6 +229,12 @@ def test_bitrates_are_normalised() -> None:
         ("subtitles_mode", "soft", "must be one of"),
         ("transcode", "never", "one of"),
         ("trim", "keyframe", "one of"),
+        ("hdr", "hdr10", "tonemap or keep"),
+        ("rotate", "-90", "90, 180 or 270"),
+        ("flip", "x", "h or v"),
+        ("crop", "100x50", "w:h:x:y"),
+        ("crop", "8:8:0:0", "at least 16x16"),
+        ("deinterlace", "yes", "auto or off"),
     ],
 )
 def test_each_field_is_validated(field: str, value: str, fragment: str) -> None:
@@ -268,6 +276,11 @@ def test_every_field_has_a_validator() -> None:
         "loudness",
         "quality_report",
         "target_vmaf",
+        "hdr",
+        "rotate",
+        "flip",
+        "crop",
+        "deinterlace",
     }
 
 

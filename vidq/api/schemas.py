@@ -20,6 +20,19 @@ class VideoStream(BaseModel):
     fps: float | None
 
 
+class InputVideoStream(VideoStream):
+    """The input's video: also its colour, bit depth, HDR and scanning, as probed."""
+
+    bit_depth: int | None = Field(None, description="Bits per sample, e.g. 8 or 10")
+    color_primaries: str | None = Field(None, description="e.g. `bt709`, `bt2020`")
+    color_transfer: str | None = Field(
+        None, description="e.g. `bt709`, `smpte2084` (PQ), `arib-std-b67` (HLG)"
+    )
+    color_space: str | None = Field(None, description="The matrix, e.g. `bt709`, `bt2020nc`")
+    hdr: Literal["pq", "hlg"] | None = Field(None, description="The HDR transfer, if any")
+    interlaced: bool = Field(False, description="The stream's field order says interlaced")
+
+
 class AudioStream(BaseModel):
     codec: str
     channels: int
@@ -35,7 +48,7 @@ class InputInfo(BaseModel):
     content_type: str | None
     container: str | None
     duration_seconds: float | None
-    video: VideoStream | None
+    video: InputVideoStream | None
     audio: AudioStream | None
     source_url: str | None = Field(
         None, description="The URL the input is (or was) fetched from; null for an upload"
@@ -287,6 +300,27 @@ _OPTION_SCHEMA: dict[str, Any] = {
         "minimum": 1,
         "maximum": 100,
         "description": "Instead of crf: the CRF whose output reaches this mean VMAF",
+    },
+    "hdr": {
+        "type": "string",
+        "enum": ["tonemap", "keep"],
+        "description": "tonemap (default): HDR to SDR BT.709; keep: 10-bit HDR (h265/av1 only)",
+    },
+    "rotate": {
+        "type": "integer",
+        "enum": [90, 180, 270],
+        "description": "Degrees clockwise, after crop",
+    },
+    "flip": {"type": "string", "enum": ["h", "v"], "description": "Mirror, after rotate"},
+    "crop": {
+        "type": "string",
+        "pattern": "^(auto|[0-9]+:[0-9]+:[0-9]+:[0-9]+)$",
+        "description": "w:h:x:y in displayed pixels, or auto (detect black bars)",
+    },
+    "deinterlace": {
+        "type": "string",
+        "enum": ["auto", "off"],
+        "description": "auto (default): deinterlace interlaced inputs",
     },
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},

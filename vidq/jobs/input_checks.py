@@ -6,6 +6,7 @@ from collections.abc import Collection
 
 from vidq.jobs.option_values import FieldErrors, one_of
 from vidq.jobs.options import MAX_STORYBOARD_TILES, ResolvedOptions
+from vidq.jobs.picture_options import check_picture
 from vidq.jobs.presets import PRESETS
 from vidq.jobs.sound_quality import check_sound_and_quality
 from vidq.media.formats import (
@@ -69,6 +70,7 @@ def check_against_input(
     if options.audio_codec == "copy" and info.audio is not None:
         _check_copy("audio_codec", "audio", info.audio.codec, COPYABLE_AUDIO.get(fmt), fmt, errors)
     check_sound_and_quality(options, info, errors)
+    check_picture(options, info, errors)
     errors.raise_if_any()
 
 

@@ -28,6 +28,13 @@ from vidq.jobs.option_values import (
     parse_video_codec,
 )
 from vidq.jobs.overlays import SUBTITLES_MODES, WATERMARK_POSITIONS, parse_fraction
+from vidq.jobs.picture_options import (
+    parse_crop,
+    parse_deinterlace,
+    parse_flip,
+    parse_hdr,
+    parse_rotate,
+)
 from vidq.jobs.presets import PRESETS
 from vidq.jobs.sound_quality import parse_target_vmaf
 from vidq.media.formats import (
@@ -74,6 +81,11 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     # -- scheduling --
 
     # -- picture: hdr, geometry, deinterlace --
+    hdr: str | None = None  # tonemap or keep; None where no pictures are made
+    rotate: int | None = None  # degrees clockwise
+    flip: str | None = None  # h or v
+    crop: str | None = None  # w:h:x:y in displayed pixels, or auto
+    deinterlace: str | None = None  # auto or off; None where no pictures are made
 
     # -- overlays: watermark, subtitles --
     watermark: bool = False  # set by the server when the part `watermark` came
@@ -122,6 +134,11 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "trim": parse_choice(TRIM_CHOICES),
     # -- scheduling --
     # -- picture --
+    "hdr": parse_hdr,
+    "rotate": parse_rotate,
+    "flip": parse_flip,
+    "crop": parse_crop,
+    "deinterlace": parse_deinterlace,
     # -- overlays --
     "watermark": parse_bool,
     "watermark_position": parse_choice(WATERMARK_POSITIONS),

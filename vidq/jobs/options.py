@@ -41,6 +41,7 @@ from vidq.jobs.option_values import (
     parse_bitrate,
 )
 from vidq.jobs.overlays import resolve_overlays
+from vidq.jobs.picture_options import resolve_picture
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
 from vidq.jobs.sound_quality import resolve_sound_and_quality
 from vidq.media.formats import (
@@ -215,6 +216,7 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     extras |= resolve_sound_and_quality(fmt, video_codec, audio_codec, given, errors)
     if extras["target_vmaf"] is not None:
         crf = None  # the service picks it
+    extras.update(resolve_picture(video_codec, package, given, why_video, errors))
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import sys
 from fractions import Fraction
 from typing import Any
@@ -147,17 +148,101 @@ def _video_facts(stream: Any, frame: Any) -> dict[str, Any]:
     if rotation in (90, 270):
         width, height = height, width
     rate = stream.average_rate or stream.guessed_rate
-    level = stream.codec_context.level
+    context = stream.codec_context
+    level = context.level
     return {
-        "codec": stream.codec_context.codec.canonical_name,
+        "codec": context.codec.canonical_name,
         "width": width,
         "height": height,
         "fps": round(float(rate), 3) if rate else None,
         "pix_fmt": frame.format.name,
         "rotation": rotation,
-        "profile": stream.codec_context.profile,
+        "profile": context.profile,
         "level": level if level is not None and level >= 0 else None,
+        "bit_depth": max((c.bits for c in frame.format.components), default=None),
+        "color_primaries": _PRIMARIES.get(frame.color_primaries or context.color_primaries),
+        "color_transfer": _TRANSFERS.get(frame.color_trc or context.color_trc),
+        "color_space": _MATRICES.get(frame.colorspace or context.colorspace),
+        "interlaced": context.field_order in _INTERLACED_FIELD_ORDERS
+        or bool(frame.interlaced_frame),
+        **_hdr10_metadata(frame),
     }
+
+
+# ffmpeg's names for the colour values of ISO/IEC 23091-2 (H.273) that video files carry;
+# 2 (unspecified) and unknown values read as None.
+_PRIMARIES = {
+    1: "bt709",
+    4: "bt470m",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "film",
+    9: "bt2020",
+    10: "smpte428",
+    11: "smpte431",
+    12: "smpte432",
+    22: "jedec-p22",
+}
+_TRANSFERS = {
+    1: "bt709",
+    4: "gamma22",
+    5: "gamma28",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "linear",
+    11: "iec61966-2-4",
+    13: "iec61966-2-1",
+    14: "bt2020-10",
+    15: "bt2020-12",
+    16: "smpte2084",
+    17: "smpte428",
+    18: "arib-std-b67",
+}
+_MATRICES = {
+    0: "gbr",
+    1: "bt709",
+    4: "fcc",
+    5: "bt470bg",
+    6: "smpte170m",
+    7: "smpte240m",
+    8: "ycgco",
+    9: "bt2020nc",
+    10: "bt2020c",
+    14: "ictcp",
+}
+# AVFieldOrder: 1 is progressive, 0 unknown; 2-5 are the interlaced orders (TT, BB, TB, BT).
+_INTERLACED_FIELD_ORDERS = (2, 3, 4, 5)
+
+
+def _hdr10_metadata(frame: Any) -> dict[str, Any]:
+    """The first frame's HDR10 static metadata (SEI, or the container's, which decoders
+    attach to frames): AVMasteringDisplayMetadata and AVContentLightMetadata."""
+    found: dict[str, Any] = {"mastering_display": None, "content_light": None}
+    for side in frame.side_data:
+        name = str(side.type).rsplit(".", 1)[-1]
+        data = bytes(side)
+        if name == "MASTERING_DISPLAY_METADATA" and len(data) >= 88:
+            # Rationals: R, G, B (x, y), white point (x, y), min and max luminance; then
+            # whether the primaries and the luminance are set.
+            values = struct.unpack_from("<22i", data)
+            ratios = [values[n] / values[n + 1] if values[n + 1] else 0.0 for n in range(0, 20, 2)]
+            *chromaticities, min_luminance, max_luminance = ratios
+            plausible = (
+                all(0.0 <= v <= 1.0 for v in chromaticities)
+                and 0.0 <= min_luminance < max_luminance <= 100000.0
+            )
+            if values[20] and values[21] and plausible:  # a hostile file may say anything
+                found["mastering_display"] = [
+                    *(round(v, 5) for v in chromaticities),
+                    round(max_luminance, 4),
+                    round(min_luminance, 4),
+                ]
+        elif name == "CONTENT_LIGHT_LEVEL" and len(data) >= 8:
+            max_cll, max_fall = struct.unpack_from("<2I", data)
+            if max_cll <= 65535 and max_fall <= 65535:  # 16-bit values in HEVC and AV1
+                found["content_light"] = [max_cll, max_fall]
+    return found
 
 
 def _audio_facts(stream: Any, frame: Any) -> dict[str, Any]:

@@ -3,7 +3,8 @@
 Only values that passed `resolve_options` (or came from the probe) reach the argv, each
 as its own argument: nothing is ever parsed by a shell. The input is opened with the
 `file` protocol only and the demuxer the probe found, so ffmpeg reads the file the way
-it was checked. Sizes are computed here, in Python, from the probed (displayed) size.
+it was checked. Sizes are computed here, in Python, from the probed (displayed) size after
+crop and rotate; the video filter chain, in its one order, comes from `vidq.media.filters`.
 The options are read through the `EncodeSettings` protocol; the encoder and muxer
 arguments come from `vidq.media.formats`.
 """
@@ -15,6 +16,14 @@ from pathlib import Path
 from typing import Protocol
 
 from vidq.config import Settings
+from vidq.media.filters import (
+    SDR_COLOUR_ARGS,
+    keeps_hdr,
+    output_pix_fmt,
+    picture_size,
+    tone_maps,
+    video_filter_parts,
+)
 from vidq.media.formats import (
     ALLOWED_DEMUXERS,
     AUDIO_ENCODER_NAMES,
@@ -24,6 +33,7 @@ from vidq.media.formats import (
     MUXER_ARGS,
     VIDEO_ENCODER_ARGS,
 )
+from vidq.media.hdr import keep_hdr_args
 from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 from vidq.media.overlay_filters import (
     OUTPUT_LABEL,
@@ -73,6 +83,16 @@ class EncodeSettings(OverlaySettings, Protocol):
     def start(self) -> float | None: ...
     @property
     def end(self) -> float | None: ...
+    @property
+    def hdr(self) -> str | None: ...
+    @property
+    def rotate(self) -> int | None: ...
+    @property
+    def flip(self) -> str | None: ...
+    @property
+    def crop(self) -> str | None: ...
+    @property
+    def deinterlace(self) -> str | None: ...
 
 
 def input_command(
@@ -83,9 +103,11 @@ def input_command(
     *,
     start: float | None = None,
     progress: bool = True,
+    autorotate: bool = True,
 ) -> list[str]:
     """An ffmpeg argv up to and including its one input: quiet, progress on stdout, the
-    `file` protocol and the allowed demuxers only, the probed demuxer forced."""
+    `file` protocol and the allowed demuxers only, the probed demuxer forced; with
+    `autorotate=False` the picture is left as stored (`vidq.media.filters` turns it)."""
     if info.demuxer not in ALLOWED_DEMUXERS:
         raise ValueError(f"demuxer {info.demuxer!r} is not allowed")
     threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
@@ -103,6 +125,8 @@ def input_command(
     ]
     if start:
         argv += ["-ss", seconds_arg(start)]
+    if not autorotate:
+        argv.append("-noautorotate")
     return [*argv, "-i", "file:" + str(input_path.absolute())]
 
 
@@ -124,7 +148,10 @@ def build_command(
     if options.format not in MUXER_ARGS:
         raise ValueError(f"the {options.format} format is not made by build_command")
     threads = ["-threads", str(settings.ffmpeg_threads)] if settings.ffmpeg_threads else []
-    argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
+    new_pictures = info.video is not None and options.video_codec not in ("copy", "none")
+    argv = input_command(
+        ffmpeg, input_path, info, settings, start=options.start, autorotate=not new_pictures
+    )
     argv += overlay_inputs(overlays)
 
     if info.video is not None and options.video_codec != "none":
@@ -163,16 +190,20 @@ def _video_args(
     if options.video_codec == "copy":
         apple_hevc = video.codec == "hevc" and options.format in _APPLE_FORMATS
         return ["-map", "0:V:0", "-c:v", "copy", *(["-tag:v", "hvc1"] if apple_hevc else [])]
-    width, height = output_size(video, options)
-    filters = [f"fps={options.fps:g}"] if options.fps else []
+    size = output_size(video, options)
     if options.video_codec == GIF_CODEC:
-        filters += [f"scale={width}:{height}:flags=lanczos", "setsar=1"]
-        return [*_picture(filters, _GIF_PALETTE, options, overlays, (width, height)), "-c:v", "gif"]
-    # 8-bit 4:2:0 whatever the input (10-bit, 4:4:4...): the format every player decodes.
-    filters += [f"scale={width}:{height}:flags=bicubic", "setsar=1"]
-    encoder = VIDEO_ENCODER_ARGS[options.video_codec]
-    picture = _picture(filters, "format=yuv420p", options, overlays, (width, height))
-    args = [*picture, *encoder, "-pix_fmt", "yuv420p"]
+        before, after = video_filter_parts(options, video, size=size, scale_flags="lanczos")
+        after_gif = ",".join([*after, _GIF_PALETTE])
+        return [*_picture(before, after_gif, options, overlays, size), "-c:v", "gif"]
+    pix_fmt = output_pix_fmt(options, video)
+    before, after = video_filter_parts(options, video, size=size, pix_fmt=pix_fmt)
+    encoder = list(VIDEO_ENCODER_ARGS[options.video_codec])
+    if keeps_hdr(options, video):
+        encoder = keep_hdr_args(options.video_codec, encoder, video)
+    elif tone_maps(options, video):
+        encoder += SDR_COLOUR_ARGS
+    picture = _picture(before, ",".join(after), options, overlays, size)
+    args = [*picture, *encoder, "-pix_fmt", pix_fmt]
     if options.video_bitrate is not None:
         args += ["-b:v", options.video_bitrate]
     elif options.crf is not None:
@@ -202,8 +233,9 @@ def _audio_args(
 
 
 def output_size(video: VideoInfo, options: EncodeSettings) -> tuple[int, int]:
-    """The output's width and height: fitted to the options, aspect kept, even, no upscale."""
-    src_width, src_height = video.width, video.height
+    """The output's width and height: fitted to the options, aspect kept, even, no upscale;
+    from the picture as displayed, after `crop` and `rotate`."""
+    src_width, src_height = picture_size(options, video)
     if options.width and options.height:  # fit inside the box
         scale = min(options.width / src_width, options.height / src_height)
     elif options.width:

@@ -30,6 +30,24 @@ class VideoInfo:
     # (H.264: level_idc, 41 for 4.1); None when unknown (and in probes stored before them).
     profile: str | None = None
     level: int | None = None
+    # Colour and scanning, as ffmpeg names them; defaults for inputs probed before them.
+    bit_depth: int | None = None
+    color_primaries: str | None = None  # bt709, bt2020, ...
+    color_transfer: str | None = None  # bt709, smpte2084 (PQ), arib-std-b67 (HLG), ...
+    color_space: str | None = None  # the matrix: bt709, bt2020nc, ...
+    interlaced: bool = False  # the stream's field order says so (the worker confirms it)
+    # HDR10 static metadata of the first frame: the mastering display's R, G, B and white
+    # point chromaticities (x, y each) and its max and min luminance in cd/m²; MaxCLL, MaxFALL.
+    mastering_display: tuple[float, ...] | None = None
+    content_light: tuple[int, int] | None = None
+
+    @property
+    def hdr(self) -> str | None:
+        """ "pq" or "hlg" for an HDR transfer, else None."""
+        return HDR_TRANSFERS.get(self.color_transfer or "")
+
+
+HDR_TRANSFERS = {"smpte2084": "pq", "arib-std-b67": "hlg"}
 
 
 @dataclass(frozen=True)
@@ -70,6 +88,12 @@ class MediaInfo:
                 "width": video.width,
                 "height": video.height,
                 "fps": video.fps,
+                "bit_depth": video.bit_depth,
+                "color_primaries": video.color_primaries,
+                "color_transfer": video.color_transfer,
+                "color_space": video.color_space,
+                "hdr": video.hdr,
+                "interlaced": video.interlaced,
             },
             "audio": None
             if audio is None
@@ -104,6 +128,13 @@ class MediaInfo:
                 rotation=int(video.get("rotation", 0)),
                 profile=video.get("profile"),
                 level=video.get("level"),
+                bit_depth=video.get("bit_depth"),
+                color_primaries=video.get("color_primaries"),
+                color_transfer=video.get("color_transfer"),
+                color_space=video.get("color_space"),
+                interlaced=bool(video.get("interlaced", False)),
+                mastering_display=_floats_or_none(video.get("mastering_display")),
+                content_light=_light_or_none(video.get("content_light")),
             ),
             audio=None
             if audio is None
@@ -149,3 +180,11 @@ def _finite_or_none(value: Any) -> float | None:
         return None
     number = float(value)
     return number if math.isfinite(number) else None
+
+
+def _floats_or_none(value: Any) -> tuple[float, ...] | None:
+    return None if value is None else tuple(float(v) for v in value)
+
+
+def _light_or_none(value: Any) -> tuple[int, int] | None:
+    return None if value is None else (int(value[0]), int(value[1]))

@@ -171,11 +171,16 @@ def subtitle_track_args(fmt: str, files: OverlayFiles | None) -> list[str]:
 
 
 def package_picture(
-    options: OverlaySettings, files: OverlayFiles | None, size: tuple[int, int]
+    options: OverlaySettings,
+    files: OverlayFiles | None,
+    size: tuple[int, int],
+    *,
+    before: str = "",
 ) -> tuple[str, str]:
-    """For a streaming package: the graph that draws the overlays on the input's picture of
-    `size` (before the ladder splits it, so each rendition scales the same drawing) and the
-    label it ends with; ("", "[0:V:0]") when nothing is drawn."""
+    """For a streaming package: the graph that takes the input's picture through `before`
+    (the job's picture chain up to the scaler, which leaves it at `size`) and draws the
+    overlays on it (before the ladder splits it, so each rendition scales the same
+    drawing), and the label it ends with; ("", "[0:V:0]") when nothing is drawn."""
     if files is None or not files.draws:
         return "", "[0:V:0]"
-    return overlay_graph("", "", options, files, size, output="[drawn]"), "[drawn]"
+    return overlay_graph(before, "", options, files, size, output="[drawn]"), "[drawn]"

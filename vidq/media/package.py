@@ -107,23 +107,30 @@ def package_args(
     fps: float | None,
     out_dir: Path,
     span_seconds: float | None = None,
-    picture: tuple[str, str] = ("", "[0:V:0]"),
+    picture: Sequence[str] = (),
+    colour: Sequence[str] = (),
+    drawn: tuple[str, str] = ("", "[0:V:0]"),
     audio_filters: Sequence[str] = (),
 ) -> list[str]:
     """ffmpeg's arguments after the input: the filter graph, the encoders and the muxer.
 
+    `picture`: the job's picture chain up to the scaler (`vidq.media.filters.still_filters`;
+    the input is then opened with autorotate off), `colour`: the encoder's colour tags.
     Folders `r0`, `r1`, … (one per stream, in stream order) are made in `out_dir` for the
-    muxer, which does not make them; `finish_package` renames them. `picture`: a graph that
-    makes the picture to split (the overlays drawn on it) and its label; the input's own
-    picture by default."""
+    muxer, which does not make them; `finish_package` renames them. `drawn`: a graph that
+    makes the picture to split (`picture`, then the overlays drawn on it) and its label;
+    unless it is given, the picture to split is `picture` alone."""
     args: list[str] = []
     streams = 0
     if info.video is not None and renditions:
+        before = "".join(f"{f}," for f in picture)
         rate = f"fps={fps:g}," if fps else ""
         outputs = "".join(f"[v{n}]" for n in range(len(renditions)))
-        source_graph, source = picture
-        graph = [*([source_graph] if source_graph else [])]
-        graph.append(f"{source}{rate}split={len(renditions)}{outputs}")
+        drawn_graph, source = drawn
+        if drawn_graph:  # the overlays drawn on the picture (after `picture`), then split
+            graph = [drawn_graph, f"{source}{rate}split={len(renditions)}{outputs}"]
+        else:
+            graph = [f"[0:V:0]{before}{rate}split={len(renditions)}{outputs}"]
         for n, r in enumerate(renditions):
             # No setsar: scale sets each rendition's sample aspect ratio to keep the input's
             # display aspect exactly (854x480 is not quite 16:9), and a DASH adaptation set
@@ -134,6 +141,7 @@ def package_args(
             args += ["-map", f"[o{n}]"]
         gop = segment_gop(segment_seconds, fps or info.video.fps)
         args += ["-c:v", "libx264", "-preset", "fast", "-profile:v", "high", "-pix_fmt", "yuv420p"]
+        args += colour
         for n, r in enumerate(renditions):
             args += [
                 f"-b:v:{n}",

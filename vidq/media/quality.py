@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from vidq.config import Settings
 from vidq.media.command import input_command, seconds_arg
+from vidq.media.filters import PictureSettings, picture_size, still_filters
 from vidq.media.formats import ALLOWED_DEMUXERS
 from vidq.media.info import MediaInfo
 
@@ -43,7 +44,7 @@ OUTPUT_DEMUXERS = {
 }
 
 
-class ReferenceSettings(Protocol):
+class ReferenceSettings(PictureSettings, Protocol):
     """The options the reference depends on (`ResolvedOptions` fits)."""
 
     @property
@@ -66,16 +67,18 @@ class Reference:
 def reference(options: ReferenceSettings, info: MediaInfo) -> Reference:
     """The job's own picture transforms, in the order its conversion applies them.
 
-    ffmpeg turns the picture by the input's rotation metadata when it decodes (as the
-    conversion does), so the frames arrive as displayed; after that the job's fps change.
-    Every new transform of the picture (deinterlacing, crop, rotate/flip, tone-mapping)
-    belongs here too, with the size it leaves, so that the output is judged against what
-    it was meant to show and not against what it was asked to change."""
+    The conversion's own chain up to the scaler (deinterlacing, the input's rotation, crop,
+    rotate/flip, tone-mapping: `still_filters`, so the input is opened with autorotate
+    off), then its fps change, at the size that chain leaves: the output is judged against
+    what it was meant to show and not against what it was asked to change."""
     video = info.video
     if video is None:
         raise ValueError("the input has no video to compare with")
-    filters = [f"fps={options.fps:g}"] if options.fps else []
-    return Reference(tuple(filters), video.width, video.height)
+    filters = still_filters(options, video)
+    if options.fps:
+        filters.append(f"fps={options.fps:g}")
+    width, height = picture_size(options, video)
+    return Reference(tuple(filters), width, height)
 
 
 def demuxed_as(demuxer: str) -> MediaInfo:
@@ -101,7 +104,7 @@ def measure_command(
     folder (no path in the filter graph, so nothing in it needs escaping)."""
     if output_demuxer not in ALLOWED_DEMUXERS:
         raise ValueError(f"demuxer {output_demuxer!r} is not allowed")
-    argv = input_command(ffmpeg, input_path, info, settings, start=start)
+    argv = input_command(ffmpeg, input_path, info, settings, start=start, autorotate=False)
     if span_seconds is not None:
         argv[-2:-2] = ["-t", seconds_arg(span_seconds)]
     argv += [

@@ -12,6 +12,7 @@ time range to its tile with a `#xywh=` fragment (the form Mux and video.js plugi
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
 
 from vidq.config import Settings
@@ -50,16 +51,21 @@ def poster_command(
     width: int,
     height: int,
     skip_black: bool = True,
+    filters: Sequence[str] = (),
 ) -> list[str]:
     """ffmpeg argv writing a `width`x`height` JPEG poster taken at `at_seconds` (it writes
-    nothing if `skip_black` and every frame of the window is black)."""
-    argv = input_command(ffmpeg, input_path, info, settings, start=at_seconds, progress=False)
+    nothing if `skip_black` and every frame of the window is black); `filters`: the job's
+    picture chain up to its scaler (`vidq.media.filters.still_filters`), if any."""
+    argv = input_command(
+        ffmpeg, input_path, info, settings, start=at_seconds, progress=False, autorotate=not filters
+    )
     picture = f"thumbnail={THUMBNAIL_CANDIDATES},scale={width}:{height}:flags=bicubic,setsar=1"
     if skip_black:
         picture = (
             "signalstats,metadata=mode=select:key=lavfi.signalstats.YAVG"
             f":value={NOT_BLACK_LUMA}:function=greater," + picture
         )
+    picture = ",".join([*filters, picture])
     return [
         *argv,
         "-t",
@@ -108,16 +114,21 @@ def storyboard_command(
     interval: float,
     width: int,
     height: int,
+    filters: Sequence[str] = (),
 ) -> list[str]:
-    """ffmpeg argv writing the storyboard sprite: one tile every `interval` seconds."""
+    """ffmpeg argv writing the storyboard sprite: one tile every `interval` seconds;
+    `filters` as for `poster_command`."""
     _, columns, rows, tile_width, tile_height = storyboard_layout(
         span_seconds, interval, width, height
     )
-    argv = input_command(ffmpeg, input_path, info, settings, start=start, progress=False)
+    argv = input_command(
+        ffmpeg, input_path, info, settings, start=start, progress=False, autorotate=not filters
+    )
     picture = (
         f"fps=1/{interval:g}:round=down,scale={tile_width}:{tile_height}:flags=bicubic,"
         f"setsar=1,tile={columns}x{rows}"
     )
+    picture = ",".join([*filters, picture])
     return [
         *argv,
         "-t",

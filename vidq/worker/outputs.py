@@ -25,6 +25,13 @@ from vidq.media.command import (
     seconds_arg,
 )
 from vidq.media.ffmpeg import FFmpegResult
+from vidq.media.filters import (
+    SDR_COLOUR_ARGS,
+    picture_size,
+    shown_video,
+    still_filters,
+    tone_maps,
+)
 from vidq.media.info import MediaInfo
 from vidq.media.overlay_filters import OverlayFiles, overlay_inputs, package_picture
 from vidq.media.package_subtitles import with_hls_subtitles
@@ -185,7 +192,7 @@ def plan_outputs(
     if video is not None:
         if plan.is_package:
             plan.renditions = package.plan_ladder(
-                video, options.renditions, upscale=options.upscale
+                shown_video(options, video), options.renditions, upscale=options.upscale
             )
             plan.picture = (plan.renditions[0].width, plan.renditions[0].height)
         elif options.video_codec not in ("none", "copy"):
@@ -246,6 +253,7 @@ def plan_outputs(
                 interval=interval,
                 width=width,
                 height=height,
+                filters=_still_filters(options, info),
             )
             plan.steps.append(Step("storyboard", argv, plan.span_seconds, 0.1))
     return plan
@@ -276,9 +284,15 @@ def _poster_step(
             width=width,
             height=height,
             skip_black=skip_black,
+            filters=_still_filters(plan.options, plan.info),
         )
 
     return Step(name, command(True), None, weight, output=output, fallback=command(False))
+
+
+def _still_filters(options: ResolvedOptions, info: MediaInfo) -> list[str]:
+    """The picture chain up to the scaler, for stills and packages (none without video)."""
+    return [] if info.video is None else still_filters(options, info.video)
 
 
 def package_command(
@@ -286,9 +300,13 @@ def package_command(
 ) -> list[str]:
     """The one ffmpeg run that encodes the whole ladder into the package folder."""
     options, info = plan.options, plan.info
-    argv = input_command(ffmpeg, input_path, info, settings, start=options.start)
+    picture = _still_filters(options, info)
+    argv = input_command(
+        ffmpeg, input_path, info, settings, start=options.start, autorotate=not picture
+    )
     argv += overlay_inputs(plan.overlays)
-    size = (info.video.width, info.video.height) if info.video else (0, 0)
+    tone_mapped = info.video is not None and tone_maps(options, info.video)
+    size = picture_size(options, info.video) if info.video else (0, 0)
     argv += package.package_args(
         info,
         plan.renditions,
@@ -296,7 +314,9 @@ def package_command(
         fps=options.fps,
         out_dir=plan.package_dir,
         span_seconds=plan.span_seconds,
-        picture=package_picture(options, plan.overlays, size),
+        picture=picture,
+        colour=SDR_COLOUR_ARGS if tone_mapped else (),
+        drawn=package_picture(options, plan.overlays, size, before=",".join(picture)),
         audio_filters=plan.audio_filters,
     )
     if options.end is not None:

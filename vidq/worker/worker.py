@@ -38,6 +38,7 @@ from vidq.worker.limits import RunLimits
 from vidq.worker.measures import add_measure_steps
 from vidq.worker.outputs import OutputPlan, Step, describe_result, plan_outputs
 from vidq.worker.overlay_files import overlay_files
+from vidq.worker.picture import prepare_picture
 from vidq.worker.running import RunningJob, WorkerHost
 from vidq.worker.store import store_outputs
 
@@ -281,6 +282,7 @@ class Worker:
             runtime.storage.local_copy(blobs.input_key(job.id), scratch) as input_path,
             overlay_files(runtime.storage, job.id, options, scratch) as overlays,
         ):
+            options, info = await prepare_picture(options, info, input_path, settings, running.stop)
             plan = plan_outputs(
                 options, info, input_path, scratch, settings, main_name=main_name, overlays=overlays
             )
