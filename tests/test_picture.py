@@ -267,7 +267,8 @@ async def test_hdr_keep_makes_10_bit_hdr10_with_its_metadata(
 
 def test_hdr_keep_writes_the_mastering_display_in_each_encoders_units() -> None:
     video = VideoInfo(
-        "hevc", 320, 180, 25.0, "yuv420p10le", 0, 10, "bt2020", "smpte2084", "bt2020nc",
+        "hevc", 320, 180, 25.0, "yuv420p10le", 0, bit_depth=10, color_primaries="bt2020",
+        color_transfer="smpte2084", color_space="bt2020nc",
         mastering_display=MASTERING_VALUES, content_light=(1100, 300),
     )  # fmt: skip
     x265 = keep_hdr_args("h265", ["-c:v", "libx265", "-x265-params", "log-level=error"], video)

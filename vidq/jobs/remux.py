@@ -59,8 +59,7 @@ STEREO_ONLY = ("opus", "mp3")
 REMUX_DEMUXERS = frozenset({"mov", "matroska", "mpegts", "mp3", "aac", "ogg"})
 
 # Options that ask for new pixels or samples whenever they are not at their default (the
-# value here). Some belong to features that may not be in this build yet: an option
-# ResolvedOptions does not have is skipped (getattr), and counts as soon as it has it.
+# value here).
 REENCODE_OPTIONS: dict[str, object] = {
     "fps": None,
     "crop": None,
@@ -104,6 +103,9 @@ def decide_remux(
             "crf": None,
             "video_bitrate": None,
             "audio_bitrate": None,
+            # No pictures are made: the picture options do not apply (as for video_codec=copy).
+            "hdr": None,
+            "deinterlace": None,
         }
     )
     return RemuxDecision(copied, True, f"the input already is what {options.preset} asks for")
@@ -140,10 +142,10 @@ def _why_encode(options: ResolvedOptions, info: MediaInfo, sent: Collection[str]
     if (options.start is not None or options.end is not None) and options.trim != "fast":
         return "a trim is frame-exact only when re-encoded (trim=fast cuts at key frames)"
     for name, default in REENCODE_OPTIONS.items():
-        if getattr(options, name, default) != default:
+        if getattr(options, name) != default:
             return f"{name} asks for new pixels or samples"
     # Subtitles burned in are new pixels; a soft track is only one more stream to copy.
-    if getattr(options, "subtitles", False) and getattr(options, "subtitles_mode", None) != "track":
+    if options.subtitles and options.subtitles_mode != "track":
         return "subtitles burned in ask for new pixels"
     if info.demuxer not in REMUX_DEMUXERS:
         return f"a {info.container} input's timestamps are not copied as they are"
@@ -184,10 +186,9 @@ def _video_differs(options: ResolvedOptions, video: VideoInfo) -> str | None:
         return None
     if video.rotation:
         return "rotation metadata is applied by re-encoding"
-    # The picture features' probe facts (interlaced, hdr) may not be in this build yet.
-    if getattr(video, "interlaced", False) and getattr(options, "deinterlace", "auto") != "off":
+    if video.interlaced and options.deinterlace != "off":
         return "an interlaced input is deinterlaced"
-    if getattr(video, "hdr", None) and getattr(options, "hdr", "tonemap") != "keep":
+    if video.hdr and options.hdr != "keep":
         return "an HDR input is tone-mapped"
     if output_size(video, options) != (video.width, video.height):
         return "the size changes"
