@@ -248,6 +248,7 @@ def test_every_field_has_a_validator() -> None:
         "poster_at",
         "storyboard",
         "storyboard_interval",
+        "priority",
     }
 
 

@@ -107,6 +107,7 @@ class JobModel(BaseModel):
         " null when unknown"
     )
     queue_position: int | None
+    priority: int = Field(description="-10…10 as submitted: higher starts first")
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -195,6 +196,12 @@ _OPTION_SCHEMA: dict[str, Any] = {
     "poster_at": {"type": "number", "minimum": 0, "description": "When the poster is taken"},
     "storyboard": {"type": "boolean", "description": "Also make storyboard.jpg and .vtt"},
     "storyboard_interval": {"type": "number", "minimum": 0.1, "maximum": 3600},
+    "priority": {
+        "type": "integer",
+        "minimum": -10,
+        "maximum": 10,
+        "description": "Higher starts first; equal priorities oldest first (default 0)",
+    },
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},
     "metadata": {"type": "string", "description": "A JSON object of at most 4 KiB"},

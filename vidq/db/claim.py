@@ -1,4 +1,4 @@
-"""The one query whose SQL differs by dialect: taking the oldest queued job."""
+"""The one query whose SQL differs by dialect: taking the next queued job."""
 
 from __future__ import annotations
 
@@ -14,13 +14,21 @@ from vidq.db.models import Job
 async def claim_oldest_queued(
     conn: AsyncConnection, *, values: dict[str, Any], now: datetime
 ) -> Job | None:
-    """Move the oldest queued job to running with `values`, atomically; return its row.
+    """Move the next queued job (highest priority, then oldest) to running with `values`,
+    atomically; return its row.
 
     PostgreSQL: the sub-select locks one row with FOR UPDATE SKIP LOCKED, so concurrent
     workers each get a different job without waiting. SQLite: the caller's write
     transaction began IMMEDIATE, so the database's single writer makes this atomic.
+    Both walk `ix_jobs_status_priority_seq` (status, priority DESC, seq) and stop at
+    the first row.
     """
-    oldest = select(Job.seq).where(Job.status == "queued").order_by(Job.seq).limit(1)
+    oldest = (
+        select(Job.seq)
+        .where(Job.status == "queued")
+        .order_by(Job.priority.desc(), Job.seq)
+        .limit(1)
+    )
     if conn.dialect.name == "postgresql":
         oldest = oldest.with_for_update(skip_locked=True)
     stmt = (

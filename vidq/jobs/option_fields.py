@@ -27,6 +27,7 @@ from vidq.jobs.option_values import (
     parse_video_codec,
 )
 from vidq.jobs.presets import PRESETS
+from vidq.jobs.priority import DEFAULT_PRIORITY, parse_priority
 from vidq.media.formats import (
     AUDIO_CODECS,
     CRF_RANGES,
@@ -66,6 +67,7 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     # -- fast paths (transcode, trim): options added below keep this order --
 
     # -- scheduling --
+    priority: int = DEFAULT_PRIORITY
 
     # -- picture: hdr, geometry, deinterlace --
 
@@ -103,6 +105,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "storyboard_interval": parse_storyboard_interval,
     # -- fast paths --
     # -- scheduling --
+    "priority": parse_priority,
     # -- picture --
     # -- overlays --
     # -- sound and quality --

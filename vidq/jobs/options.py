@@ -39,6 +39,7 @@ from vidq.jobs.option_values import (
     parse_bitrate,
 )
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
+from vidq.jobs.priority import DEFAULT_PRIORITY
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
     AUDIO_ENCODERS,
@@ -228,6 +229,7 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
         start=start,
         end=end,
         short_side=short_side,
+        priority=given.get("priority", DEFAULT_PRIORITY),
         **extras,
     )
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.db.database import Database
 from vidq.db.models import Job, table_of
 from vidq.errors import NotFound, TooManyJobs
+from vidq.jobs.fair_position import fair_share_place
 from vidq.jobs.states import UNFINISHED, JobStatus
 from vidq.jobs.strict import is_job_id
 
@@ -37,14 +38,21 @@ async def get(db: Database, job_id: str, owner_id: str | None = None) -> Job:
     return Job.from_row(row)
 
 
-async def queue_position(db: Database, job: Job) -> int | None:
-    """1 for the next job to start, while queued; else None."""
+async def queue_position(db: Database, job: Job, *, fair_share: bool = False) -> int | None:
+    """1 for the next job to start, while queued; else None. Exact in priority order
+    (higher first, then oldest); an estimate under fair share (`fair_position`)."""
     if job.status != JobStatus.QUEUED:
         return None
     stmt = select(func.count()).where(
-        jobs.c.status == JobStatus.QUEUED.value, jobs.c.seq <= job.seq
+        jobs.c.status == JobStatus.QUEUED.value,
+        or_(
+            jobs.c.priority > job.priority,
+            and_(jobs.c.priority == job.priority, jobs.c.seq <= job.seq),
+        ),
     )
     async with db.read() as conn:
+        if fair_share:
+            return await fair_share_place(conn, job)
         ahead_and_self = int((await conn.execute(stmt)).scalar_one())
     # 0 means a worker took the job since `job` was read: it was next in line.
     return max(1, ahead_and_self)
