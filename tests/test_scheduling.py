@@ -184,11 +184,39 @@ async def test_cap_holds_under_concurrent_claims(db: Database) -> None:
 
 
 def test_estimate_place_formula() -> None:
+    never = float("-inf")
     # One owner: its own index, behind the higher-priority jobs.
-    assert estimate_place(higher=2, own_index=3, own_running=0, own_seq=10, others=[]) == 5
+    assert (
+        estimate_place(higher=2, own_index=3, own_running=0, own_turn=(never, 10), others=[]) == 5
+    )
     # Another owner with 5 queued, none running, older: one job per turn ahead of ours.
-    others = [(5, 0, 1)]
-    assert estimate_place(higher=0, own_index=1, own_running=0, own_seq=9, others=others) == 2
-    assert estimate_place(higher=0, own_index=3, own_running=0, own_seq=9, others=others) == 6
-    # Our owner already runs 2: the other owner catches up first.
-    assert estimate_place(higher=0, own_index=1, own_running=2, own_seq=0, others=others) == 3
+    others = [(5, 0, (never, 1))]
+    assert (
+        estimate_place(higher=0, own_index=1, own_running=0, own_turn=(never, 9), others=others)
+        == 2
+    )
+    assert (
+        estimate_place(higher=0, own_index=3, own_running=0, own_turn=(never, 9), others=others)
+        == 6
+    )
+    # Our owner already runs 2: the other owner catches up first, then we go first.
+    assert (
+        estimate_place(higher=0, own_index=1, own_running=2, own_turn=(5.0, 0), others=others) == 3
+    )
+
+
+async def test_fair_share_on_one_worker_takes_turns(db: Database) -> None:
+    # One job running at a time: every count is 0 at each claim, so turns go by last start.
+    alice, bob = await _owners(db, "alice", "bob")
+    a = [await _submit(db, alice) for _ in range(5)]
+    b = await _submit(db, bob)
+    assert await _positions(db, [*a, b], fair_share=True) == [1, 3, 4, 5, 6, 2]
+    order = []
+    while (
+        claim := await queue.claim_next(db, worker_id="w", lease_seconds=30, scheduling=FAIR)
+    ) is not None:
+        order.append(claim.job.id)
+        await queue.complete(
+            db, claim, output_key="x", result={}, retention_seconds=60, payloads=_payloads()
+        )
+    assert order == [a[0], b, *a[1:]]

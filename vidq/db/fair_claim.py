@@ -1,11 +1,14 @@
 """Claiming under fair share or a per-owner cap (API.md "Scheduling"), in one statement.
 
-For every owner the statement finds, through `ix_jobs_owner_status_priority`, the
-highest priority among its queued jobs, how many of its jobs are running, and its
-oldest queued job at that priority; it then takes, among owners under the cap, the job
-of the highest priority, and within it (with fair share) the owner with the fewest
-running jobs, then the oldest job. With one owner this is exactly the FIFO-by-priority
-order of `claim.claim_oldest_queued`.
+For every owner the statement finds, through `ix_jobs_owner_status_priority` and
+`ix_jobs_owner_started`, the highest priority among its queued jobs, how many of its
+jobs are running, when it last had a job started, and its oldest queued job at that
+priority; it then takes, among owners under the cap, the job of the highest priority,
+and within it (with fair share) the owner with the fewest running jobs; among those,
+the owner whose last start is longest ago (never first), so that owners take turns
+even on a single worker, where every count is 0 at each claim; then the oldest job.
+With one owner this is exactly the FIFO-by-priority order of
+`claim.claim_oldest_queued`.
 
 The running counts must not be raced: two workers each seeing an owner one job under
 its cap would both claim. On PostgreSQL every such claim therefore first takes one
@@ -54,6 +57,7 @@ def pick_statement(scheduling: Scheduling) -> Any:
     queued = aliased(Job)
     running = aliased(Job)
     best = aliased(Job)
+    started = aliased(Job)
     owners = select(
         Owner.id.label("owner_id"),
         select(func.max(queued.priority))
@@ -65,6 +69,10 @@ def pick_statement(scheduling: Scheduling) -> Any:
         .where(running.owner_id == Owner.id, running.status == "running")
         .scalar_subquery()
         .label("running"),
+        select(func.max(started.started_at))
+        .where(started.owner_id == Owner.id)
+        .scalar_subquery()
+        .label("last_started"),
     ).subquery("per_owner")
     oldest_at_top = (
         select(func.min(best.seq))
@@ -80,7 +88,7 @@ def pick_statement(scheduling: Scheduling) -> Any:
         pick = pick.where(owners.c.running < scheduling.max_running_per_owner)
     order: list[Any] = [owners.c.top.desc()]
     if scheduling.fair_share:
-        order.append(owners.c.running)
+        order += [owners.c.running, owners.c.last_started.asc().nulls_first()]
     order.append(oldest_at_top)
     return pick.order_by(*order).limit(1).scalar_subquery()
 

@@ -140,8 +140,9 @@ class Job(Base):
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
         # The queue's order (claim_next, queue_position): priority first, then age.
         Index("ix_jobs_status_priority_seq", "status", column("priority").desc(), "seq"),
-        # Fair share: an owner's running count and its best queued job.
+        # Fair share: an owner's running count, its best queued job and its latest start.
         Index("ix_jobs_owner_status_priority", "owner_id", "status", "priority", "seq"),
+        Index("ix_jobs_owner_started", "owner_id", "started_at"),
     )
 
 

@@ -1,8 +1,8 @@
 """Job priorities: a `priority` column and the indexes that order the queue by it.
 
 `ix_jobs_status_priority_seq` serves the claim (highest priority, then oldest) and
-queue places; `ix_jobs_owner_status_priority` serves fair share (an owner's running
-count and its best queued job).
+queue places; `ix_jobs_owner_status_priority` and `ix_jobs_owner_started` serve fair
+share (an owner's running count, its best queued job and its latest start).
 
 Revision ID: 0006
 Revises: 0005
@@ -30,9 +30,11 @@ def upgrade() -> None:
     op.create_index(
         "ix_jobs_owner_status_priority", "jobs", ["owner_id", "status", "priority", "seq"]
     )
+    op.create_index("ix_jobs_owner_started", "jobs", ["owner_id", "started_at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_owner_started", table_name="jobs")
     op.drop_index("ix_jobs_owner_status_priority", table_name="jobs")
     op.drop_index("ix_jobs_status_priority_seq", table_name="jobs")
     with op.batch_alter_table("jobs") as batch:
