@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.fair_claim import Scheduling
 from vidq.db.models import Job
@@ -15,8 +17,11 @@ from vidq.errors import InvalidOption
 from vidq.jobs import queue, reads
 from vidq.jobs.accounts import create_owner
 from vidq.jobs.fair_position import estimate_place
+from vidq.jobs.fields import check_json_fields
 from vidq.jobs.options import resolve_options
 
+from .conftest import LiveServer, make_settings
+from .helpers import assert_problem, post_convert, submit_job
 from .test_queue import new_job
 
 FAIR = Scheduling(fair_share=True)
@@ -220,3 +225,38 @@ async def test_fair_share_on_one_worker_takes_turns(db: Database) -> None:
             db, claim, output_key="x", result={}, retention_seconds=60, payloads=_payloads()
         )
     assert order == [a[0], b, *a[1:]]
+
+
+@pytest.fixture
+def server_settings(tmp_path: Path) -> Settings:
+    return make_settings(tmp_path, workers=0)  # the jobs stay queued
+
+
+def test_priority_on_post_convert_and_the_job(live_server: LiveServer, clip: Path) -> None:
+    with live_server.client() as client:
+        plain = submit_job(client, clip)
+        urgent = submit_job(client, clip, priority="7")
+        response = client.post(
+            "/convert",
+            params={"filename": "a.mp4", "priority": "-2"},
+            content=clip.read_bytes(),
+            headers={"Content-Type": "video/mp4"},
+        )
+        assert response.status_code == 202, response.text
+        low = response.json()
+        assert [plain["priority"], urgent["priority"], low["priority"]] == [0, 7, -2]
+        assert urgent["options"]["priority"] == 7
+        places = [
+            client.get(f"/job/{j['id']}").json()["queue_position"] for j in (plain, urgent, low)
+        ]
+        assert places == [2, 1, 3]
+        body = assert_problem(post_convert(client, clip, priority="11"), 422, "invalid_option")
+        assert [e["field"] for e in body["errors"]] == ["priority"]
+
+
+async def test_priority_as_a_json_member(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    _, checked = await check_json_fields({"priority": -3}, settings)
+    assert checked.options.priority == -3
+    with pytest.raises(InvalidOption):
+        await check_json_fields({"priority": 10.5}, settings)
