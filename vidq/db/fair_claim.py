@@ -93,6 +93,16 @@ def pick_statement(scheduling: Scheduling) -> Any:
     return pick.order_by(*order).limit(1).scalar_subquery()
 
 
+def fair_claim_statement(scheduling: Scheduling, values: dict[str, Any]) -> Any:
+    """The UPDATE … RETURNING that claims the job `pick_statement` picks."""
+    return (
+        update(Job)
+        .where(Job.seq == pick_statement(scheduling), Job.status == "queued")
+        .values(**values)
+        .returning(*Job.__table__.columns)
+    )
+
+
 async def claim_queued(
     conn: AsyncConnection, scheduling: Scheduling, *, values: dict[str, Any], now: datetime
 ) -> Job | None:
@@ -109,11 +119,6 @@ async def claim_fairly(
     nothing queued, or every owner with queued jobs at its cap)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-    stmt = (
-        update(Job)
-        .where(Job.seq == pick_statement(scheduling), Job.status == "queued")
-        .values(**values, updated_at=now)
-        .returning(*Job.__table__.columns)
-    )
+    stmt = fair_claim_statement(scheduling, {**values, "updated_at": now})
     row = (await conn.execute(stmt)).mappings().first()
     return Job.from_row(row) if row else None

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.db.database import Database
@@ -43,19 +44,22 @@ async def queue_position(db: Database, job: Job, *, fair_share: bool = False) ->
     (higher first, then oldest); an estimate under fair share (`fair_position`)."""
     if job.status != JobStatus.QUEUED:
         return None
-    stmt = select(func.count()).where(
-        jobs.c.status == JobStatus.QUEUED.value,
-        or_(
-            jobs.c.priority > job.priority,
-            and_(jobs.c.priority == job.priority, jobs.c.seq <= job.seq),
-        ),
-    )
+    stmt = select(place_statement(job.priority, job.seq))
     async with db.read() as conn:
         if fair_share:
             return await fair_share_place(conn, job)
         ahead_and_self = int((await conn.execute(stmt)).scalar_one())
     # 0 means a worker took the job since `job` was read: it was next in line.
     return max(1, ahead_and_self)
+
+
+def place_statement(priority: int, seq: int) -> Any:
+    """How many queued jobs start before the job (`priority`, `seq`), itself included: two
+    counts, each a range of `ix_jobs_status_priority_seq`."""
+    queued = jobs.c.status == JobStatus.QUEUED.value
+    higher = select(func.count()).where(queued, jobs.c.priority > priority)
+    same = select(func.count()).where(queued, jobs.c.priority == priority, jobs.c.seq <= seq)
+    return higher.scalar_subquery() + same.scalar_subquery()
 
 
 async def list_jobs(
