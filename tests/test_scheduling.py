@@ -22,6 +22,7 @@ from vidq.jobs.options import resolve_options
 
 from .conftest import LiveServer, make_settings
 from .helpers import assert_problem, post_convert, submit_job
+from .test_events import stream
 from .test_queue import new_job
 
 FAIR = Scheduling(fair_share=True)
@@ -260,3 +261,14 @@ async def test_priority_as_a_json_member(tmp_path: Path) -> None:
     assert checked.options.priority == -3
     with pytest.raises(InvalidOption):
         await check_json_fields({"priority": 10.5}, settings)
+
+
+def test_a_job_put_ahead_moves_the_places_in_live_updates(
+    live_server: LiveServer, clip: Path
+) -> None:
+    with live_server.client() as client:
+        low = submit_job(client, clip, priority="-1")
+        with stream(client, f"/job/{low['id']}/events") as events:
+            assert next(events).job["queue_position"] == 1
+            submit_job(client, clip, priority="1")
+            assert next(events).job["queue_position"] == 2

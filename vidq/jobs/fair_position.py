@@ -74,6 +74,16 @@ def estimate_place(
     return higher + own_index + ahead
 
 
+async def moves_others(conn: AsyncConnection, job: Job, *, fair_share: bool) -> bool:
+    """Whether queuing `job` moved other queued jobs back: some of a lower priority wait
+    (with fair share, any other owner's job may)."""
+    behind = jobs.c.priority < job.priority
+    if fair_share:
+        behind = jobs.c.owner_id != job.owner_id
+    stmt = select(jobs.c.seq).where(jobs.c.status == QUEUED, behind).limit(1)
+    return (await conn.execute(stmt)).first() is not None
+
+
 async def fair_share_place(conn: AsyncConnection, job: Job) -> int:
     """The estimated place of a queued job under fair share (1: next to start)."""
     higher_stmt = select(func.count()).where(

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from vidq.db.database import Database
 from vidq.db.models import Job, table_of
 from vidq.errors import NotFound, TooManyJobs
-from vidq.jobs.fair_position import fair_share_place
+from vidq.jobs.fair_position import fair_share_place, moves_others
 from vidq.jobs.states import UNFINISHED, JobStatus
 from vidq.jobs.strict import is_job_id
 
@@ -51,6 +51,12 @@ async def queue_position(db: Database, job: Job, *, fair_share: bool = False) ->
         ahead_and_self = int((await conn.execute(stmt)).scalar_one())
     # 0 means a worker took the job since `job` was read: it was next in line.
     return max(1, ahead_and_self)
+
+
+async def queuing_moved_others(db: Database, job: Job, *, fair_share: bool) -> bool:
+    """Whether queuing `job` moved other queued jobs' places (their feeds then re-read)."""
+    async with db.read() as conn:
+        return await moves_others(conn, job, fair_share=fair_share)
 
 
 def place_statement(priority: int, seq: int) -> Any:
