@@ -5,7 +5,9 @@ A fresh database gets `--queued` queued jobs (100,000 by default) spread over
 running ones; then, each inside a transaction that is rolled back, the plan and timing
 of: the plain claim (highest priority, then oldest: `vidq.db.claim`), the fair-share
 claim with a per-owner cap (`vidq.db.fair_claim`), and a queued job's exact place
-(`reads.queue_position`). Usage: python bench/queue_plan.py [--queued N] [--owners N].
+(`reads.queue_position`); then claims a second through `queue.claim_next` by 4
+concurrent claimers, plain and with fair share and a cap (whose claims take turns on
+an advisory lock). Usage: python bench/queue_plan.py [--queued N] [--owners N].
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import asyncio
 import os
 import random
 import sys
+import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -32,6 +35,7 @@ from vidq.db.claim import claim_statement
 from vidq.db.fair_claim import Scheduling, fair_claim_statement
 from vidq.db.migrate import migrated_database
 from vidq.db.models import Job, table_of
+from vidq.jobs import queue
 from vidq.jobs.accounts import create_owner
 from vidq.jobs.reads import place_statement
 
@@ -82,6 +86,30 @@ def explain(database_url: str, title: str, statement: str) -> None:
     print("\n".join(line for (line,) in plan))
 
 
+CLAIMS = 1000
+
+
+async def claim_rate(database_url: str, scheduling: Scheduling, concurrency: int) -> float:
+    """Claims a second by `concurrency` tasks until CLAIMS are made (claims stay running,
+    so under a cap of 2 per owner at most 2 x owners can be claimed)."""
+    async with migrated_database(database_url) as db:
+        claimed = 0
+
+        async def claimer(n: int) -> None:
+            nonlocal claimed
+            while claimed < CLAIMS:
+                claim = await queue.claim_next(
+                    db, worker_id=f"bench/{n}", lease_seconds=60, scheduling=scheduling
+                )
+                if claim is None:
+                    return
+                claimed += 1
+
+        started = time.monotonic()
+        await asyncio.gather(*(claimer(n) for n in range(concurrency)))
+        return claimed / (time.monotonic() - started)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -111,6 +139,20 @@ def main() -> None:
             ).fetchone() or (0, 0)
         place = select(place_statement(priority, seq))
         explain(database_url, "queue_position of the last job at priority 0", sql(place))
+    print()
+    for name, scheduling in (
+        ("plain", Scheduling()),
+        ("fair share", Scheduling(fair_share=True)),
+        ("fair share, cap 1000", Scheduling(fair_share=True, max_running_per_owner=1000)),
+    ):
+        with fresh_database(args.database_url) as database_url:
+            asyncio.run(fill(database_url, args.queued, args.owners))
+            rate = asyncio.run(claim_rate(database_url, scheduling, 4))
+        print(
+            f"claim_next, {name}: {rate:.0f} claims/s (4 claimers, {args.queued} queued),"
+            f" load average {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
     print(f"\nload average {os.getloadavg()[0]:.1f} at the end")
 
 

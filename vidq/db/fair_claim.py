@@ -73,7 +73,9 @@ def pick_statement(scheduling: Scheduling) -> Any:
         .where(started.owner_id == Owner.id)
         .scalar_subquery()
         .label("last_started"),
-    ).subquery("per_owner")
+    ).cte("per_owner")
+    # Each owner's probes run once (not again for the filter and the sort).
+    owners = owners.prefix_with("MATERIALIZED", dialect="postgresql")
     oldest_at_top = (
         select(func.min(best.seq))
         .where(

@@ -142,7 +142,15 @@ class Job(Base):
         Index("ix_jobs_status_priority_seq", "status", column("priority").desc(), "seq"),
         # Fair share: an owner's running count, its best queued job and its latest start.
         Index("ix_jobs_owner_status_priority", "owner_id", "status", "priority", "seq"),
-        Index("ix_jobs_owner_started", "owner_id", "started_at"),
+        # (Only started jobs: queued ones, whose started_at is NULL, would sit where a
+        # backward scan for the latest start begins on PostgreSQL.)
+        Index(
+            "ix_jobs_owner_started",
+            "owner_id",
+            "started_at",
+            postgresql_where=column("started_at").is_not(None),
+            sqlite_where=column("started_at").is_not(None),
+        ),
     )
 
 

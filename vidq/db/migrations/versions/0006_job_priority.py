@@ -30,7 +30,14 @@ def upgrade() -> None:
     op.create_index(
         "ix_jobs_owner_status_priority", "jobs", ["owner_id", "status", "priority", "seq"]
     )
-    op.create_index("ix_jobs_owner_started", "jobs", ["owner_id", "started_at"])
+    started = sa.column("started_at").is_not(None)
+    op.create_index(
+        "ix_jobs_owner_started",
+        "jobs",
+        ["owner_id", "started_at"],
+        postgresql_where=started,
+        sqlite_where=started,
+    )
 
 
 def downgrade() -> None:
