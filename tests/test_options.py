@@ -281,6 +281,7 @@ def test_every_field_has_a_validator() -> None:
         "flip",
         "crop",
         "deinterlace",
+        "priority",
     }
 
 

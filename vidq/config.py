@@ -99,6 +99,15 @@ class Settings(BaseSettings):
         ge=1,
         description="Attempts before a job whose worker keeps disappearing fails with worker_lost.",
     )
+    fair_share: bool = Field(
+        False,
+        description="Owners take turns: the next job to start is the oldest of the owner with the fewest running jobs, among the highest priority queued. Default: strictly highest priority, then oldest, across all owners.",
+    )
+    max_running_per_owner: int | None = Field(
+        None,
+        ge=1,
+        description="Most jobs of one owner running at once across the fleet; the rest wait while other owners' jobs start. Default: no cap.",
+    )
     max_jobs: int | None = Field(
         None,
         ge=1,

@@ -161,6 +161,7 @@ class JobModel(BaseModel):
         " null when unknown"
     )
     queue_position: int | None
+    priority: int = Field(description="-10…10 as submitted: higher starts first")
     created_at: str
     started_at: str | None
     finished_at: str | None
@@ -321,6 +322,12 @@ _OPTION_SCHEMA: dict[str, Any] = {
         "type": "string",
         "enum": ["auto", "off"],
         "description": "auto (default): deinterlace interlaced inputs",
+    },
+    "priority": {
+        "type": "integer",
+        "minimum": -10,
+        "maximum": 10,
+        "description": "Higher starts first; equal priorities oldest first (default 0)",
     },
     "webhook_url": {"type": "string", "format": "uri", "maxLength": 2048},
     "email": {"type": "string", "format": "email"},

@@ -19,6 +19,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    column,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -110,6 +111,8 @@ class Job(Base):
     job_metadata: Mapped[dict[str, Any]] = mapped_column("metadata")
     webhook_url: Mapped[str | None] = mapped_column(String(2048))
     email: Mapped[str | None] = mapped_column(String(320))
+    # -10…10: higher starts first (API.md "Scheduling"); `options` holds it too.
+    priority: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     progress_percent: Mapped[float | None] = mapped_column(Float)
     # While running: the seconds left as its worker estimates them from the progress rate.
@@ -135,6 +138,19 @@ class Job(Base):
         Index("ix_jobs_status_seq", "status", "seq"),
         Index("ix_jobs_owner_seq", "owner_id", "seq"),
         Index("ix_jobs_status_lease", "status", "lease_expires_at"),
+        # The queue's order (claim_next, queue_position): priority first, then age.
+        Index("ix_jobs_status_priority_seq", "status", column("priority").desc(), "seq"),
+        # Fair share: an owner's running count, its best queued job and its latest start.
+        Index("ix_jobs_owner_status_priority", "owner_id", "status", "priority", "seq"),
+        # (Only started jobs: queued ones, whose started_at is NULL, would sit where a
+        # backward scan for the latest start begins on PostgreSQL.)
+        Index(
+            "ix_jobs_owner_started",
+            "owner_id",
+            "started_at",
+            postgresql_where=column("started_at").is_not(None),
+            sqlite_where=column("started_at").is_not(None),
+        ),
     )
 
 

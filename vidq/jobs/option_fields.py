@@ -36,6 +36,7 @@ from vidq.jobs.picture_options import (
     parse_rotate,
 )
 from vidq.jobs.presets import PRESETS
+from vidq.jobs.priority import DEFAULT_PRIORITY, parse_priority
 from vidq.jobs.sound_quality import parse_target_vmaf
 from vidq.media.formats import (
     AUDIO_CODECS,
@@ -79,6 +80,7 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     trim: str = TRIM_CHOICES[0]  # exact: a trimmed job is re-encoded to stay frame-exact
 
     # -- scheduling --
+    priority: int = DEFAULT_PRIORITY
 
     # -- picture: hdr, geometry, deinterlace --
     hdr: str | None = None  # tonemap or keep; None where no pictures are made
@@ -133,6 +135,7 @@ PARSERS: dict[str, Callable[[str], Any]] = {
     "transcode": parse_choice(TRANSCODE_CHOICES),
     "trim": parse_choice(TRIM_CHOICES),
     # -- scheduling --
+    "priority": parse_priority,
     # -- picture --
     "hdr": parse_hdr,
     "rotate": parse_rotate,

@@ -43,6 +43,7 @@ from vidq.jobs.option_values import (
 from vidq.jobs.overlays import resolve_overlays
 from vidq.jobs.picture_options import resolve_picture
 from vidq.jobs.presets import DEFAULT_PRESET, PRESETS, Preset
+from vidq.jobs.priority import DEFAULT_PRIORITY
 from vidq.jobs.sound_quality import resolve_sound_and_quality
 from vidq.media.formats import (
     AUDIO_BITRATE_RANGES,
@@ -239,6 +240,7 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
         start=start,
         end=end,
         short_side=short_side,
+        priority=given.get("priority", DEFAULT_PRIORITY),
         **extras,
     )
 

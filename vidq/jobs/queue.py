@@ -20,8 +20,8 @@ from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.clock import utcnow
-from vidq.db.claim import claim_oldest_queued
 from vidq.db.database import Database
+from vidq.db.fair_claim import FIFO, Scheduling, claim_queued
 from vidq.db.models import Job, table_of
 from vidq.errors import Conflict, NotFound
 from vidq.jobs.reads import count_unfinished, too_many_jobs
@@ -92,6 +92,7 @@ async def submit(
             "webhook_url": new.webhook_url,
             "email": new.email,
             "source_url": new.source_url,
+            "priority": new.options.get("priority", 0),
             "attempts": 0,
             "expired": False,
         }
@@ -105,13 +106,16 @@ async def submit(
     return Job.from_row(row)
 
 
-async def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
-    """Lease the oldest queued job to this worker, counting an attempt."""
+async def claim_next(
+    db: Database, *, worker_id: str, lease_seconds: float, scheduling: Scheduling = FIFO
+) -> Claim | None:
+    """Lease the next queued job (by `scheduling`) to this worker, counting an attempt."""
     now = utcnow()
     token = str(uuid.uuid4())
     async with db.write() as conn:
-        job = await claim_oldest_queued(
+        job = await claim_queued(
             conn,
+            scheduling,
             now=now,
             values={
                 "status": JobStatus.RUNNING.value,

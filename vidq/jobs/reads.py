@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from vidq.db.database import Database
 from vidq.db.models import Job, table_of
 from vidq.errors import NotFound, TooManyJobs
+from vidq.jobs.fair_position import fair_share_place, moves_others
 from vidq.jobs.states import UNFINISHED, JobStatus
 from vidq.jobs.strict import is_job_id
 
@@ -37,17 +39,33 @@ async def get(db: Database, job_id: str, owner_id: str | None = None) -> Job:
     return Job.from_row(row)
 
 
-async def queue_position(db: Database, job: Job) -> int | None:
-    """1 for the next job to start, while queued; else None."""
+async def queue_position(db: Database, job: Job, *, fair_share: bool = False) -> int | None:
+    """1 for the next job to start, while queued; else None. Exact in priority order
+    (higher first, then oldest); an estimate under fair share (`fair_position`)."""
     if job.status != JobStatus.QUEUED:
         return None
-    stmt = select(func.count()).where(
-        jobs.c.status == JobStatus.QUEUED.value, jobs.c.seq <= job.seq
-    )
+    stmt = select(place_statement(job.priority, job.seq))
     async with db.read() as conn:
+        if fair_share:
+            return await fair_share_place(conn, job)
         ahead_and_self = int((await conn.execute(stmt)).scalar_one())
     # 0 means a worker took the job since `job` was read: it was next in line.
     return max(1, ahead_and_self)
+
+
+async def queuing_moved_others(db: Database, job: Job, *, fair_share: bool) -> bool:
+    """Whether queuing `job` moved other queued jobs' places (their feeds then re-read)."""
+    async with db.read() as conn:
+        return await moves_others(conn, job, fair_share=fair_share)
+
+
+def place_statement(priority: int, seq: int) -> Any:
+    """How many queued jobs start before the job (`priority`, `seq`), itself included: two
+    counts, each a range of `ix_jobs_status_priority_seq`."""
+    queued = jobs.c.status == JobStatus.QUEUED.value
+    higher = select(func.count()).where(queued, jobs.c.priority > priority)
+    same = select(func.count()).where(queued, jobs.c.priority == priority, jobs.c.seq <= seq)
+    return higher.scalar_subquery() + same.scalar_subquery()
 
 
 async def list_jobs(

@@ -95,7 +95,13 @@ class Runtime:
 
     async def _render(self, job_id: str, owner_id: str, base_url: str) -> dict[str, Any]:
         job = await reads.get(self.db, job_id, owner_id)
-        return await render_job(self.db, job, base_url=base_url, secret=self.signing_key)
+        return await render_job(
+            self.db,
+            job,
+            base_url=base_url,
+            secret=self.signing_key,
+            fair_share=self.settings.fair_share,
+        )
 
     async def _unfinished_ids(self, owner_id: str) -> list[str]:
         return await reads.unfinished_ids(self.db, owner_id)

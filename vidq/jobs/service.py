@@ -34,7 +34,13 @@ async def document(
 ) -> dict[str, Any]:
     """The Job document of one of the owner's jobs."""
     job = await reads.get(runtime.db, job_id, owner_id)
-    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+    return await render_job(
+        runtime.db,
+        job,
+        base_url=base_url,
+        secret=runtime.signing_key,
+        fair_share=runtime.settings.fair_share,
+    )
 
 
 async def submitted_document(
@@ -47,7 +53,13 @@ async def submitted_document(
         return await wait_for_end(
             runtime, job.id, job.owner_id, seconds=wait_seconds, base_url=base_url
         )
-    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+    return await render_job(
+        runtime.db,
+        job,
+        base_url=base_url,
+        secret=runtime.signing_key,
+        fair_share=runtime.settings.fair_share,
+    )
 
 
 async def wait_for_end(
@@ -61,7 +73,13 @@ async def wait_for_end(
         # periodic re-read covers a fleet on SQLite.
         await runtime.job_events.wait(job_id, min(left, WAIT_RECHECK_SECONDS))
         job = await reads.get(runtime.db, job_id, owner_id)
-    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+    return await render_job(
+        runtime.db,
+        job,
+        base_url=base_url,
+        secret=runtime.signing_key,
+        fair_share=runtime.settings.fair_share,
+    )
 
 
 async def follow_job(
@@ -90,7 +108,13 @@ async def list_documents(
     page, next_seq = await reads.list_jobs(
         runtime.db, owner_id, statuses=statuses, limit=limit, before_seq=before_seq
     )
-    documents = await render_jobs(runtime.db, page, base_url=base_url, secret=runtime.signing_key)
+    documents = await render_jobs(
+        runtime.db,
+        page,
+        base_url=base_url,
+        secret=runtime.signing_key,
+        fair_share=runtime.settings.fair_share,
+    )
     return documents, next_seq
 
 
@@ -101,7 +125,13 @@ async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str)
     await blobs.delete_input(runtime.storage, job.id)
     # It may have been queued: the places behind it moved up.
     await runtime.announce_finished(job.id, JobChange(job.id, job.owner_id, queue_moved=True))
-    return await render_job(runtime.db, job, base_url=base_url, secret=runtime.signing_key)
+    return await render_job(
+        runtime.db,
+        job,
+        base_url=base_url,
+        secret=runtime.signing_key,
+        fair_share=runtime.settings.fair_share,
+    )
 
 
 async def delete(runtime: Runtime, job_id: str, owner_id: str) -> None:

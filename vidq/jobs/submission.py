@@ -235,8 +235,15 @@ async def _submit(
     await overlay_parts.settle(runtime, attached)
     metrics.UPLOADS.labels(outcome="accepted").inc()
     metrics.UPLOAD_BYTES.inc(stored.size_bytes)
-    await runtime.announce_queued(JobChange(job.id, owner_id))
+    await runtime.announce_queued(
+        JobChange(job.id, owner_id, queue_moved=await _moved(runtime, job))
+    )
     return Submitted(job)
+
+
+async def _moved(runtime: Runtime, job: Job) -> bool:
+    """Whether the new job went ahead of others (a higher priority, or fair share)."""
+    return await reads.queuing_moved_others(runtime.db, job, fair_share=runtime.settings.fair_share)
 
 
 async def submit_url(
@@ -292,7 +299,9 @@ async def submit_url(
             await overlay_parts.undo(runtime, attached)
             raise
         await overlay_parts.settle(runtime, attached)
-        await runtime.announce_queued(JobChange(job.id, owner_id))
+        await runtime.announce_queued(
+            JobChange(job.id, owner_id, queue_moved=await _moved(runtime, job))
+        )
         return Submitted(job)
 
     return await _keyed(runtime, owner_id, idempotency_key, body)

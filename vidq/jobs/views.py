@@ -129,6 +129,7 @@ def job_view(
         "progress_percent": None if progress is None else round(progress, 1),
         "eta_seconds": job.eta_seconds if job.status == JobStatus.RUNNING else None,
         "queue_position": queue_position if job.status == JobStatus.QUEUED else None,
+        "priority": job.priority,
         "created_at": rfc3339(job.created_at),
         "started_at": rfc3339(job.started_at),
         "finished_at": rfc3339(job.finished_at),
@@ -152,7 +153,7 @@ def etag(document: Mapping[str, Any]) -> str:
 
 
 async def render_jobs(
-    db: Database, page: Sequence[Job], *, base_url: str, secret: str
+    db: Database, page: Sequence[Job], *, base_url: str, secret: str, fair_share: bool = False
 ) -> list[dict[str, Any]]:
     """The Job documents of some jobs, with their queue places and notification states."""
     notes = await outbox.delivery_states(db, [job.id for job in page])
@@ -161,16 +162,20 @@ async def render_jobs(
             job,
             base_url=base_url,
             secret=secret,
-            queue_position=await queue_position(db, job),
+            queue_position=await queue_position(db, job, fair_share=fair_share),
             notifications=notes.get(job.id, []),
         )
         for job in page
     ]
 
 
-async def render_job(db: Database, job: Job, *, base_url: str, secret: str) -> dict[str, Any]:
+async def render_job(
+    db: Database, job: Job, *, base_url: str, secret: str, fair_share: bool = False
+) -> dict[str, Any]:
     """The Job document of one job, with its queue place and notification states."""
-    (document,) = await render_jobs(db, [job], base_url=base_url, secret=secret)
+    (document,) = await render_jobs(
+        db, [job], base_url=base_url, secret=secret, fair_share=fair_share
+    )
     return document
 
 

@@ -40,6 +40,7 @@ from vidq.worker.outputs import OutputPlan, Step, describe_result, plan_outputs
 from vidq.worker.overlay_files import overlay_files
 from vidq.worker.picture import prepare_picture
 from vidq.worker.running import RunningJob, WorkerHost
+from vidq.worker.scheduling import scheduling_of
 from vidq.worker.store import store_outputs
 
 log = logging.getLogger("vidq.worker")
@@ -99,7 +100,10 @@ class Worker:
             outcome: Outcome | None = None
             try:
                 claim = await queue.claim_next(
-                    self.runtime.db, worker_id=self.worker_id, lease_seconds=settings.lease_seconds
+                    self.runtime.db,
+                    worker_id=self.worker_id,
+                    lease_seconds=settings.lease_seconds,
+                    scheduling=scheduling_of(settings),
                 )
                 if claim is not None:
                     outcome = await self.process(claim)
