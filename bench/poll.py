@@ -170,7 +170,11 @@ def main() -> None:
             cases = {
                 "hello": (f"{hello_url}/hello", [], 200),
                 "job": (f"{server.base_url}/job/{job_id}", [auth], 200),
-                "job304": (f"{server.base_url}/job/{job_id}", [auth, f"If-None-Match: {etag}"], 304),
+                "job304": (
+                    f"{server.base_url}/job/{job_id}",
+                    [auth, f"If-None-Match: {etag}"],
+                    304,
+                ),
                 "jobs": (f"{server.base_url}/jobs", [auth], 200),
             }
             names = list(cases)

@@ -1,0 +1,95 @@
+"""`GET /job/{id}` answered before routing: status polls at the framework's own speed.
+
+A plain poll (no query, `Authorization: Bearer <key>`, optionally `If-None-Match`) is
+answered here from `vidq.jobs.polls`, skipping the router, the dependency solving and
+the response classes: the same status, body, `ETag` and `Retry-After` the route
+`routes_jobs.get_job` sends. Anything else (`?wait=N`, no key, an unknown key or job, a
+key over its rate, a key whose use is due to be noted) goes on to that route, which
+answers it, or its error, the usual way: this is a shortcut, never a second contract.
+"""
+
+from __future__ import annotations
+
+from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from vidq.api.http import etag_matches
+from vidq.api.ratelimit import RateLimiter
+from vidq.jobs.polls import Polls
+from vidq.jobs.runtime import Runtime
+from vidq.jobs.states import JobStatus
+from vidq.jobs.strict import is_job_id
+
+PREFIX = "/job/"
+# What the route sends while a job is on its way (routes_jobs.RETRY_AFTER_SECONDS).
+RETRY_AFTER = {JobStatus.QUEUED.value: b"5", JobStatus.RUNNING.value: b"2"}
+
+
+def _bearer(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    """The bearer credentials (as FastAPI's HTTPBearer reads them) and If-None-Match."""
+    authorization = if_none_match = None
+    for name, value in headers:
+        if name == b"authorization" and authorization is None:
+            authorization = value.decode("latin-1")
+        elif name == b"if-none-match" and if_none_match is None:
+            if_none_match = value.decode("latin-1")
+    if authorization is None:
+        return None, if_none_match
+    scheme, _, credentials = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not credentials:
+        return None, if_none_match
+    return credentials, if_none_match
+
+
+class FastPolls:
+    """Answers plain `GET /job/{id}` itself; passes everything else on."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] != "GET"
+            or scope["query_string"]
+            or not await self._answered(scope, send)
+        ):
+            await self.app(scope, receive, send)
+
+    async def _answered(self, scope: Scope, send: Send) -> bool:
+        path: str = scope["path"]
+        root_path: str = scope.get("root_path", "")
+        if root_path and path.startswith(root_path):
+            path = path[len(root_path) :]
+        if not path.startswith(PREFIX) or not is_job_id(job_id := path[len(PREFIX) :]):
+            return False
+        key, if_none_match = _bearer(scope["headers"])
+        if key is None:
+            return False
+        state = scope["app"].state
+        runtime: Runtime | None = getattr(state, "runtime", None)
+        polls: Polls | None = getattr(state, "polls", None)
+        if runtime is None or polls is None:
+            return False
+        base_url = runtime.base_url_for(str(Request(scope).base_url))
+        polled = await polls.answer(key, job_id, base_url=base_url)
+        if polled is None:
+            return False
+        limiter: RateLimiter = state.rate_limiter
+        if limiter.try_take(polled.key_hash) is not None:
+            return False  # the route counts it again and answers 429
+        answer = polled.answer
+        headers = [(b"etag", answer.etag.encode())]
+        if (retry_after := RETRY_AFTER.get(answer.status)) is not None:
+            headers.append((b"retry-after", retry_after))
+        if etag_matches(if_none_match, answer.etag):
+            await send({"type": "http.response.start", "status": 304, "headers": headers})
+            await send({"type": "http.response.body", "body": b""})
+            return True
+        headers += [
+            (b"content-length", str(len(answer.body)).encode()),
+            (b"content-type", b"application/json"),
+        ]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": answer.body})
+        return True

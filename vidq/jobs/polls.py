@@ -1,0 +1,169 @@
+"""Status polls (`GET /job/{id}`) answered with one question to the database.
+
+A poll is what every client of the API sends most, so it is answered here without the
+general machinery: one SELECT (through `vidq.db.quick_read`) reads the API key's owner,
+the job (if that owner has it) and, while it is queued, its place in the queue. A job
+with a webhook or an email to notify takes one more, for the delivery states.
+
+The rendered answer (the JSON body and its ETag) is kept per job and reused while the
+row read **now** is exactly the one it was rendered from (every column, the queue place,
+the delivery states and the base URL compared): a change made by any process, through
+any path, is seen by the next poll, because nothing but the rendering is reused. Keys
+are not cached either: a revoked key is refused by the next request.
+
+`answer` returns None whenever the ordinary route must answer instead: no such key, no
+such job (for this owner), a key whose use is due to be noted (`last_used_at`, once a
+minute), or a database the quick reader cannot ask just now. The ordinary route then
+gives the exact same answer, or the error, the usual way.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+from vidq.clock import utcnow
+from vidq.db.database import Database
+from vidq.db.models import ApiKey, Job, Notification, table_of
+from vidq.db.quick_read import QuickReader, Row, process, processors, quick_reader
+from vidq.jobs.accounts import LAST_USED_RESOLUTION
+from vidq.jobs.states import JobStatus
+from vidq.jobs.views import etag, job_view
+
+jobs = table_of(Job)
+api_keys = table_of(ApiKey)
+notifications = table_of(Notification)
+
+# Rendered answers kept (one per job and base URL); the oldest go first past this.
+MAX_KEPT = 4096
+
+
+def render_json(document: Any) -> bytes:
+    """The JSON bytes of an answer: exactly what Starlette's JSONResponse sends."""
+    return json.dumps(
+        document, ensure_ascii=False, allow_nan=False, indent=None, separators=(",", ":")
+    ).encode("utf-8")
+
+
+@dataclass(frozen=True)
+class PollAnswer:
+    """A job's Job document as sent: status (for Retry-After), ETag and body."""
+
+    status: str
+    etag: str
+    body: bytes
+
+
+@dataclass(frozen=True)
+class Polled:
+    """Who asked (the key's hash, for the rate limit) and the answer."""
+
+    key_hash: str
+    answer: PollAnswer
+
+
+@dataclass(frozen=True)
+class _Kept:
+    row: Row
+    queue_position: int | None
+    notes: tuple[Row, ...]
+    answer: PollAnswer
+
+
+def _question(reader: QuickReader) -> str:
+    p = reader.placeholder
+    queued = JobStatus.QUEUED.value
+    columns = ", ".join(f'j."{column.name}"' for column in jobs.c)
+    return (
+        f"SELECT k.last_used_at, CASE WHEN j.status = '{queued}' THEN (SELECT count(*) "
+        f"FROM jobs q WHERE q.status = '{queued}' AND q.seq <= j.seq) END, {columns} "
+        "FROM api_keys k JOIN owners o ON o.id = k.owner_id "
+        f"LEFT JOIN jobs j ON j.id = {p('job_id')} AND j.owner_id = o.id "
+        f"WHERE k.key_hash = {p('key_hash')}"
+    )
+
+
+class Polls:
+    """Answers polls for one process; see the module docstring."""
+
+    def __init__(self, db: Database, signing_key: str) -> None:
+        self.db = db
+        self.signing_key = signing_key
+        self.reader = quick_reader(db)
+        self._kept: OrderedDict[tuple[str, str], _Kept] = OrderedDict()
+        self._job_converters = processors(db, jobs)
+        self._names = [column.name for column in jobs.c]
+        self._targets = (self._names.index("webhook_url"), self._names.index("email"))
+        key_columns = [column.name for column in api_keys.c]
+        self._last_used = processors(db, api_keys)[key_columns.index("last_used_at")]
+        if self.reader is not None:
+            p = self.reader.placeholder
+            self._sql = _question(self.reader)
+            self._notes_sql = (
+                "SELECT channel, status, attempts, last_error FROM notifications "
+                f"WHERE job_id = {p('job_id')} ORDER BY channel"
+            )
+
+    async def answer(self, key: str, job_id: str, *, base_url: str) -> Polled | None:
+        """The answer to a poll of `job_id` with API key `key`, or None: ask the usual way."""
+        if self.reader is None:
+            return None
+        key_hash = hashlib.sha256(key.encode()).hexdigest()
+        rows = await self.reader.fetch(self._sql, {"job_id": job_id, "key_hash": key_hash})
+        if not rows:
+            return None  # an unknown key (or no answer now)
+        last_used_raw, place, *row = rows[0]
+        if row[0] is None:
+            return None  # no such job of this owner
+        last_used = last_used_raw if self._last_used is None else self._last_used(last_used_raw)
+        if last_used is None or utcnow() - last_used >= LAST_USED_RESOLUTION:
+            return None  # the route notes the key's use
+        job_row = tuple(row)
+        queue_position = None if place is None else max(1, int(place))
+        notes: tuple[Row, ...] = ()
+        if any(job_row[at] is not None for at in self._targets):
+            found = await self.reader.fetch(self._notes_sql, {"job_id": job_id})
+            if found is None:
+                return None
+            notes = tuple(tuple(note) for note in found)
+        cache_key = (job_id, base_url)
+        kept = self._kept.get(cache_key)
+        if (
+            kept is not None
+            and kept.row == job_row
+            and kept.queue_position == queue_position
+            and kept.notes == notes
+        ):
+            return Polled(key_hash, kept.answer)
+        answer = self._render(job_row, queue_position, notes, base_url)
+        self._kept[cache_key] = _Kept(job_row, queue_position, notes, answer)
+        self._kept.move_to_end(cache_key)
+        while len(self._kept) > MAX_KEPT:
+            self._kept.popitem(last=False)
+        return Polled(key_hash, answer)
+
+    def _render(
+        self, row: Row, queue_position: int | None, notes: tuple[Row, ...], base_url: str
+    ) -> PollAnswer:
+        values = process(row, self._job_converters)
+        job = Job.from_row(dict(zip(self._names, values, strict=True)))
+        delivery = [
+            {"channel": c, "status": s, "attempts": a, "last_error": e} for c, s, a, e in notes
+        ]
+        document = job_view(
+            job,
+            base_url=base_url,
+            secret=self.signing_key,
+            queue_position=queue_position,
+            notifications=delivery,
+        )
+        return PollAnswer(
+            status=document["status"], etag=etag(document), body=render_json(document)
+        )
+
+    async def close(self) -> None:
+        if self.reader is not None:
+            await self.reader.close()
