@@ -42,11 +42,17 @@ PG_CONNECTIONS = 4
 Row = tuple[Any, ...]
 
 
-def processors(db: Database, table: Table) -> list[Callable[[Any], Any] | None]:
+def processors(
+    db: Database, table: Table, types: Sequence[Any]
+) -> list[Callable[[Any], Any] | None]:
     """For each column of `table` in order, what turns the raw driver value into the one
-    SQLAlchemy returns (None: the value as is)."""
+    SQLAlchemy returns (None: the value as is); `types` are the driver's type codes of the
+    columns as read (`QuickReader.types`), which some dialects need."""
     dialect = db.read_engine.dialect
-    return [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in table.c]
+    return [
+        column.type.dialect_impl(dialect).result_processor(dialect, coltype)
+        for column, coltype in zip(table.c, types, strict=True)
+    ]
 
 
 def process(row: Sequence[Any], converters: Sequence[Callable[[Any], Any] | None]) -> list[Any]:
@@ -58,6 +64,8 @@ class QuickReader:
     """One question at a time, answered from the database now; see the module docstring."""
 
     placeholder: Callable[[str], str]
+    # The driver's type code of each column of the last answer (cursor.description).
+    types: list[Any]
 
     async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Row] | None:
         raise NotImplementedError
@@ -84,7 +92,10 @@ class SqliteReader(QuickReader):
         try:
             if self._conn is None:
                 self._conn = self._connect()
-            return self._conn.execute(sql, params).fetchall()
+            cursor = self._conn.execute(sql, params)
+            rows = cursor.fetchall()
+            self.types = [column[1] for column in cursor.description]
+            return rows
         except sqlite3.Error as exc:
             log.debug("quick read failed (%r); asking the usual way", exc)
             await self.close()
@@ -133,7 +144,10 @@ class PostgresReader(QuickReader):
                 if conn is None:
                     return None
                 self._open.add(conn)
-            return await (await conn.execute(sql, params)).fetchall()
+            cursor = await conn.execute(sql, params)
+            rows = await cursor.fetchall()
+            self.types = [column.type_code for column in cursor.description or ()]
+            return rows
         except BaseException as exc:
             # Broken, or left mid-question by a cancelled request: never handed out again.
             if conn is not None:

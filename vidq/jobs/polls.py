@@ -22,12 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from vidq.clock import utcnow
 from vidq.db.database import Database
-from vidq.db.models import ApiKey, Job, Notification, table_of
+from vidq.db.models import ApiKey, Job, Notification, UTCDateTime, table_of
 from vidq.db.quick_read import QuickReader, Row, process, processors, quick_reader
 from vidq.jobs.accounts import LAST_USED_RESOLUTION
 from vidq.jobs.states import JobStatus
@@ -94,11 +95,13 @@ class Polls:
         self.signing_key = signing_key
         self.reader = quick_reader(db)
         self._kept: OrderedDict[tuple[str, str], _Kept] = OrderedDict()
-        self._job_converters = processors(db, jobs)
+        self._job_converters: list[Callable[[Any], Any] | None] | None = None
         self._names = [column.name for column in jobs.c]
         self._targets = (self._names.index("webhook_url"), self._names.index("email"))
-        key_columns = [column.name for column in api_keys.c]
-        self._last_used = processors(db, api_keys)[key_columns.index("last_used_at")]
+        # A key's last_used_at, as SQLAlchemy reads it (a UTC datetime).
+        self.dialect = db.read_engine.dialect
+        self._last_used = UTCDateTime().dialect_impl(self.dialect)
+        self._last_used_at: Callable[[Any], Any] | None = None
         if self.reader is not None:
             p = self.reader.placeholder
             self._sql = _question(self.reader)
@@ -118,7 +121,13 @@ class Polls:
         last_used_raw, place, *row = rows[0]
         if row[0] is None:
             return None  # no such job of this owner
-        last_used = last_used_raw if self._last_used is None else self._last_used(last_used_raw)
+        if self._job_converters is None:  # the driver's types are known from now on
+            types = self.reader.types
+            self._last_used_at = self._last_used.result_processor(self.dialect, types[0])
+            self._job_converters = processors(self.db, jobs, types[2:])
+        last_used = last_used_raw
+        if self._last_used_at is not None:
+            last_used = self._last_used_at(last_used_raw)
         if last_used is None or utcnow() - last_used >= LAST_USED_RESOLUTION:
             return None  # the route notes the key's use
         job_row = tuple(row)
@@ -148,6 +157,7 @@ class Polls:
     def _render(
         self, row: Row, queue_position: int | None, notes: tuple[Row, ...], base_url: str
     ) -> PollAnswer:
+        assert self._job_converters is not None
         values = process(row, self._job_converters)
         job = Job.from_row(dict(zip(self._names, values, strict=True)))
         delivery = [
