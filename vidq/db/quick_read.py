@@ -10,7 +10,8 @@ asked here more directly:
   writer; the busy timeout is 0, so in the rare case the file is locked (a recovery) the
   read fails at once instead of stalling the loop, and the caller asks the normal way.
 - **PostgreSQL**: with a few psycopg connections of its own (autocommit, prepared
-  statements), one round trip per question.
+  statements), one round trip per question; the caller may ask many questions in one
+  (`vidq.jobs.polls` asks for all the polls waiting at that moment at once).
 
 Every answer is read from the database at the time of the question: nothing is cached
 here, so what another process wrote is seen at once. `fetch` returns None whenever it
@@ -40,6 +41,7 @@ log = logging.getLogger("vidq.db")
 PG_CONNECTIONS = 4
 
 Row = tuple[Any, ...]
+Answer = tuple[list[Row], list[Any]]
 
 
 def processors(
@@ -47,7 +49,7 @@ def processors(
 ) -> list[Callable[[Any], Any] | None]:
     """For each column of `table` in order, what turns the raw driver value into the one
     SQLAlchemy returns (None: the value as is); `types` are the driver's type codes of the
-    columns as read (`QuickReader.types`), which some dialects need."""
+    columns as read (what `QuickReader.fetch` returns with the rows), which some dialects need."""
     dialect = db.read_engine.dialect
     return [
         column.type.dialect_impl(dialect).result_processor(dialect, coltype)
@@ -64,10 +66,9 @@ class QuickReader:
     """One question at a time, answered from the database now; see the module docstring."""
 
     placeholder: Callable[[str], str]
-    # The driver's type code of each column of the last answer (cursor.description).
-    types: list[Any]
 
-    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Row] | None:
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> Answer | None:
+        """The rows, and the driver's type code of each column (cursor.description)."""
         raise NotImplementedError
 
     async def close(self) -> None:
@@ -86,16 +87,14 @@ class SqliteReader(QuickReader):
         conn.execute("PRAGMA query_only = ON")
         return conn
 
-    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Row] | None:
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> Answer | None:
         # A removed or replaced file raises here (DatabaseReplaced), as every read does.
         self.db.check_same()
         try:
             if self._conn is None:
                 self._conn = self._connect()
             cursor = self._conn.execute(sql, params)
-            rows = cursor.fetchall()
-            self.types = [column[1] for column in cursor.description]
-            return rows
+            return cursor.fetchall(), [column[1] for column in cursor.description]
         except sqlite3.Error as exc:
             log.debug("quick read failed (%r); asking the usual way", exc)
             await self.close()
@@ -129,7 +128,7 @@ class PostgresReader(QuickReader):
             return None
         return conn
 
-    async def fetch(self, sql: str, params: Mapping[str, Any]) -> list[Row] | None:
+    async def fetch(self, sql: str, params: Mapping[str, Any]) -> Answer | None:
         if self.db.replaced is not None:
             return None
         if self._slots is None:
@@ -146,8 +145,7 @@ class PostgresReader(QuickReader):
                 self._open.add(conn)
             cursor = await conn.execute(sql, params)
             rows = await cursor.fetchall()
-            self.types = [column.type_code for column in cursor.description or ()]
-            return rows
+            return rows, [column.type_code for column in cursor.description or ()]
         except BaseException as exc:
             # Broken, or left mid-question by a cancelled request: never handed out again.
             if conn is not None:

@@ -3,7 +3,8 @@
 A poll is what every client of the API sends most, so it is answered here without the
 general machinery: one SELECT (through `vidq.db.quick_read`) reads the API key's owner,
 the job (if that owner has it) and, while it is queued, its place in the queue. A job
-with a webhook or an email to notify takes one more, for the delivery states.
+with a webhook or an email to notify takes one more, for the delivery states. On
+PostgreSQL the polls waiting at the same moment share one SELECT (`_Batches`).
 
 The rendered answer (the JSON body and its ETag) is kept per job and reused while the
 row read **now** is exactly the one it was rendered from (every column, the queue place,
@@ -19,6 +20,7 @@ gives the exact same answer, or the error, the usual way.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 from collections import OrderedDict
@@ -29,7 +31,15 @@ from typing import Any
 from vidq.clock import utcnow
 from vidq.db.database import Database
 from vidq.db.models import ApiKey, Job, Notification, UTCDateTime, table_of
-from vidq.db.quick_read import QuickReader, Row, process, processors, quick_reader
+from vidq.db.quick_read import (
+    PG_CONNECTIONS,
+    Answer,
+    QuickReader,
+    Row,
+    process,
+    processors,
+    quick_reader,
+)
 from vidq.jobs.accounts import LAST_USED_RESOLUTION
 from vidq.jobs.states import JobStatus
 from vidq.jobs.views import etag, job_view
@@ -74,17 +84,71 @@ class _Kept:
     answer: PollAnswer
 
 
-def _question(reader: QuickReader) -> str:
+def _question(reader: QuickReader, *, many: bool) -> str:
+    """SELECT the key's last use, the job's queue place and the job's columns: for one
+    (key hash, job id) or, `many` (PostgreSQL), for arrays of both, numbered from 1."""
     p = reader.placeholder
     queued = JobStatus.QUEUED.value
     columns = ", ".join(f'j."{column.name}"' for column in jobs.c)
+    place = (
+        f"CASE WHEN j.status = '{queued}' THEN (SELECT count(*) "
+        f"FROM jobs q WHERE q.status = '{queued}' AND q.seq <= j.seq) END"
+    )
+    joined = "JOIN owners o ON o.id = k.owner_id LEFT JOIN jobs j ON j.owner_id = o.id AND j.id ="
+    if many:
+        return (
+            f"SELECT r.n, k.last_used_at, {place}, {columns} FROM unnest("
+            f"{p('key_hashes')}::text[], {p('job_ids')}::text[]) WITH ORDINALITY "
+            f"AS r(key_hash, job_id, n) JOIN api_keys k ON k.key_hash = r.key_hash {joined} r.job_id"
+        )
     return (
-        f"SELECT k.last_used_at, CASE WHEN j.status = '{queued}' THEN (SELECT count(*) "
-        f"FROM jobs q WHERE q.status = '{queued}' AND q.seq <= j.seq) END, {columns} "
-        "FROM api_keys k JOIN owners o ON o.id = k.owner_id "
-        f"LEFT JOIN jobs j ON j.id = {p('job_id')} AND j.owner_id = o.id "
+        f"SELECT k.last_used_at, {place}, {columns} FROM api_keys k {joined} {p('job_id')} "
         f"WHERE k.key_hash = {p('key_hash')}"
     )
+
+
+class _Batches:
+    """Polls waiting for PostgreSQL, asked together: each round trip answers every poll
+    that arrived while the one before was out (at most `PG_CONNECTIONS` out at once). A
+    poll is still read after it arrived: batching saves round trips, never freshness."""
+
+    def __init__(self, reader: QuickReader, sql: str) -> None:
+        self.reader = reader
+        self.sql = sql
+        self._pending: list[tuple[str, str, asyncio.Future[Answer | None]]] = []
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def ask(self, key_hash: str, job_id: str) -> Answer | None:
+        answered: asyncio.Future[Answer | None] = asyncio.get_running_loop().create_future()
+        self._pending.append((key_hash, job_id, answered))
+        if len(self._running) < PG_CONNECTIONS:
+            task = asyncio.create_task(self._drain())
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return await answered
+
+    async def _drain(self) -> None:
+        await asyncio.sleep(0)  # the polls that arrived in this turn of the loop join
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                found = await self.reader.fetch(
+                    self.sql,
+                    {"key_hashes": [b[0] for b in batch], "job_ids": [b[1] for b in batch]},
+                )
+            except BaseException:
+                for *_, answered in batch:
+                    answered.cancel()
+                raise
+            by_number: dict[int, list[Row]] = {}
+            if found is not None:
+                for row in found[0]:
+                    by_number.setdefault(int(row[0]), []).append(tuple(row[1:]))
+            for number, (*_, answered) in enumerate(batch, 1):
+                if not answered.done():
+                    answered.set_result(
+                        None if found is None else (by_number.get(number, []), found[1][1:])
+                    )
 
 
 class Polls:
@@ -102,9 +166,12 @@ class Polls:
         self.dialect = db.read_engine.dialect
         self._last_used = UTCDateTime().dialect_impl(self.dialect)
         self._last_used_at: Callable[[Any], Any] | None = None
+        self._batches: _Batches | None = None
         if self.reader is not None:
             p = self.reader.placeholder
-            self._sql = _question(self.reader)
+            self._sql = _question(self.reader, many=False)
+            if db.is_postgres:
+                self._batches = _Batches(self.reader, _question(self.reader, many=True))
             self._notes_sql = (
                 "SELECT channel, status, attempts, last_error FROM notifications "
                 f"WHERE job_id = {p('job_id')} ORDER BY channel"
@@ -115,14 +182,17 @@ class Polls:
         if self.reader is None:
             return None
         key_hash = hashlib.sha256(key.encode()).hexdigest()
-        rows = await self.reader.fetch(self._sql, {"job_id": job_id, "key_hash": key_hash})
-        if not rows:
+        if self._batches is not None:
+            found = await self._batches.ask(key_hash, job_id)
+        else:
+            found = await self.reader.fetch(self._sql, {"job_id": job_id, "key_hash": key_hash})
+        if not found or not found[0]:
             return None  # an unknown key (or no answer now)
+        rows, types = found
         last_used_raw, place, *row = rows[0]
         if row[0] is None:
             return None  # no such job of this owner
         if self._job_converters is None:  # the driver's types are known from now on
-            types = self.reader.types
             self._last_used_at = self._last_used.result_processor(self.dialect, types[0])
             self._job_converters = processors(self.db, jobs, types[2:])
         last_used = last_used_raw
@@ -137,7 +207,7 @@ class Polls:
             found = await self.reader.fetch(self._notes_sql, {"job_id": job_id})
             if found is None:
                 return None
-            notes = tuple(tuple(note) for note in found)
+            notes = tuple(tuple(note) for note in found[0])
         cache_key = (job_id, base_url)
         kept = self._kept.get(cache_key)
         if (
