@@ -47,7 +47,9 @@ def percentile(values: list[float], share: float) -> float:
 def created_at(database_url: str | None, data_dir: Path, job_id: str) -> float:
     if database_url is None:
         with sqlite3.connect(data_dir / "vidq.db") as conn:
-            (value,) = conn.execute("SELECT created_at FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            (value,) = conn.execute(
+                "SELECT created_at FROM jobs WHERE id = ?", (job_id,)
+            ).fetchone()
         moment = datetime.fromisoformat(value)
     else:
         import psycopg
@@ -112,7 +114,10 @@ def main() -> None:
                 queued.append(1000 * (started - created_at(database_url, server.data_dir, job_id)))
     print(f"load average at end: {os.getloadavg()}")
     print(f"database: {'postgresql' if args.postgres else 'sqlite'}, jobs: {len(pickup)}")
-    for name, values in (("pickup (202 -> ffmpeg)", pickup), ("queued (created_at -> ffmpeg)", queued)):
+    for name, values in (
+        ("pickup (202 -> ffmpeg)", pickup),
+        ("queued (created_at -> ffmpeg)", queued),
+    ):
         print(
             f"{name}: p50 {percentile(values, 0.5):.1f} ms, p95 {percentile(values, 0.95):.1f} ms, "
             f"max {max(values):.1f} ms, min {min(values):.1f} ms"
