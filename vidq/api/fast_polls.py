@@ -21,24 +21,28 @@ from vidq.jobs.states import JobStatus
 from vidq.jobs.strict import is_job_id
 
 PREFIX = "/job/"
+MAX_BASE_URLS = 256
 # What the route sends while a job is on its way (routes_jobs.RETRY_AFTER_SECONDS).
 RETRY_AFTER = {JobStatus.QUEUED.value: b"5", JobStatus.RUNNING.value: b"2"}
 
 
-def _bearer(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
-    """The bearer credentials (as FastAPI's HTTPBearer reads them) and If-None-Match."""
+def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, bytes]:
+    """The bearer credentials (as FastAPI's HTTPBearer reads them), If-None-Match and Host."""
     authorization = if_none_match = None
+    host = b""
     for name, value in headers:
         if name == b"authorization" and authorization is None:
             authorization = value.decode("latin-1")
         elif name == b"if-none-match" and if_none_match is None:
             if_none_match = value.decode("latin-1")
+        elif name == b"host" and not host:
+            host = value
     if authorization is None:
-        return None, if_none_match
+        return None, if_none_match, host
     scheme, _, credentials = authorization.partition(" ")
     if scheme.lower() != "bearer" or not credentials:
-        return None, if_none_match
-    return credentials, if_none_match
+        return None, if_none_match, host
+    return credentials, if_none_match, host
 
 
 class FastPolls:
@@ -46,6 +50,21 @@ class FastPolls:
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
+        # Base URLs of answers by what they are made of (scheme, Host, root path, server).
+        self._base_urls: dict[tuple[object, ...], str] = {}
+
+    def _base_url(self, scope: Scope, runtime: Runtime, host: bytes) -> str:
+        """`runtime.base_url_for(request.base_url)`, without building a URL each time."""
+        if runtime.settings.public_url:
+            return runtime.base_url_for("")
+        key = (scope["scheme"], host, scope.get("root_path", ""), scope.get("server"))
+        found = self._base_urls.get(key)
+        if found is None:
+            if len(self._base_urls) >= MAX_BASE_URLS:  # Host is the client's to choose
+                self._base_urls.clear()
+            found = runtime.base_url_for(str(Request(scope).base_url))
+            self._base_urls[key] = found
+        return found
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -63,7 +82,7 @@ class FastPolls:
             path = path[len(root_path) :]
         if not path.startswith(PREFIX) or not is_job_id(job_id := path[len(PREFIX) :]):
             return False
-        key, if_none_match = _bearer(scope["headers"])
+        key, if_none_match, host = _read_headers(scope["headers"])
         if key is None:
             return False
         state = scope["app"].state
@@ -71,7 +90,7 @@ class FastPolls:
         polls: Polls | None = getattr(state, "polls", None)
         if runtime is None or polls is None:
             return False
-        base_url = runtime.base_url_for(str(Request(scope).base_url))
+        base_url = self._base_url(scope, runtime, host)
         try:
             polled = await polls.answer(key, job_id, base_url=base_url)
         except Exception:  # the database replaced, …: the route meets it too, and says so
