@@ -199,6 +199,12 @@ def test_changes_by_others_are_seen_by_the_next_poll(
                     break
                 assert seen["status"] in ("queued", "running"), seen
             assert counted.answered > answered
+            # Links follow each request's Host (no VIDQ_PUBLIC_URL), kept answers too.
+            elsewhere = client.get(f"/job/{third}", headers={"Host": "other.example:8080"})
+            assert elsewhere.json()["result"]["download_url"].startswith(
+                "http://other.example:8080/job/"
+            )
+            assert poll(third).json()["result"]["download_url"].startswith(f"{live.url}/job/")
 
             # A revoked key is refused by the next request.
             async def revoke(db: Any) -> Any:
