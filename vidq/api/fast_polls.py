@@ -15,15 +15,15 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from vidq.api.http import etag_matches
 from vidq.api.ratelimit import RateLimiter
+from vidq.api.routes_jobs import RETRY_AFTER_SECONDS
 from vidq.jobs.polls import Polls
 from vidq.jobs.runtime import Runtime
-from vidq.jobs.states import JobStatus
 from vidq.jobs.strict import is_job_id
 
 PREFIX = "/job/"
 MAX_BASE_URLS = 256
-# What the route sends while a job is on its way (routes_jobs.RETRY_AFTER_SECONDS).
-RETRY_AFTER = {JobStatus.QUEUED.value: b"5", JobStatus.RUNNING.value: b"2"}
+# What the route sends while a job is on its way.
+RETRY_AFTER = {status: str(s).encode() for status, s in RETRY_AFTER_SECONDS.items()}
 
 
 def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None, bytes]:

@@ -30,7 +30,7 @@ from typing import Any
 
 from vidq.clock import utcnow
 from vidq.db.database import Database
-from vidq.db.models import ApiKey, Job, Notification, UTCDateTime, table_of
+from vidq.db.models import ApiKey, Job, UTCDateTime, table_of
 from vidq.db.quick_read import (
     PG_CONNECTIONS,
     Answer,
@@ -46,7 +46,6 @@ from vidq.jobs.views import etag, job_view
 
 jobs = table_of(Job)
 api_keys = table_of(ApiKey)
-notifications = table_of(Notification)
 
 # Rendered answers kept (one per job and base URL); the oldest go first past this.
 MAX_KEPT = 4096
