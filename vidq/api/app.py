@@ -23,11 +23,13 @@ from vidq.api import (
 )
 from vidq.api.connections import ConnectionLimits
 from vidq.api.early_answers import DrainLimits
+from vidq.api.fast_polls import FastPolls
 from vidq.api.problems import install_problem_handlers
 from vidq.api.ratelimit import RateLimiter
 from vidq.api.schemas import problem_responses
 from vidq.api.uploads import UploadSlots
 from vidq.config import Settings
+from vidq.jobs.polls import Polls
 from vidq.logs import install_redaction
 from vidq.service import running_service
 
@@ -56,7 +58,11 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
         ) as service:
             app.state.service = service
             app.state.runtime = service.runtime
-            yield
+            app.state.polls = polls = Polls(service.runtime.db, service.runtime.signing_key)
+            try:
+                yield
+            finally:
+                await polls.close()
 
     app = FastAPI(
         title="vidq",
@@ -85,6 +91,7 @@ def create_app(settings: Settings, *, run_workers: bool = True) -> FastAPI:
     app.include_router(routes_events.router, responses=problem_responses(422))
     app.include_router(routes_tus.router)
     app.add_middleware(routes_tus.TusResumableHeader)
+    app.add_middleware(FastPolls)
     app.include_router(routes_service.router)
 
     @app.get("/docs", include_in_schema=False)

@@ -38,8 +38,19 @@ class RateLimiter:
 
     def take(self, key_hash: str) -> None:
         """Count one request of the key; 429 rate_limited if its bucket is empty."""
+        retry_after = self.try_take(key_hash)
+        if retry_after is not None:
+            raise RateLimited(
+                f"This API key may make {self.per_second:g} requests per second "
+                f"(bursts of {self.burst}); retry in {retry_after} seconds.",
+                retry_after=retry_after,
+            )
+
+    def try_take(self, key_hash: str) -> int | None:
+        """Count one request of the key and return None; or, if its bucket is empty, count
+        nothing and return the seconds to wait."""
         if self.per_second <= 0:
-            return
+            return None
         now = self.clock()
         bucket = self._buckets.get(key_hash)
         if bucket is None:
@@ -49,13 +60,9 @@ class RateLimiter:
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.per_second)
         bucket.updated = now
         if bucket.tokens < 1:
-            retry_after = max(1, math.ceil((1 - bucket.tokens) / self.per_second))
-            raise RateLimited(
-                f"This API key may make {self.per_second:g} requests per second "
-                f"(bursts of {self.burst}); retry in {retry_after} seconds.",
-                retry_after=retry_after,
-            )
+            return max(1, math.ceil((1 - bucket.tokens) / self.per_second))
         bucket.tokens -= 1
+        return None
 
     def _forget_full(self, now: float) -> None:
         self._buckets = {

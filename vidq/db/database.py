@@ -198,6 +198,10 @@ class Database:
         self.replaced = detail
         return DatabaseReplaced(detail)
 
+    def check_same(self) -> None:
+        """Raise DatabaseReplaced as a read would (for readers that skip the engines)."""
+        self._check_same()
+
     def _check_same(self) -> None:
         """DatabaseReplaced if the database was found replaced, or (SQLite) the file at the
         path is not the one first seen."""

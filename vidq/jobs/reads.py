@@ -68,6 +68,29 @@ def place_statement(priority: int, seq: int) -> Any:
     return higher.scalar_subquery() + same.scalar_subquery()
 
 
+async def queue_positions(db: Database, page: Sequence[Job]) -> dict[str, int]:
+    """`queue_position` of each queued job of `page`, by id, in one query."""
+    queued = [job.id for job in page if job.status == JobStatus.QUEUED]
+    if not queued:
+        return {}
+    ahead = jobs.alias("ahead")
+    places = (
+        select(func.count())
+        .where(
+            ahead.c.status == JobStatus.QUEUED.value,
+            (ahead.c.priority > jobs.c.priority)
+            | ((ahead.c.priority == jobs.c.priority) & (ahead.c.seq <= jobs.c.seq)),
+        )
+        .scalar_subquery()
+    )
+    stmt = select(jobs.c.id, places).where(jobs.c.id.in_(queued))
+    async with db.read() as conn:
+        rows = (await conn.execute(stmt)).all()
+    # 0 means a worker took the job since the page was read: it was next in line.
+    found = {str(job_id): max(1, int(count)) for job_id, count in rows}
+    return {job_id: found.get(job_id, 1) for job_id in queued}
+
+
 async def list_jobs(
     db: Database, owner_id: str, *, statuses: Sequence[str], limit: int, before_seq: int | None
 ) -> tuple[list[Job], int | None]:

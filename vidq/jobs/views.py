@@ -13,7 +13,7 @@ from vidq.clock import rfc3339
 from vidq.db.database import Database
 from vidq.db.models import Job
 from vidq.jobs.output_files import output_files
-from vidq.jobs.reads import queue_position
+from vidq.jobs.reads import queue_positions
 from vidq.jobs.signing import download_signature, files_token
 from vidq.jobs.states import EVENT_TYPES, JobStatus
 from vidq.media.info import MediaInfo
@@ -155,14 +155,21 @@ def etag(document: Mapping[str, Any]) -> str:
 async def render_jobs(
     db: Database, page: Sequence[Job], *, base_url: str, secret: str, fair_share: bool = False
 ) -> list[dict[str, Any]]:
-    """The Job documents of some jobs, with their queue places and notification states."""
-    notes = await outbox.delivery_states(db, [job.id for job in page])
+    """The Job documents of some jobs, with their queue places and notification states
+    (a query for each, not for each job; none when no job needs it)."""
+    notified = [job.id for job in page if job.webhook_url is not None or job.email is not None]
+    notes = await outbox.delivery_states(db, notified)
+    places = await queue_positions(db, page)
     return [
         job_view(
             job,
             base_url=base_url,
             secret=secret,
-            queue_position=await queue_position(db, job, fair_share=fair_share),
+            queue_position=(
+                await queue_position(db, job, fair_share=True)
+                if fair_share and job.id in places
+                else places.get(job.id)
+            ),
             notifications=notes.get(job.id, []),
         )
         for job in page

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vidq.config import Settings
-from vidq.media.child_limits import child_env, limited_child_setup
+from vidq.media.child_limits import child_env, limited_argv, limited_child_setup
 
 STDERR_TAIL_BYTES = 4096
 FFMPEG_NICENESS = 10
@@ -42,16 +42,22 @@ async def spawn_limited(
     niceness: int,
     cwd: Path | None = None,
 ) -> asyncio.subprocess.Process:
-    """Start a child with stdout and stderr piped, in its own process group, under limits."""
+    """Start a child with stdout and stderr piped, in its own process group, under limits
+    (set by small programs before the command where installed: see `limited_argv`)."""
+    launched = limited_argv(argv, memory_bytes, max_file_bytes, niceness)
+    setup = None
+    if launched is None:
+        launched = argv
+        setup = limited_child_setup(memory_bytes, max_file_bytes, niceness, os.getpid())
     return await asyncio.create_subprocess_exec(
-        *argv,
+        *launched,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
         env=child_env(),
         start_new_session=True,
-        preexec_fn=limited_child_setup(memory_bytes, max_file_bytes, niceness, os.getpid()),
+        preexec_fn=setup,
     )
 
 

@@ -166,9 +166,12 @@ class Worker:
         )
         metrics.CONVERSIONS_RUNNING.inc()
         outcome = Outcome.CANCELLED
+        # It left the queue: its clients see it running, the jobs behind it move up. Told
+        # while ffmpeg starts (on PostgreSQL a NOTIFY is a round trip of its own).
+        announced = asyncio.create_task(
+            self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
+        )
         try:
-            # It left the queue: its clients see it running, the jobs behind it move up.
-            await self.runtime.announce_changed(JobChange(job.id, job.owner_id, queue_moved=True))
             # A cancel or delete in this process (or, on PostgreSQL, anywhere in the fleet)
             # stops ffmpeg at once; the heartbeat would notice too, but only at its next beat.
             with self.runtime.job_events.on_stop(job.id, running.abandon):
@@ -177,6 +180,8 @@ class Worker:
             if not running.lost:
                 outcome = await self._after_error(claim, exc)
         finally:
+            with contextlib.suppress(Exception):  # it logs its own failures
+                await announced
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
