@@ -13,7 +13,7 @@ from vidq.clock import rfc3339
 from vidq.db.database import Database
 from vidq.db.models import Job
 from vidq.jobs.output_files import output_files
-from vidq.jobs.reads import queue_positions
+from vidq.jobs.reads import queue_position, queue_positions
 from vidq.jobs.signing import download_signature, files_token
 from vidq.jobs.states import EVENT_TYPES, JobStatus
 from vidq.media.info import MediaInfo
