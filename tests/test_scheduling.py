@@ -251,6 +251,8 @@ def test_priority_on_post_convert_and_the_job(live_server: LiveServer, clip: Pat
             client.get(f"/job/{j['id']}").json()["queue_position"] for j in (plain, urgent, low)
         ]
         assert places == [2, 1, 3]
+        listed = {j["id"]: j["queue_position"] for j in client.get("/jobs").json()["jobs"]}
+        assert [listed[j["id"]] for j in (plain, urgent, low)] == [2, 1, 3]
         body = assert_problem(post_convert(client, clip, priority="11"), 422, "invalid_option")
         assert [e["field"] for e in body["errors"]] == ["priority"]
 
