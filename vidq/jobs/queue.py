@@ -106,10 +106,11 @@ async def submit(
 
 
 async def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> Claim | None:
-    """Lease the oldest queued job to this worker, counting an attempt."""
+    """Lease the oldest queued job to this worker, counting an attempt. One statement, one
+    round trip on PostgreSQL (`Database.one_statement`)."""
     now = utcnow()
     token = str(uuid.uuid4())
-    async with db.write() as conn:
+    async with db.one_statement() as conn:
         job = await claim_oldest_queued(
             conn,
             now=now,
