@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import http.client
 import json
+import os
 import signal
 import threading
 import time
@@ -113,10 +114,21 @@ def accepting_pid(port: int, client_port: int, children: list[int]) -> int:
 
 
 def server_children(process: VidqProcess, count: int) -> list[int]:
-    """The server processes the supervisor started, once all are ready."""
+    """The server processes the supervisor started, once every one listens on the port."""
     children = [p.pid for p in psutil.Process(process.pid).children()]
     assert len(children) == count, children
+    deadline = time.monotonic() + 120
+    while not all(listens(pid, process.port or 0) for pid in children):
+        assert time.monotonic() < deadline, process.log()
+        time.sleep(0.2)
     return children
+
+
+def listens(pid: int, port: int) -> bool:
+    return any(
+        conn.status == psutil.CONN_LISTEN and conn.laddr.port == port
+        for conn in psutil.Process(pid).net_connections(kind="tcp")
+    )
 
 
 @pytest.fixture
@@ -244,7 +256,24 @@ def test_serve_processes_on_sqlite_share_the_port_and_every_waiter_hears_the_end
             assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
             assert json.loads(receiver.received[0].body)["type"] == "job.completed"
 
-            stop_supervisor(serve, children)
+            # A server process that dies is started again.
+            os.kill(other, signal.SIGKILL)
+            deadline = time.monotonic() + 60
+
+            def replaced() -> set[int]:
+                return {p.pid for p in psutil.Process(serve.pid).children()} - set(children)
+
+            while not replaced():
+                assert time.monotonic() < deadline, "the killed process was not replaced"
+                time.sleep(0.1)
+            (replacement,) = replaced()
+            now = {replacement, *(pid for pid in children if pid != other)}
+            while not listens(replacement, serve.port or 0):
+                assert time.monotonic() < deadline + 60, "the new process never listened"
+                time.sleep(0.2)
+            respawned = Processes(serve.port or 0, key, sorted(now), connections)
+            assert respawned.on(replacement).job(job["id"])[0]["status"] == "completed"
+            stop_supervisor(serve, sorted(now))
         finally:
             serve.stop()
 

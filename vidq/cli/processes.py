@@ -5,8 +5,9 @@ bound without listening: another program cannot take the port, and a port alread
 is a clear error at once. It then starts N children, the same command with
 `--processes 1 --process-index I`; each binds the port with SO_REUSEPORT and listens, and
 the kernel spreads new connections over the listening ones. A child that dies is started
-again (unless it died at its start: then all stop, since the next would too); SIGTERM or
-SIGINT to the supervisor stops every child gracefully, and it exits once they have.
+again (unless it keeps dying at its start: then all stop, since the next would too);
+SIGTERM or SIGINT to the supervisor stops every child gracefully, and it exits once they
+have.
 
 Only the first child (index 0) of `vidq serve` runs the conversion workers, the janitor
 and the notifier, so N processes never run N times VIDQ_WORKERS conversions; only it
@@ -29,8 +30,11 @@ from vidq.config import Settings
 
 log = logging.getLogger("vidq")
 
-# A child that exits this soon after it started could not start: the others stop too.
+# A child that exits this soon after it started may be unable to start; after this many such
+# exits in a row, all stop (with its status). A child is started again after a pause.
 START_FAILURE_SECONDS = 10.0
+START_FAILURES = 3
+RESTART_PAUSE_SECONDS = 1.0
 # How often the supervisor looks at its children.
 CHECK_SECONDS = 0.2
 # Past the children's own grace at shutdown, how long before they are killed.
@@ -80,6 +84,7 @@ class Supervisor:
         self.count = count
         self.children: dict[int, subprocess.Popen[bytes]] = {}
         self.started: dict[int, float] = {}
+        self.quick_exits: dict[int, int] = {}
         self.stopping = False
 
     def _start(self, index: int) -> None:
@@ -103,16 +108,20 @@ class Supervisor:
                 code = child.poll()
                 if code is None or self.stopping:
                     continue
-                if time.monotonic() - self.started[index] < START_FAILURE_SECONDS:
+                quick = time.monotonic() - self.started[index] < START_FAILURE_SECONDS
+                self.quick_exits[index] = self.quick_exits.get(index, 0) + 1 if quick else 0
+                if self.quick_exits[index] >= START_FAILURES:
                     log.error(
-                        "server process %d exited at its start (status %d): stopping all",
+                        "server process %d exited at its start %d times (status %d): stopping all",
                         index,
+                        START_FAILURES,
                         code,
                     )
                     status = code or 1
                     self.stopping = True
                     break
                 log.warning("server process %d exited (status %d): starting another", index, code)
+                time.sleep(RESTART_PAUSE_SECONDS)
                 self._start(index)
             time.sleep(CHECK_SECONDS)
         return self._stop_all(grace_seconds) or status
