@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, text, update
+from sqlalchemy import and_, delete, func, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.clock import utcnow
@@ -113,10 +113,17 @@ async def claim_next(db: Database, *, worker_id: str, lease_seconds: float) -> C
     async with db.one_statement() as conn:
         job = await claim_oldest_queued(
             conn,
-            worker_id=worker_id,
-            lease_token=token,
-            lease_expires_at=now + timedelta(seconds=lease_seconds),
             now=now,
+            values={
+                "status": JobStatus.RUNNING.value,
+                "lease_token": token,
+                "lease_expires_at": now + timedelta(seconds=lease_seconds),
+                "worker_id": worker_id,
+                "attempts": jobs.c.attempts + 1,
+                "started_at": func.coalesce(jobs.c.started_at, now),
+                "progress_percent": 0.0,
+                "eta_seconds": None,
+            },
         )
     return Claim(job, token) if job else None
 
