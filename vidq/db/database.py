@@ -29,8 +29,9 @@ from vidq.errors import DatabaseReplaced
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_IDLE_IN_TRANSACTION_MS = 60_000
-# Connections kept for claims (each worker makes one claim at a time), and more at a burst.
-PG_CLAIM_POOL = 4
+# Connections kept for claims (made as needed; each worker makes one claim at a time), and
+# more at a burst: one given back beyond the pool is closed, so the pool covers the workers.
+PG_CLAIM_POOL = 16
 PG_CLAIM_OVERFLOW = 16
 
 SELECT_DATABASE_ID = (
