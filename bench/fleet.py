@@ -14,7 +14,11 @@ thread.
    job rows record them (the API's upload and probe of each input are not in it).
 2. **claim rate**: `--queued` queued rows inserted at once, then `claim_next` (the real
    `FOR UPDATE SKIP LOCKED` query) run by 1, 4 and 16 concurrent tasks on one process's
-   engine until 2,000 jobs are claimed: claims a second.
+   engine until 2,000 jobs are claimed: claims a second, and the CPU each costs this
+   process. Measured twice, alternately: as vidq claims (one statement on an autocommit
+   connection of the claim pool: one round trip) and, as the baseline, the same statement
+   in a transaction on the shared, pre-pinged pool (ping, BEGIN, UPDATE, COMMIT: four).
+   `--claims-only` skips the jobs a minute.
 
 Prints one line per measurement and the load average, which matters on a shared machine.
 """
@@ -45,6 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vidq.clock import utcnow  # noqa: E402
+from vidq.db.database import Database  # noqa: E402
 from vidq.db.migrate import migrated_database  # noqa: E402
 from vidq.db.models import Job, table_of  # noqa: E402
 from vidq.jobs import queue  # noqa: E402
@@ -220,8 +225,9 @@ def worked_seconds(database_url: str) -> float:
     return float(row[0])
 
 
-async def claim_rate(server_url: str, queued: int, concurrency: int) -> float:
-    """claim_next calls a second by `concurrency` tasks, with `queued` rows in the queue."""
+async def claim_rate(server_url: str, queued: int, concurrency: int) -> tuple[float, float]:
+    """claim_next calls a second by `concurrency` tasks, with `queued` rows in the queue, and
+    the CPU milliseconds this process spent on each (what limits it on a busy machine)."""
     with fresh_database(server_url) as database_url:
         async with migrated_database(database_url) as db:
             owner, _ = await create_owner(db, "bench")
@@ -258,9 +264,10 @@ async def claim_rate(server_url: str, queued: int, concurrency: int) -> float:
                     assert claim is not None
                     claimed += 1
 
-            started = time.monotonic()
+            started, cpu = time.monotonic(), time.process_time()
             await asyncio.gather(*(claimer(n) for n in range(concurrency)))
-            return claimed / (time.monotonic() - started)
+            cpu_ms = (time.process_time() - cpu) * 1000 / claimed
+            return claimed / (time.monotonic() - started), cpu_ms
 
 
 def main() -> None:
@@ -273,8 +280,27 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=60)
     parser.add_argument("--workers", default="1,2,3")
     parser.add_argument("--queued", type=int, default=10_000)
+    parser.add_argument("--claims-only", action="store_true")
     args = parser.parse_args()
     print(f"cores {os.cpu_count()}, load average {os.getloadavg()[0]:.1f} at the start")
+    if not args.claims_only:
+        workers_a_minute(args)
+    one_statement = Database.one_statement
+    for concurrency in (1, 4, 16):
+        for way in ("one statement", "transaction (baseline)"):
+            # The baseline: the claim in a write transaction, as before the claim pool.
+            Database.one_statement = one_statement if way == "one statement" else Database.write  # type: ignore[method-assign]
+            rate, cpu_ms = asyncio.run(claim_rate(args.database_url, args.queued, concurrency))
+            print(
+                f"claim_next, {way}: {rate:.0f} claims/s ({cpu_ms:.2f} ms of CPU each) with "
+                f"{args.queued} queued, {concurrency} concurrent claimer(s), "
+                f"load average {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+    Database.one_statement = one_statement  # type: ignore[method-assign]
+
+
+def workers_a_minute(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="vidq-bench-fleet-") as tmp:
         workdir = Path(tmp)
         clip = make_clip(workdir / "clip.mp4", seconds=2, size="320x180", rate=25)
@@ -286,13 +312,6 @@ def main() -> None:
                     f"load average {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
-    for concurrency in (1, 4, 16):
-        rate = asyncio.run(claim_rate(args.database_url, args.queued, concurrency))
-        print(
-            f"claim_next: {rate:.0f} claims/s with {args.queued} queued, "
-            f"{concurrency} concurrent claimer(s), load average {os.getloadavg()[0]:.1f}",
-            flush=True,
-        )
 
 
 if __name__ == "__main__":

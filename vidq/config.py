@@ -30,6 +30,12 @@ class Settings(BaseSettings):
     # Where and how the server listens.
     host: str = Field("127.0.0.1", description="Address to listen on.")
     port: int = Field(8000, ge=1, le=65535, description="Port to listen on.")
+    processes: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="vidq serve and vidq api only: server processes sharing the port (SO_REUSEPORT; Linux), so that requests use every core. With vidq serve, only the first runs the conversion workers (VIDQ_WORKERS), the notifier and the metrics port.",
+    )
     data_dir: Path = Field(
         Path("vidq-data"),
         description="Directory for the SQLite database, files and the first API key; private to the user vidq runs as (0700, files 0600).",

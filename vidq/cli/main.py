@@ -113,19 +113,37 @@ async def _ensure_first_key(settings: Settings) -> str | None:
     return key
 
 
-def _serve_http(settings: Settings, *, run_workers: bool) -> None:
+def _serve_http(settings: Settings, *, run_workers: bool, process_index: int | None) -> None:
     from vidq.api.connections import raise_open_file_limit
     from vidq.api.serving import http_server
+    from vidq.cli.processes import child_settings, reuse_port_socket
 
     # Every connection is an open file: take all the process may have before sizing limits.
     raise_open_file_limit()
-    http_server(settings, run_workers=run_workers).run()
+    if process_index is None:
+        http_server(settings, run_workers=run_workers).run()
+        return
+    # One of `--processes N` (vidq.cli.processes): only the first runs the workers.
+    settings = child_settings(settings, process_index)
+    server = http_server(settings, run_workers=run_workers and process_index == 0)
+    server.run(sockets=[reuse_port_socket(settings.host, settings.port)])
+
+
+def _supervise(settings: Settings, args: argparse.Namespace) -> None:
+    """With more than one process, run them on one port and exit with their status."""
+    if settings.processes > 1:
+        from vidq.cli.processes import supervise
+
+        sys.exit(supervise(settings, args.argv))
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
+    if args.process_index is not None:  # one of `--processes N`: the first did the rest
+        _serve_http(settings, run_workers=True, process_index=args.process_index)
+        return
     key = asyncio.run(_ensure_first_key(settings))
     if key:
         print(
@@ -134,17 +152,22 @@ def cmd_serve(args: argparse.Namespace) -> None:
         )
         print(key, flush=True)
     print(
-        f"vidq listening on http://{settings.host}:{settings.port} (workers: {settings.workers})",
+        f"vidq listening on http://{settings.host}:{settings.port} (workers: {settings.workers}, "
+        f"processes: {settings.processes})",
         flush=True,
     )
-    _serve_http(settings, run_workers=True)
+    _supervise(settings, args)
+    _serve_http(settings, run_workers=True, process_index=None)
 
 
 def cmd_api(args: argparse.Namespace) -> None:
     datadir.private_by_default()
     settings = load_settings(args)
     _setup_logging(settings)
-    _serve_http(settings, run_workers=False)
+    if args.process_index is None and settings.processes > 1:
+        _migrate_sqlite(settings)  # once, not by N processes at once
+        _supervise(settings, args)
+    _serve_http(settings, run_workers=False, process_index=args.process_index)
 
 
 async def _run_workers(settings: Settings) -> None:
@@ -177,6 +200,17 @@ def cmd_worker(args: argparse.Namespace) -> None:
     settings = load_settings(args)
     _setup_logging(settings)
     asyncio.run(_run_workers(settings))
+
+
+def _migrate_sqlite(settings: Settings) -> None:
+    """Migrate a SQLite database now (PostgreSQL's migrations take a lock of their own)."""
+    from vidq.db.database import sqlite_files
+    from vidq.db.migrate import migrate_sync
+
+    url = settings.resolved_database_url
+    if sqlite_files(url):
+        datadir.secure(settings.data_dir, also=sqlite_files(url))
+        migrate_sync(url)
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
@@ -231,21 +265,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    _server_command(
+    serve = _server_command(
         commands,
         "serve",
         "run the API, web page and workers in one process",
         cmd_serve,
         "example:\n  vidq serve --port 8080 --data-dir /srv/vidq",
     )
-    _server_command(
+    api = _server_command(
         commands,
         "api",
         "run the HTTP API alone (a fleet's front)",
         cmd_api,
         "example:\n  VIDQ_DATABASE_URL=postgresql://vidq@db/vidq VIDQ_STORAGE_URL=s3://bucket/vidq \\\n"
-        "    vidq api --host 0.0.0.0",
+        "    vidq api --host 0.0.0.0 --processes 4",
     )
+    for server in (serve, api):  # set by `--processes N` for each process it starts
+        server.add_argument("--process-index", type=int, default=None, help=argparse.SUPPRESS)
     _server_command(
         commands,
         "worker",
@@ -315,7 +351,9 @@ def _keys(func: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    args.argv = argv
     try:
         if getattr(args, "client_verb", None) is not None:
             sys.exit(run_client_verb(args.client_verb, args))

@@ -29,6 +29,10 @@ from vidq.errors import DatabaseReplaced
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 PG_IDLE_IN_TRANSACTION_MS = 60_000
+# Connections kept for claims (made as needed; each worker makes one claim at a time), and
+# more at a burst: one given back beyond the pool is closed, so the pool covers the workers.
+PG_CLAIM_POOL = 16
+PG_CLAIM_OVERFLOW = 16
 
 SELECT_DATABASE_ID = (
     f"SELECT value FROM server_settings WHERE name = '{server_settings.DATABASE_ID}'"
@@ -138,6 +142,7 @@ class Database:
                 aurl, pool_size=1, max_overflow=0, pool_timeout=60
             )
             self.read_engine = create_async_engine(aurl, pool_size=8, max_overflow=4)
+            self.claim_engine = self.write_engine  # `one_statement` uses `write` there
             _tune_sqlite(self.write_engine, immediate=True)
             _tune_sqlite(self.read_engine, immediate=False)
         else:
@@ -153,6 +158,15 @@ class Database:
             )
             self.write_engine = self.read_engine = engine
             event.listen(engine.sync_engine, "connect", self._check_new_connection)
+            # Claims: one statement each, on connections that commit it on their own and are
+            # not pinged at checkout (see `one_statement`).
+            self.claim_engine = create_async_engine(
+                aurl,
+                pool_size=PG_CLAIM_POOL,
+                max_overflow=PG_CLAIM_OVERFLOW,
+                isolation_level="AUTOCOMMIT",
+            )
+            event.listen(self.claim_engine.sync_engine, "connect", self._check_new_connection)
 
     @property
     def is_postgres(self) -> bool:
@@ -163,6 +177,23 @@ class Database:
         """A short write transaction, committed on success; never into a replaced database."""
         self._check_same()
         async with self.write_engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def one_statement(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for a single statement that is its own transaction (a claim).
+
+        On PostgreSQL the statement is the only round trip: the connection is in autocommit
+        (no BEGIN, no COMMIT) and is not pinged when taken from its pool. A connection the
+        server dropped (a restart) fails the statement, which then did nothing; the pool is
+        renewed and the caller's next try gets a live one. On SQLite, `write()`.
+        """
+        if not self.is_postgres:
+            async with self.write() as conn:
+                yield conn
+            return
+        self._check_same()
+        async with self.claim_engine.connect() as conn:
             yield conn
 
     @asynccontextmanager
@@ -235,6 +266,8 @@ class Database:
             raise self._replaced(detail)
 
     async def close(self) -> None:
+        if self.claim_engine is not self.write_engine:
+            await self.claim_engine.dispose()
         await self.write_engine.dispose()
         if self.read_engine is not self.write_engine:
             await self.read_engine.dispose()

@@ -109,10 +109,13 @@ async def submit(
 async def claim_next(
     db: Database, *, worker_id: str, lease_seconds: float, scheduling: Scheduling = FIFO
 ) -> Claim | None:
-    """Lease the next queued job (by `scheduling`) to this worker, counting an attempt."""
+    """Lease the next queued job (by `scheduling`) to this worker, counting an attempt. The
+    plain claim is one statement, one round trip on PostgreSQL (`Database.one_statement`);
+    fair share and the per-owner cap take a lock first, so they need a transaction."""
     now = utcnow()
     token = str(uuid.uuid4())
-    async with db.write() as conn:
+    connect = db.one_statement if scheduling.plain else db.write
+    async with connect() as conn:
         job = await claim_queued(
             conn,
             scheduling,

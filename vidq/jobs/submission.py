@@ -32,11 +32,11 @@ from vidq.jobs.capacity import check_capacity
 from vidq.jobs.fields import CheckedFields, check_fields, check_source_url
 from vidq.jobs.filenames import clean_filename, filename_from_url, guess_content_type
 from vidq.jobs.input_checks import check_against_input
+from vidq.jobs.input_probe import probe_stored
 from vidq.jobs.overlay_parts import ReceivedPart
 from vidq.jobs.remux import decide_remux
 from vidq.jobs.runtime import Runtime
 from vidq.jobs.subscriptions import JobChange
-from vidq.media.probe import probe
 
 
 @dataclass(frozen=True)
@@ -197,8 +197,7 @@ async def _submit(
         request = checked or await check_fields(
             stored.fields, settings, filename=stored.sent_filename, attached=stored.parts.keys()
         )
-        async with runtime.storage.local_copy(blobs.input_key(job_id), settings.tmp_dir) as path:
-            info = await probe(path, settings)
+        info = await probe_stored(runtime.storage, blobs.input_key(job_id), settings)
         check_against_input(request.options, info, sent=stored.fields.keys())
         options = decide_remux(request.options, info, sent=stored.fields.keys()).options
         check_capacity(options, info, settings.ffmpeg_memory_bytes)

@@ -43,9 +43,19 @@ _CHILD_OUTPUT_LIMIT_BYTES = 65536
 _SPAWNER_THREAD = "vidq-probe-spawner"
 
 
-async def probe(path: Path, settings: Settings) -> MediaInfo:
-    """Probe a file in a child process; UnsupportedMedia says why it cannot be converted."""
-    answer = await _run_child(_child_request(path, settings), settings)
+class ProbeIncomplete(Exception):
+    """Probing only some byte ranges of the file was not enough: probe the whole of it."""
+
+
+async def probe(
+    path: Path, settings: Settings, *, ranges: list[tuple[int, int]] | None = None
+) -> MediaInfo:
+    """Probe a file in a child process; UnsupportedMedia says why it cannot be converted.
+    With `ranges` ([start, end) pairs), only those bytes of the file are real (the rest a
+    hole): ProbeIncomplete if the demuxer wanted any other."""
+    answer = await _run_child(_child_request(path, settings, ranges), settings)
+    if answer.get("incomplete"):
+        raise ProbeIncomplete()
     if not answer.get("ok"):
         raise UnsupportedMedia(str(answer.get("reason") or "The file could not be read."))
     info = MediaInfo.from_json(answer["info"])
@@ -53,7 +63,9 @@ async def probe(path: Path, settings: Settings) -> MediaInfo:
     return info
 
 
-def _child_request(path: Path, settings: Settings) -> str:
+def _child_request(
+    path: Path, settings: Settings, ranges: list[tuple[int, int]] | None = None
+) -> str:
     """The probe child's JSON request for a file; UnsupportedMedia if the file is empty."""
     path = path.resolve()
     if path.stat().st_size == 0:
@@ -64,6 +76,7 @@ def _child_request(path: Path, settings: Settings) -> str:
             "format_whitelist": ",".join(sorted(ALLOWED_DEMUXERS)),
             "max_width": settings.max_input_width,
             "max_height": settings.max_input_height,
+            "ranges": None if ranges is None else [list(r) for r in ranges],
         }
     )
 
