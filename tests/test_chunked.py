@@ -108,9 +108,9 @@ def _key_frames(path: Path) -> list[int]:
 
 
 def _convert(
-    tmp_path: Path, clip: Path, chunk_seconds: float | None
+    tmp_path: Path, clip: Path, chunk_seconds: float | None, database_url: str | None = None
 ) -> tuple[Path, dict[str, Any]]:
-    settings = make_settings(tmp_path, workers=2, chunk_seconds=chunk_seconds)
+    settings = make_settings(tmp_path, database_url, workers=2, chunk_seconds=chunk_seconds)
     with running_server(settings) as live, live.client() as client:
         job = submit_job(client, clip, preset="mp4-h264", crf="23")
         done = wait_done(client, job["id"])
@@ -150,6 +150,14 @@ def test_a_chunked_job_joins_frame_exactly_in_sync(tmp_path: Path, sparse_clip: 
     # Nothing of the parts is left: no rows, no stored files.
     assert not list((tmp_path / "chunked" / "data").rglob("*.chunks/*"))
     assert asyncio.run(_parts(make_settings(tmp_path / "chunked").resolved_database_url)) == []
+
+
+def test_parts_are_claimed_and_joined_on_postgres(
+    tmp_path: Path, sparse_clip: Path, postgres_url: str
+) -> None:
+    chunked, _ = _convert(tmp_path, sparse_clip, 2.0, postgres_url)
+    assert _key_frames(chunked) == [0, 50, 100] and len(_frames(chunked)[0]) == 150
+    assert asyncio.run(_parts(postgres_url)) == []
 
 
 async def _parts(database_url: str) -> list[JobPart]:

@@ -22,11 +22,12 @@ import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from vidq.clock import utcnow
 from vidq.config import Settings
 from vidq.db.models import JobPart
-from vidq.faults import describe
+from vidq.faults import describe, is_transient
 from vidq.jobs import blobs, parts
 from vidq.jobs.options import output_extension
 from vidq.media.chunks import (
@@ -120,8 +121,27 @@ class ChunkedEncode:
     ) -> FFmpegResult:
         """Plan, encode the sound, have the parts encoded, join: as one run of the step
         (`argv`, the single run it stands for, is not used)."""
+        limits = {
+            "settings": settings,
+            "stop": stop,
+            "timeout_seconds": timeout_seconds,
+            "stall_seconds": stall_seconds,
+            "max_output_bytes": max_output_bytes,
+            "cwd": cwd or self.plan.scratch,
+        }
+        try:
+            return await self._run(on_progress, limits)
+        except Exception as exc:
+            if not is_transient(exc):  # the job fails: its parts go (a passing fault keeps them)
+                await self._ended(FFmpegResult(None, "", None))
+            raise
+
+    async def _run(self, on_progress: Callable[[float], None], run: dict[str, Any]) -> FFmpegResult:
+        settings: Settings = run["settings"]
+        stop: asyncio.Event = run["stop"]
+        max_output_bytes: int = run["max_output_bytes"]
         host, plan = self.host, self.plan
-        scratch = cwd or plan.scratch
+        scratch: Path = run["cwd"]
         span = plan.span_seconds
         total = span * (1 + AUDIO_SHARE + JOIN_SHARE)
 
@@ -135,14 +155,6 @@ class ChunkedEncode:
             "max_output_bytes": max_output_bytes,
         }
         await parts.plan(host.db, self.job_id, planned, recipe)
-        run = {
-            "settings": settings,
-            "stop": stop,
-            "timeout_seconds": timeout_seconds,
-            "stall_seconds": stall_seconds,
-            "max_output_bytes": max_output_bytes,
-            "cwd": scratch,
-        }
         audio_path: Path | None = None
         if plan.info.audio is not None and plan.options.audio_codec != "none":
             audio_path = scratch / f"audio.{output_extension(plan.options)}"
@@ -158,7 +170,7 @@ class ChunkedEncode:
                     audio_filters=plan.audio_filters,
                 ),
                 on_progress=lambda s: report(AUDIO_SHARE * min(s, span)),
-                **run,  # type: ignore[arg-type]
+                **run,
             )
             if result.returncode != 0 or result.stop_reason:
                 return await self._ended(result)
@@ -186,7 +198,7 @@ class ChunkedEncode:
             result = await run_ffmpeg(
                 joined,
                 on_progress=lambda s: report(span * (1 + AUDIO_SHARE) + JOIN_SHARE * min(s, span)),
-                **run,  # type: ignore[arg-type]
+                **run,
             )
         return await self._ended(result)
 
@@ -197,17 +209,22 @@ class ChunkedEncode:
         once all are done, else how it ended (a part failed, or `stop` was set)."""
         host, settings = self.host, self.host.settings
         ours: dict[int, float] = {}  # the part encoded here now, and how far it is
+        known: list[JobPart] = []  # the parts as last read
 
-        async def progress() -> None:
-            rows = await parts.parts_of(host.db, self.job_id)
+        def tally() -> None:
             report(
                 sum(
                     r.seconds * (1.0 if r.status == parts.DONE else ours.get(r.idx, r.progress))
-                    for r in rows
+                    for r in known
                 )
             )
 
+        async def progress() -> None:
+            known[:] = await parts.parts_of(host.db, self.job_id)
+            tally()
+
         while not stop.is_set():
+            await progress()
             claim = await parts.claim_part(
                 host.db,
                 worker_id=self.running.claim.job.worker_id or "",
@@ -220,6 +237,7 @@ class ChunkedEncode:
 
                 def seen(fraction: float, idx: int = idx) -> None:
                     ours[idx] = fraction
+                    tally()
 
                 ended = await encode_part(
                     host, claim, stop, input_path=self.input_path, on_progress=seen
@@ -227,7 +245,7 @@ class ChunkedEncode:
                 ours.pop(idx, None)
                 log.info("job %s: part %d %s here", self.job_id, idx, ended)
                 continue
-            rows = await parts.parts_of(host.db, self.job_id)
+            rows = known
             if len(rows) != len(self.bounds):
                 return FFmpegResult(1, "The parts of the conversion were lost.", None)
             broken = next((r for r in rows if r.status == parts.FAILED), None)
@@ -248,7 +266,6 @@ class ChunkedEncode:
                 return FFmpegResult(1, message, None)
             if all(r.status == parts.DONE for r in rows):
                 return None
-            await progress()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(settings.poll_seconds):
                     await stop.wait()

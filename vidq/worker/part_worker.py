@@ -92,10 +92,15 @@ async def encode_part(
     output = scratch / f"part.{extension}"
     lost = asyncio.Event()
     progress = [0.0]
+    # ffmpeg stops on `stop` (the worker's shutdown, or the job's own stop when its
+    # worker encodes the part) or once the part is lost; a lost part stops only itself.
+    halt = asyncio.Event()
+    relay = asyncio.create_task(stop.wait())
+    relay.add_done_callback(lambda _: halt.set())
 
     def abandon() -> None:
         lost.set()
-        stop.set()
+        halt.set()
 
     def seen(seconds: float) -> None:
         progress[0] = min(1.0, seconds / part.seconds) if part.seconds else 0.0
@@ -118,7 +123,7 @@ async def encode_part(
                 argv,
                 settings=settings,
                 on_progress=seen,
-                stop=stop,
+                stop=halt,
                 timeout_seconds=job_timeout_seconds(info, settings),
                 stall_seconds=settings.stall_seconds,
                 max_output_bytes=int(recipe["max_output_bytes"]),
@@ -126,7 +131,7 @@ async def encode_part(
             )
         if lost.is_set():
             return "lost"
-        if result.stop_reason == "stopped":
+        if result.stop_reason == "stopped":  # `stop`: handed back, not counted
             await parts.finish_part(host.db, claim, status=parts.QUEUED)
             return "stopped"
         if result.returncode != 0 or result.stop_reason or not output.is_file():
@@ -144,9 +149,10 @@ async def encode_part(
             return "lost"
         return "done"
     finally:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+        for task in (heartbeat, relay):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         shutil.rmtree(scratch, ignore_errors=True)
 
 

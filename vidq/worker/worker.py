@@ -91,7 +91,10 @@ class Worker:
         self.part_stop: asyncio.Event | None = None  # the chunk part running, if any
 
     def _hold(self, stop: asyncio.Event | None) -> None:
+        """A part starts (its stop event) or ends (None): the process is busy meanwhile."""
         self.part_stop = stop
+        self.limits.running += 1 if stop is not None else -1
+        self.limits.idle_since = time.monotonic()
 
     async def run(self) -> None:
         """Claim and process jobs until `stopping` is set (or the process's `limits` are
