@@ -72,6 +72,12 @@ async def _keep_leased(
             return
 
 
+def part_scratch(host: WorkerHost, claim: PartClaim) -> Path:
+    """The temporary folder of one claimed part."""
+    part = claim.part
+    return host.settings.tmp_dir / f"{part.job_id}-part{part.idx}-{claim.lease_token[:8]}"
+
+
 async def encode_part(
     host: WorkerHost,
     claim: PartClaim,
@@ -86,7 +92,7 @@ async def encode_part(
     recipe = part.recipe
     options = ResolvedOptions(**recipe["options"])
     info = MediaInfo.from_json(recipe["info"])
-    scratch = settings.tmp_dir / f"{part.job_id}-part{part.idx}-{claim.lease_token[:8]}"
+    scratch = part_scratch(host, claim)
     scratch.mkdir(mode=datadir.DIR_MODE, parents=True, exist_ok=True)
     extension = part.output_key.rsplit(".", 1)[1]
     output = scratch / f"part.{extension}"
@@ -157,11 +163,14 @@ async def encode_part(
 
 
 async def run_next_part(
-    host: WorkerHost, worker_id: str, register: Callable[[asyncio.Event | None], None]
+    host: WorkerHost,
+    worker_id: str,
+    register: Callable[[asyncio.Event | None, Path | None], None],
 ) -> bool:
     """Claim and encode the next queued part of any running chunked job; False if there was
-    none (or the database could not say). `register` is told the part's stop event while
-    it runs, for the worker's shutdown to set."""
+    none (or the database could not say). `register` is told the part's stop event and
+    temporary folder while it runs (the worker's shutdown sets the one, the janitor spares
+    the other), then None, None."""
     settings = host.settings
     try:
         claim = await parts.claim_part(
@@ -176,7 +185,7 @@ async def run_next_part(
     if claim is None:
         return False
     stop = asyncio.Event()
-    register(stop)
+    register(stop, part_scratch(host, claim))
     try:
         ended = await encode_part(host, claim, stop)
         log.info(
@@ -194,5 +203,5 @@ async def run_next_part(
                 error_message=f"Internal error ({type(exc).__name__}).",
             )
     finally:
-        register(None)
+        register(None, None)
     return True

@@ -90,9 +90,9 @@ class Worker:
         self.stopping = asyncio.Event()
         self.part_stop: asyncio.Event | None = None  # the chunk part running, if any
 
-    def _hold(self, stop: asyncio.Event | None) -> None:
-        """A part starts (its stop event) or ends (None): the process is busy meanwhile."""
-        self.part_stop = stop
+    def _hold(self, stop: asyncio.Event | None, scratch: Path | None) -> None:
+        """A part starts (its stop event and folder) or ends (None): busy meanwhile."""
+        self.part_stop, self.scratch = stop, scratch
         self.limits.running += 1 if stop is not None else -1
         self.limits.idle_since = time.monotonic()
 
