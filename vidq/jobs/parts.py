@@ -127,6 +127,11 @@ async def claim_part(
     )
     if job_id is not None:
         pick = pick.where(parts.c.job_id == job_id)
+    # A read first: an idle worker asks every poll, and most of the time there is no part
+    # (no write transaction, which on SQLite would take the database's one writer).
+    async with db.read() as conn:
+        if (await conn.execute(pick)).first() is None:
+            return None
     async with db.write() as conn:
         if conn.dialect.name == "postgresql":
             pick = pick.with_for_update(of=parts, skip_locked=True)
