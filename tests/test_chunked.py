@@ -25,7 +25,7 @@ from vidq.db.migrate import migrated_database
 from vidq.db.models import Job, JobPart
 from vidq.media.chunks import part_bounds, part_seek_seconds
 
-from .conftest import free_port, make_settings, running_server
+from .conftest import free_port, make_s3, make_settings, running_server
 from .helpers import api_client, submit_job, wait_done, wait_for
 from .media_clips import ffmpeg
 from .processes import VidqProcess, ffmpeg_alive
@@ -108,9 +108,15 @@ def _key_frames(path: Path) -> list[int]:
 
 
 def _convert(
-    tmp_path: Path, clip: Path, chunk_seconds: float | None, database_url: str | None = None
+    tmp_path: Path,
+    clip: Path,
+    chunk_seconds: float | None,
+    database_url: str | None = None,
+    **settings_overrides: Any,
 ) -> tuple[Path, dict[str, Any]]:
-    settings = make_settings(tmp_path, database_url, workers=2, chunk_seconds=chunk_seconds)
+    settings = make_settings(
+        tmp_path, database_url, workers=2, chunk_seconds=chunk_seconds, **settings_overrides
+    )
     with running_server(settings) as live, live.client() as client:
         job = submit_job(client, clip, preset="mp4-h264", crf="23")
         done = wait_done(client, job["id"])
@@ -158,6 +164,22 @@ def test_parts_are_claimed_and_joined_on_postgres(
     chunked, _ = _convert(tmp_path, sparse_clip, 2.0, postgres_url)
     assert _key_frames(chunked) == [0, 50, 100] and len(_frames(chunked)[0]) == 150
     assert asyncio.run(_parts(postgres_url)) == []
+
+
+def test_parts_go_through_a_bucket(tmp_path: Path, sparse_clip: Path, s3: str) -> None:
+    bucket = make_s3(s3, "vidq-chunks", "files")
+    chunked, _ = _convert(
+        tmp_path,
+        sparse_clip,
+        2.0,
+        storage_url="s3://vidq-chunks/files",
+        s3_endpoint_url=s3,
+        s3_redirect_downloads=False,
+    )
+    assert _key_frames(chunked) == [0, 50, 100] and len(_frames(chunked)[0]) == 150
+    listed = bucket.client.list_objects_v2(Bucket="vidq-chunks")
+    keys = [item["Key"] for item in listed.get("Contents", [])]
+    assert not [key for key in keys if ".chunks/" in key], keys
 
 
 async def _parts(database_url: str) -> list[JobPart]:
