@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Most jobs of one owner running at once across the fleet; the rest wait while other owners' jobs start. Default: no cap.",
     )
+    chunk_seconds: float | None = Field(
+        None,
+        gt=0,
+        description="Chunked encoding: a single-file H.264/H.265/VP9/AV1 job whose span is longer than this is cut into parts that idle workers encode in parallel, then joined. Set it on every worker of a fleet. Default: off.",
+    )
     max_jobs: int | None = Field(
         None,
         ge=1,

@@ -245,8 +245,39 @@ __all__ = [
     "Base",
     "IdempotencyKey",
     "Job",
+    "JobPart",
     "Notification",
     "Owner",
     "ServerSetting",
     "Upload",
 ]
+
+
+class JobPart(Base):
+    """One part of a chunked job's video (API.md "Scheduling"): a claimable task of its own,
+    leased like a job; its encoded file is stored at `output_key` until the join."""
+
+    __tablename__ = "job_parts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    idx: Mapped[int] = mapped_column(Integer)
+    start_frame: Mapped[int] = mapped_column(Integer)
+    end_frame: Mapped[int | None] = mapped_column(Integer)  # None: to the end of the span
+    start_seconds: Mapped[float] = mapped_column(Float)  # where its decoding is cut in
+    seconds: Mapped[float] = mapped_column(Float)  # its length, for the job's progress
+    recipe: Mapped[dict[str, Any]]  # the options and probe its argv is built from
+    status: Mapped[str] = mapped_column(String(16))  # queued, running, done, failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_token: Mapped[str | None] = mapped_column(String(36))
+    lease_expires_at: Mapped[datetime | None]
+    worker_id: Mapped[str | None] = mapped_column(String(100))
+    progress: Mapped[float] = mapped_column(Float, default=0.0)  # 0…1
+    output_key: Mapped[str] = mapped_column(String(300))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+    __table_args__ = (
+        Index("ix_job_parts_job_idx", "job_id", "idx", unique=True),
+        Index("ix_job_parts_status_lease", "status", "lease_expires_at"),
+    )

@@ -1,7 +1,8 @@
 """Every blob a job owns, named in one place.
 
 A job owns its input (`inputs/<job>`), and the overlay parts that came with it
-(`inputs/<job>.watermark`, `inputs/<job>.subtitles`), until it ends, and its outputs once completed: the
+(`inputs/<job>.watermark`, `inputs/<job>.subtitles`) and, chunked, the encoded parts of its
+video (`inputs/<job>.chunks/`), until it ends, and its outputs once completed: the
 main file (`outputs/<job>.<ext>`; for a streaming package, its ZIP `outputs/<job>.zip`) and
 any further files (a package's playlists and segments, a poster, a storyboard) under
 `outputs/<job>/`. `file_key` says where each file a job lists in `result.files` is stored.
@@ -73,6 +74,12 @@ def part_key(job_id: str, role: str) -> str:
     return f"{INPUTS}/{job_id}.{role}"
 
 
+def chunk_key(job_id: str, index: int, extension: str) -> str:
+    """The key of one encoded part of a chunked job's video, kept with its input until the
+    join (`inputs/<job>.chunks/`)."""
+    return f"{INPUTS}/{job_id}.chunks/{index:04d}.{extension}"
+
+
 def upload_stage(upload_id: str) -> str:
     """The prefix under which a resumable upload stages bytes not yet part of its blob."""
     return f"{UPLOADS}/{upload_id}"
@@ -129,6 +136,14 @@ def owner_of(key: str) -> BlobOwner | None:
 async def delete_input(storage: Storage, job_id: str) -> None:
     """Remove a job's input and its overlay parts (no error if they are already gone)."""
     await storage.delete_many([input_key(job_id), *(part_key(job_id, r) for r in PART_ROLES)])
+
+
+async def delete_chunks(storage: Storage, job_id: str) -> None:
+    """Remove the encoded parts of a chunked job's video (its coordinator does, once they
+    are joined or the job ended; the janitor removes any left after the job ended)."""
+    chunks = [key async for key, _ in storage.keys(f"{INPUTS}/{job_id}.chunks")]
+    if chunks:
+        await storage.delete_many(chunks)
 
 
 async def delete_outputs(storage: Storage, job_id: str, main_key: str | None) -> None:

@@ -32,12 +32,14 @@ from vidq.jobs.subscriptions import JobChange
 from vidq.media.command import job_timeout_seconds
 from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo
+from vidq.worker.chunked import chunk_job
 from vidq.worker.importer import InputRefused, import_unless_stopped
 from vidq.worker.lease import keep_leased, still_ours
 from vidq.worker.limits import RunLimits
 from vidq.worker.measures import add_measure_steps
 from vidq.worker.outputs import OutputPlan, Step, describe_result, plan_outputs
 from vidq.worker.overlay_files import overlay_files
+from vidq.worker.part_worker import run_next_part
 from vidq.worker.picture import prepare_picture
 from vidq.worker.running import RunningJob, WorkerHost
 from vidq.worker.scheduling import scheduling_of
@@ -86,6 +88,13 @@ class Worker:
         self.current: RunningJob | None = None
         self.scratch: Path | None = None  # the running job's temporary directory
         self.stopping = asyncio.Event()
+        self.part_stop: asyncio.Event | None = None  # the chunk part running, if any
+
+    def _hold(self, stop: asyncio.Event | None, scratch: Path | None) -> None:
+        """A part starts (its stop event and folder) or ends (None): busy meanwhile."""
+        self.part_stop, self.scratch = stop, scratch
+        self.limits.running += 1 if stop is not None else -1
+        self.limits.idle_since = time.monotonic()
 
     async def run(self) -> None:
         """Claim and process jobs until `stopping` is set (or the process's `limits` are
@@ -94,6 +103,10 @@ class Worker:
         settings = self.runtime.settings
         failures = 0
         while not self.stopping.is_set():
+            if settings.chunk_seconds and await run_next_part(
+                self.runtime, self.worker_id, self._hold
+            ):
+                continue  # a part of a chunked job: those of running jobs go first
             if not self.limits.take():
                 await self.stopping.wait()  # this process has run all the jobs it may
                 return
@@ -149,6 +162,8 @@ class Worker:
 
     def stop_current(self, *, shutting_down: bool) -> None:
         """Stop the running conversion (at shutdown it goes back to the queue)."""
+        if self.part_stop is not None:
+            self.part_stop.set()
         if self.current is not None:
             self.current.shutting_down = shutting_down
             self.current.stop.set()
@@ -296,6 +311,7 @@ class Worker:
                 options, info, input_path, scratch, settings, main_name=main_name, overlays=overlays
             )
             add_measure_steps(plan, input_path, settings)
+            chunked = chunk_job(runtime, running, plan, input_path)  # None: not chunked
             total_weight = sum(step.weight for step in plan.steps)
             done_weight = 0.0
             result: FFmpegResult | None = None
@@ -315,7 +331,8 @@ class Worker:
                 for argv in (first, step.fallback):
                     if argv is None:
                         continue
-                    result = await run_ffmpeg(
+                    chunk = chunked is not None and step.name == "convert"
+                    result = await (chunked.run if chunked and chunk else run_ffmpeg)(
                         argv,
                         settings=settings,
                         on_progress=on_progress,
