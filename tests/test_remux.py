@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,7 +28,7 @@ from vidq.jobs.remux import REENCODE_OPTIONS, decide_remux
 from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
 from .browser import browser_page, require_chromium
-from .conftest import LiveServer, make_settings, running_server
+from .conftest import LiveServer, module_server
 from .helpers import submit_job, wait_done
 from .media_clips import ffmpeg, make_clip
 
@@ -38,15 +37,9 @@ FPS = 25
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        settings = make_settings(
-            tmp_path_factory.mktemp("remux"), workers=2, rate_limit_per_second=0
-        )
-        with running_server(settings) as live:
-            yield live
+    folder = tmp_path_factory.mktemp("remux")
+    with module_server(folder, workers=2, rate_limit_per_second=0) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
