@@ -45,6 +45,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from vidq.clock import utcnow  # noqa: E402
+from vidq.db.database import Database  # noqa: E402
+from vidq.db.fair_claim import FIFO, Scheduling  # noqa: E402
 from vidq.db.migrate import migrated_database  # noqa: E402
 from vidq.db.models import Job, table_of  # noqa: E402
 from vidq.jobs import queue  # noqa: E402
@@ -249,18 +251,29 @@ async def claim_rate(server_url: str, queued: int, concurrency: int) -> float:
             async with db.write() as conn:
                 for start in range(0, queued, 1000):
                     await conn.execute(insert(jobs), rows[start : start + 1000])
-            claimed = 0
+            return await claims_a_second(db, concurrency, claims=CLAIMS)
 
-            async def claimer(n: int) -> None:
-                nonlocal claimed
-                while claimed < CLAIMS:
-                    claim = await queue.claim_next(db, worker_id=f"bench/{n}", lease_seconds=60)
-                    assert claim is not None
-                    claimed += 1
 
-            started = time.monotonic()
-            await asyncio.gather(*(claimer(n) for n in range(concurrency)))
-            return claimed / (time.monotonic() - started)
+async def claims_a_second(
+    db: Database, concurrency: int, *, claims: int, scheduling: Scheduling = FIFO
+) -> float:
+    """claim_next calls a second by `concurrency` tasks, until `claims` are made or none is
+    left to claim (the claimed jobs stay running)."""
+    claimed = 0
+
+    async def claimer(n: int) -> None:
+        nonlocal claimed
+        while claimed < claims:
+            claim = await queue.claim_next(
+                db, worker_id=f"bench/{n}", lease_seconds=60, scheduling=scheduling
+            )
+            if claim is None:
+                return
+            claimed += 1
+
+    started = time.monotonic()
+    await asyncio.gather(*(claimer(n) for n in range(concurrency)))
+    return claimed / (time.monotonic() - started)
 
 
 def main() -> None:

@@ -34,13 +34,21 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from benchlib import Server, make_clip, mean, median, vidq_server
+from benchlib import (
+    Server,
+    download,
+    file_chunks,
+    make_clip,
+    mean,
+    median,
+    vidq_server,
+    wait_completed,
+)
 
 from vidq.config import Settings
 from vidq.jobs.options import resolve_options
@@ -49,8 +57,6 @@ from vidq.media.probe import probe
 
 PRESET = "mp4-h264"
 JOB_DEADLINE_SECONDS = 600.0
-CHUNK_BYTES = 1024 * 1024
-FINISHED = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -100,12 +106,6 @@ def job_times(server: Server, job_id: str) -> tuple[float, float, float]:
     return created, started, finished
 
 
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk
-
-
 def run_vidq(server: Server, clip: Path, out_dir: Path, label: str) -> VidqRun:
     """Upload, wait, download: one conversion end to end through the HTTP API."""
     out_path = out_dir / f"vidq-{label}.mp4"
@@ -122,26 +122,10 @@ def run_vidq(server: Server, clip: Path, out_dir: Path, label: str) -> VidqRun:
         if answer.status_code != 202:
             raise RuntimeError(f"POST /convert answered {answer.status_code}: {answer.text}")
         job_id = answer.json()["id"]
-        deadline = t1 + JOB_DEADLINE_SECONDS
-        job = answer.json()
-        while job["status"] not in FINISHED:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"job {job_id} did not finish in {JOB_DEADLINE_SECONDS:g} s")
-            reply = client.get(f"/job/{job_id}", params={"wait": 60})
-            reply.raise_for_status()
-            job = reply.json()
+        job = wait_completed(client, answer.json(), JOB_DEADLINE_SECONDS)
         t2 = time.perf_counter()
         wall2 = wall0 + (t2 - t0)
-        if job["status"] != "completed":
-            raise RuntimeError(f"job {job_id} ended {job['status']}: {job['error']}")
-        # The signed URL needs no key; send none, like a browser would.
-        with client.stream(
-            "GET", job["result"]["download_url"], headers={"Authorization": ""}
-        ) as download:
-            download.raise_for_status()
-            with open(out_path, "wb") as handle:
-                for chunk in download.iter_bytes(CHUNK_BYTES):
-                    handle.write(chunk)
+        download(client, job, out_path)
         t3 = time.perf_counter()
         size = out_path.stat().st_size
         if size != job["result"]["size_bytes"]:

@@ -21,10 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import Server, make_clip, median, vidq_server
+from benchlib import Server, make_clip, median, vidq_server, wait_completed
 
 KINDS: dict[str, dict[str, str]] = {
     "plain": {},
@@ -44,13 +43,7 @@ def run_job(server: Server, clip: Path, options: dict[str, str]) -> dict[str, ob
             content=body,
             headers={"Content-Type": "video/mp4"},
         ).json()
-        deadline = time.monotonic() + JOB_DEADLINE_SECONDS
-        while job["status"] not in ("completed", "failed", "cancelled"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the job did not finish in time")
-            job = client.get(f"/job/{job['id']}", params={"wait": 60}).json()
-        if job["status"] != "completed":
-            raise RuntimeError(f"job ended {job['status']}: {job['error']}")
+        job = wait_completed(client, job, JOB_DEADLINE_SECONDS)
         client.delete(f"/job/{job['id']}")
     return dict(job)
 
