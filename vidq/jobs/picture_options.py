@@ -35,7 +35,7 @@ _CROP = re.compile(r"([0-9]{1,5}):([0-9]{1,5}):([0-9]{1,5}):([0-9]{1,5})")
 
 def parse_rotate(text: str) -> int:
     """Degrees clockwise: 90, 180 or 270."""
-    if text not in ("90", "180", "270"):
+    if text not in {str(degrees) for degrees in ROTATIONS}:
         raise ValueError(f"must be 90, 180 or 270 (degrees clockwise); got {text!r}")
     return int(text)
 
