@@ -36,7 +36,7 @@ from vidq.jobs.events import JobEvents
 from vidq.jobs.feeds import Feeds
 from vidq.jobs.subscriptions import JobChange
 from vidq.jobs.upload_digests import FileDigests
-from vidq.jobs.views import NotificationPayloads, render_job, render_jobs
+from vidq.jobs.views import NotificationPayloads, render_jobs
 from vidq.storage import Storage, open_storage
 
 log = logging.getLogger("vidq")
@@ -97,13 +97,8 @@ class Runtime:
 
     async def render(self, job: Job, *, base_url: str) -> dict[str, Any]:
         """The Job document of `job`, its links signed with this process's key."""
-        return await render_job(
-            self.db,
-            job,
-            base_url=base_url,
-            secret=self.signing_key,
-            fair_share=self.settings.fair_share,
-        )
+        (document,) = await self.render_page([job], base_url=base_url)
+        return document
 
     async def render_page(self, jobs: Sequence[Job], *, base_url: str) -> list[dict[str, Any]]:
         """The Job documents of `jobs`, in order, read together (GET /jobs)."""
