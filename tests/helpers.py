@@ -93,6 +93,20 @@ def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[st
     raise AssertionError(f"job {job_id} did not finish in {timeout} s")
 
 
+def wait_completed(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The Job once it has ended, which must be as completed (else its error fails the test)."""
+    job = wait_done(client, job_id, timeout)
+    assert job["status"] == "completed", job["error"]
+    return job
+
+
+def convert_completed(
+    client: httpx.Client, path: Path, *, timeout: float = 60, **fields: str
+) -> dict[str, Any]:
+    """The Job of `path` sent to POST /convert with `fields` and waited for; it must complete."""
+    return wait_completed(client, submit_job(client, path, **fields)["id"], timeout)
+
+
 def wait_for(
     predicate: Callable[[], object], timeout: float = 10.0, what: str = "the condition"
 ) -> None:

@@ -24,7 +24,7 @@ from vidq.media.subtitle_files import FONT_FAMILY, clean_subtitles, job_subtitle
 from vidq.media.watermark_image import check_watermark
 
 from .conftest import LiveServer, make_settings, module_server, running_server
-from .helpers import assert_problem, run_to_end, stored_blobs, wait_done
+from .helpers import assert_problem, run_to_end, stored_blobs, wait_completed, wait_done
 from .media_clips import FFMPEG, ffmpeg
 
 WIDTH, HEIGHT = 320, 180
@@ -62,9 +62,7 @@ def convert(
 
 def finished(client: httpx.Client, response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 202, response.text
-    job = wait_done(client, response.json()["id"])
-    assert job["status"] == "completed", job["error"]
-    return job
+    return wait_completed(client, response.json()["id"])
 
 
 def download(client: httpx.Client, job: dict[str, Any], folder: Path, name: str) -> Path:

@@ -29,7 +29,7 @@ from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
 from .browser import browser_page, require_chromium
 from .conftest import LiveServer, module_server
-from .helpers import submit_job, wait_done
+from .helpers import convert_completed, submit_job, wait_done
 from .media_clips import ffmpeg, make_clip
 
 FPS = 25
@@ -69,9 +69,7 @@ def keyed(media: Path) -> Path:
 def convert(server: LiveServer, clip: Path, **options: str) -> dict[str, Any]:
     """The finished Job of `clip` converted with `options`; it must complete."""
     with server.client() as client:
-        job = wait_done(client, submit_job(client, clip, **options)["id"], timeout=120)
-    assert job["status"] == "completed", job["error"]
-    return job
+        return convert_completed(client, clip, timeout=120, **options)
 
 
 def download(job: dict[str, Any], folder: Path) -> Path:

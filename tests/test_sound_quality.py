@@ -23,7 +23,14 @@ from vidq.worker.measures import add_measure_steps
 from vidq.worker.outputs import plan_outputs
 
 from .conftest import LiveServer, make_settings, module_server
-from .helpers import api_client, assert_problem, post_convert, submit_job, wait_done
+from .helpers import (
+    api_client,
+    assert_problem,
+    convert_completed,
+    post_convert,
+    submit_job,
+    wait_done,
+)
 from .media_clips import FFMPEG, ffmpeg, make_clip
 
 TARGETS = {"ebu": -23.0, "streaming": -14.0}
@@ -104,9 +111,7 @@ def _vmaf(distorted: Path, reference: Path, tmp: Path) -> float:
 
 def _run(server: LiveServer, path: Path, **fields: str) -> dict[str, Any]:
     with server.client() as client:
-        job = submit_job(client, path, **fields)
-        done = wait_done(client, job["id"], timeout=180)
-    assert done["status"] == "completed", done["error"]
+        done = convert_completed(client, path, timeout=180, **fields)
     result: dict[str, Any] = done["result"]
     return result
 
