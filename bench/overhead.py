@@ -5,8 +5,9 @@ directory, starts a real `vidq serve` (temporary data dir, free port on 127.0.0.
 VIDQ_WORKERS=1) and then times, one after the other and interleaved (the order rotates
 each round, to spread the machine's noise over all of them):
 
-* vidq, end to end: upload the clip (raw body, preset mp4-h264) -> wait for the job with
-  GET /job/{id}?wait=60 -> download the output from its signed download_url;
+* vidq, end to end: upload the clip (raw body, preset mp4-h264, transcode=always: the
+  clip would otherwise be remuxed) -> wait for the job with GET /job/{id}?wait=60 ->
+  download the output from its signed download_url;
 * direct: the very ffmpeg argv vidq runs for that job (built with vidq's own
   `build_command` from the same probe and the same resolved options), run by hand on
   the same clip, writing to the same disk, at normal priority;
@@ -56,6 +57,8 @@ from vidq.media.command import build_command
 from vidq.media.probe import probe
 
 PRESET = "mp4-h264"
+# The clip is already H.264 + AAC, which `mp4-h264` would only remux: both sides encode.
+OPTIONS = {"preset": PRESET, "transcode": "always"}
 JOB_DEADLINE_SECONDS = 600.0
 
 
@@ -114,7 +117,7 @@ def run_vidq(server: Server, clip: Path, out_dir: Path, label: str) -> VidqRun:
         t0 = time.perf_counter()
         answer = client.post(
             "/convert",
-            params={"filename": clip.name, "preset": PRESET},
+            params={"filename": clip.name, **OPTIONS},
             headers={"Content-Type": "video/mp4", "Content-Length": str(clip.stat().st_size)},
             content=file_chunks(clip),
         )
@@ -247,7 +250,7 @@ def main() -> None:
         clip = make_clip(workdir / "clip.mp4")
         settings = Settings(data_dir=workdir / "direct")
         info = asyncio.run(probe(clip, settings))
-        options = resolve_options({"preset": PRESET})
+        options = resolve_options(OPTIONS)
         direct_out = workdir / "direct-out.mp4"
         argv = build_command(settings.ffmpeg_binary(), clip, direct_out, options, info, settings)
         size = f"{info.video.width}x{info.video.height}" if info.video else "no video"

@@ -3,7 +3,7 @@
 One real `vidq serve` (one worker) converts the same clip (default 10 s of 1280x720 at
 30 fps, testsrc2 + sine, H.264/AAC) as four kinds of job, in rounds whose order rotates:
 
-- **plain**: preset `mp4-h264` (CRF 23);
+- **plain**: preset `mp4-h264` (CRF 23), re-encoded (`transcode=always`, as every kind);
 - **quality_report**: the same, then scored (VMAF, PSNR, SSIM) against the input;
 - **target_vmaf**: `target_vmaf=93` (the CRF search on samples, the encode, the scoring);
 - **loudness**: `loudness=ebu` (the measuring pass, the encode with loudnorm, the
@@ -39,7 +39,8 @@ def run_job(server: Server, clip: Path, options: dict[str, str]) -> dict[str, ob
     with server.client() as client, clip.open("rb") as body:
         job = client.post(
             "/convert",
-            params={"filename": clip.name, **options},
+            # The clip is already H.264 + AAC: without this the plain job would be a remux.
+            params={"filename": clip.name, "transcode": "always", **options},
             content=body,
             headers={"Content-Type": "video/mp4"},
         ).json()
