@@ -9,7 +9,7 @@ to submit through and N `vidq worker` processes, each with VIDQ_WORKERS=1 and on
 thread.
 
 1. **jobs/minute**: for each N, a fresh database and bucket prefix; `--jobs` short jobs (a
-   2 s 320x180 clip to `mp4-h264`) submitted by four client threads while no worker runs,
+   2 s 320x180 clip to `mp4-h264`, `transcode=always`) submitted by four client threads while no worker runs,
    then N workers started; timed from the first job's start to the last one's end, as the
    job rows record them (the API's upload and probe of each input are not in it).
 2. **claim rate**: `--queued` queued rows inserted at once, then `claim_next` (the real
@@ -190,7 +190,8 @@ def jobs_a_minute(
                         url,
                         headers=headers,
                         files={"file": (clip.name, body, "video/mp4")},
-                        data={"preset": "mp4-h264"},
+                        # An H.264 + AAC clip: encoded, as when measured, not remuxed.
+                        data={"preset": "mp4-h264", "transcode": "always"},
                         timeout=120,
                         trust_env=False,
                     )
