@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -24,6 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 VIDQ = Path(sys.executable).with_name("vidq")
 START_TIMEOUT_SECONDS = 60.0
 STOP_TIMEOUT_SECONDS = 30.0
+CHUNK_BYTES = 1024 * 1024
+FINISHED = ("completed", "failed", "cancelled")
 
 
 def ffmpeg_exe() -> str:
@@ -174,6 +177,47 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(10)
+
+
+def file_chunks(path: Path) -> Iterator[bytes]:
+    """The file in pieces of `CHUNK_BYTES`, for a streamed request body."""
+    with open(path, "rb") as handle:
+        while chunk := handle.read(CHUNK_BYTES):
+            yield chunk
+
+
+def wait_completed(
+    client: httpx.Client, job: dict[str, Any], timeout_seconds: float
+) -> dict[str, Any]:
+    """The Job once it has ended, polled with ?wait; RuntimeError unless it completed within
+    `timeout_seconds`."""
+    deadline = time.monotonic() + timeout_seconds
+    while job["status"] not in FINISHED:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"job {job['id']} did not finish in {timeout_seconds:g} s")
+        reply = client.get(f"/job/{job['id']}", params={"wait": 60})
+        reply.raise_for_status()
+        job = reply.json()
+    if job["status"] != "completed":
+        raise RuntimeError(f"job {job['id']} ended {job['status']}: {job['error']}")
+    return job
+
+
+def download(client: httpx.Client, job: dict[str, Any], path: Path) -> None:
+    """Save a completed job's output to `path` through its signed URL, with no key sent (as
+    a browser fetches it)."""
+    with client.stream(
+        "GET", job["result"]["download_url"], headers={"Authorization": ""}
+    ) as answer:
+        answer.raise_for_status()
+        with open(path, "wb") as handle:
+            for chunk in answer.iter_bytes(CHUNK_BYTES):
+                handle.write(chunk)
+
+
+def load_average() -> str:
+    """The 1, 5 and 15 minute load averages, for the figures."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
 def median(values: list[float]) -> float:

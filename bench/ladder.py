@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import Server, make_clip, median, vidq_server
+from benchlib import Server, make_clip, median, vidq_server, wait_completed
 
 from vidq.config import Settings
 from vidq.jobs.options import resolve_options
@@ -49,14 +49,8 @@ def run_vidq(server: Server, clip: Path) -> float:
             content=body,
             headers={"Content-Type": "video/mp4"},
         ).json()
-        deadline = started + JOB_DEADLINE_SECONDS
-        while job["status"] not in ("completed", "failed", "cancelled"):
-            if time.perf_counter() > deadline:
-                raise RuntimeError("the job did not finish in time")
-            job = client.get(f"/job/{job['id']}", params={"wait": 60}).json()
+        job = wait_completed(client, job, JOB_DEADLINE_SECONDS)
         took = time.perf_counter() - started
-        if job["status"] != "completed":
-            raise RuntimeError(f"job ended {job['status']}: {job['error']}")
         renditions = [f["path"] for f in job["result"]["files"] if f["role"] == "playlist"]
         print(f"  vidq made {len(job['result']['files'])} files, playlists {renditions}")
         client.delete(f"/job/{job['id']}")

@@ -5,8 +5,9 @@ directory, starts a real `vidq serve` (temporary data dir, free port on 127.0.0.
 VIDQ_WORKERS=1) and then times, one after the other and interleaved (the order rotates
 each round, to spread the machine's noise over all of them):
 
-* vidq, end to end: upload the clip (raw body, preset mp4-h264) -> wait for the job with
-  GET /job/{id}?wait=60 -> download the output from its signed download_url;
+* vidq, end to end: upload the clip (raw body, preset mp4-h264, transcode=always: the
+  clip would otherwise be remuxed) -> wait for the job with GET /job/{id}?wait=60 ->
+  download the output from its signed download_url;
 * direct: the very ffmpeg argv vidq runs for that job (built with vidq's own
   `build_command` from the same probe and the same resolved options), run by hand on
   the same clip, writing to the same disk, at normal priority;
@@ -34,13 +35,21 @@ import subprocess
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import psutil
-from benchlib import Server, make_clip, mean, median, vidq_server
+from benchlib import (
+    Server,
+    download,
+    file_chunks,
+    make_clip,
+    mean,
+    median,
+    vidq_server,
+    wait_completed,
+)
 
 from vidq.config import Settings
 from vidq.jobs.options import resolve_options
@@ -48,9 +57,9 @@ from vidq.media.command import build_command
 from vidq.media.probe import probe
 
 PRESET = "mp4-h264"
+# The clip is already H.264 + AAC, which `mp4-h264` would only remux: both sides encode.
+OPTIONS = {"preset": PRESET, "transcode": "always"}
 JOB_DEADLINE_SECONDS = 600.0
-CHUNK_BYTES = 1024 * 1024
-FINISHED = ("completed", "failed", "cancelled")
 
 
 @dataclass
@@ -100,12 +109,6 @@ def job_times(server: Server, job_id: str) -> tuple[float, float, float]:
     return created, started, finished
 
 
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk
-
-
 def run_vidq(server: Server, clip: Path, out_dir: Path, label: str) -> VidqRun:
     """Upload, wait, download: one conversion end to end through the HTTP API."""
     out_path = out_dir / f"vidq-{label}.mp4"
@@ -114,7 +117,7 @@ def run_vidq(server: Server, clip: Path, out_dir: Path, label: str) -> VidqRun:
         t0 = time.perf_counter()
         answer = client.post(
             "/convert",
-            params={"filename": clip.name, "preset": PRESET},
+            params={"filename": clip.name, **OPTIONS},
             headers={"Content-Type": "video/mp4", "Content-Length": str(clip.stat().st_size)},
             content=file_chunks(clip),
         )
@@ -122,26 +125,10 @@ def run_vidq(server: Server, clip: Path, out_dir: Path, label: str) -> VidqRun:
         if answer.status_code != 202:
             raise RuntimeError(f"POST /convert answered {answer.status_code}: {answer.text}")
         job_id = answer.json()["id"]
-        deadline = t1 + JOB_DEADLINE_SECONDS
-        job = answer.json()
-        while job["status"] not in FINISHED:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"job {job_id} did not finish in {JOB_DEADLINE_SECONDS:g} s")
-            reply = client.get(f"/job/{job_id}", params={"wait": 60})
-            reply.raise_for_status()
-            job = reply.json()
+        job = wait_completed(client, answer.json(), JOB_DEADLINE_SECONDS)
         t2 = time.perf_counter()
         wall2 = wall0 + (t2 - t0)
-        if job["status"] != "completed":
-            raise RuntimeError(f"job {job_id} ended {job['status']}: {job['error']}")
-        # The signed URL needs no key; send none, like a browser would.
-        with client.stream(
-            "GET", job["result"]["download_url"], headers={"Authorization": ""}
-        ) as download:
-            download.raise_for_status()
-            with open(out_path, "wb") as handle:
-                for chunk in download.iter_bytes(CHUNK_BYTES):
-                    handle.write(chunk)
+        download(client, job, out_path)
         t3 = time.perf_counter()
         size = out_path.stat().st_size
         if size != job["result"]["size_bytes"]:
@@ -263,7 +250,7 @@ def main() -> None:
         clip = make_clip(workdir / "clip.mp4")
         settings = Settings(data_dir=workdir / "direct")
         info = asyncio.run(probe(clip, settings))
-        options = resolve_options({"preset": PRESET})
+        options = resolve_options(OPTIONS)
         direct_out = workdir / "direct-out.mp4"
         argv = build_command(settings.ffmpeg_binary(), clip, direct_out, options, info, settings)
         size = f"{info.video.width}x{info.video.height}" if info.video else "no video"

@@ -3,7 +3,7 @@
 One real `vidq serve` (one worker) converts the same clip (default 10 s of 1280x720 at
 30 fps, testsrc2 + sine, H.264/AAC) as four kinds of job, in rounds whose order rotates:
 
-- **plain**: preset `mp4-h264` (CRF 23);
+- **plain**: preset `mp4-h264` (CRF 23), re-encoded (`transcode=always`, as every kind);
 - **quality_report**: the same, then scored (VMAF, PSNR, SSIM) against the input;
 - **target_vmaf**: `target_vmaf=93` (the CRF search on samples, the encode, the scoring);
 - **loudness**: `loudness=ebu` (the measuring pass, the encode with loudnorm, the
@@ -21,10 +21,9 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
-from benchlib import Server, make_clip, median, vidq_server
+from benchlib import Server, make_clip, median, vidq_server, wait_completed
 
 KINDS: dict[str, dict[str, str]] = {
     "plain": {},
@@ -40,17 +39,12 @@ def run_job(server: Server, clip: Path, options: dict[str, str]) -> dict[str, ob
     with server.client() as client, clip.open("rb") as body:
         job = client.post(
             "/convert",
-            params={"filename": clip.name, **options},
+            # The clip is already H.264 + AAC: without this the plain job would be a remux.
+            params={"filename": clip.name, "transcode": "always", **options},
             content=body,
             headers={"Content-Type": "video/mp4"},
         ).json()
-        deadline = time.monotonic() + JOB_DEADLINE_SECONDS
-        while job["status"] not in ("completed", "failed", "cancelled"):
-            if time.monotonic() > deadline:
-                raise RuntimeError("the job did not finish in time")
-            job = client.get(f"/job/{job['id']}", params={"wait": 60}).json()
-        if job["status"] != "completed":
-            raise RuntimeError(f"job ended {job['status']}: {job['error']}")
+        job = wait_completed(client, job, JOB_DEADLINE_SECONDS)
         client.delete(f"/job/{job['id']}")
     return dict(job)
 

@@ -17,14 +17,13 @@ import asyncio
 import os
 import random
 import sys
-import time
 import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import psycopg
-from fleet import DEFAULT_DATABASE, fresh_database
+from fleet import DEFAULT_DATABASE, claims_a_second, fresh_database
 from sqlalchemy import insert, select
 from sqlalchemy.dialects import postgresql
 
@@ -35,7 +34,6 @@ from vidq.db.claim import claim_statement
 from vidq.db.fair_claim import Scheduling, fair_claim_statement
 from vidq.db.migrate import migrated_database
 from vidq.db.models import Job, table_of
-from vidq.jobs import queue
 from vidq.jobs.accounts import create_owner
 from vidq.jobs.reads import place_statement
 
@@ -93,21 +91,7 @@ async def claim_rate(database_url: str, scheduling: Scheduling, concurrency: int
     """Claims a second by `concurrency` tasks until CLAIMS are made (claims stay running,
     so under a cap of 2 per owner at most 2 x owners can be claimed)."""
     async with migrated_database(database_url) as db:
-        claimed = 0
-
-        async def claimer(n: int) -> None:
-            nonlocal claimed
-            while claimed < CLAIMS:
-                claim = await queue.claim_next(
-                    db, worker_id=f"bench/{n}", lease_seconds=60, scheduling=scheduling
-                )
-                if claim is None:
-                    return
-                claimed += 1
-
-        started = time.monotonic()
-        await asyncio.gather(*(claimer(n) for n in range(concurrency)))
-        return claimed / (time.monotonic() - started)
+        return await claims_a_second(db, concurrency, claims=CLAIMS, scheduling=scheduling)
 
 
 def main() -> None:

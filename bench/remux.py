@@ -18,25 +18,23 @@ as the last line `speedup X.X` = median re-encode time / median remux time (goal
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchlib import Server, make_clip, vidq_server
+from benchlib import (
+    Server,
+    download,
+    file_chunks,
+    load_average,
+    make_clip,
+    vidq_server,
+    wait_completed,
+)
 
 JOB_DEADLINE_SECONDS = 1800.0
-CHUNK_BYTES = 1024 * 1024
-FINISHED = ("completed", "failed", "cancelled")
-
-
-def file_chunks(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_BYTES):
-            yield chunk
 
 
 def convert(server: Server, clip: Path, out: Path, **options: str) -> tuple[float, dict[str, Any]]:
@@ -51,23 +49,8 @@ def convert(server: Server, clip: Path, out: Path, **options: str) -> tuple[floa
         )
         if answer.status_code != 202:
             raise RuntimeError(f"POST /convert answered {answer.status_code}: {answer.text}")
-        job = answer.json()
-        deadline = t0 + JOB_DEADLINE_SECONDS
-        while job["status"] not in FINISHED:
-            if time.perf_counter() > deadline:
-                raise RuntimeError(f"job {job['id']} did not finish in time")
-            reply = client.get(f"/job/{job['id']}", params={"wait": 60})
-            reply.raise_for_status()
-            job = reply.json()
-        if job["status"] != "completed":
-            raise RuntimeError(f"job {job['id']} ended {job['status']}: {job['error']}")
-        with client.stream(
-            "GET", job["result"]["download_url"], headers={"Authorization": ""}
-        ) as download:
-            download.raise_for_status()
-            with open(out, "wb") as handle:
-                for chunk in download.iter_bytes(CHUNK_BYTES):
-                    handle.write(chunk)
+        job = wait_completed(client, answer.json(), JOB_DEADLINE_SECONDS)
+        download(client, job, out)
         elapsed = time.perf_counter() - t0
         client.delete(f"/job/{job['id']}")  # not timed: keeps the data directory small
     out.unlink()
@@ -83,10 +66,6 @@ def check(job: dict[str, Any], remuxed: bool) -> None:
         raise RuntimeError(f"the output's duration differs from the input's by {span:.3f} s")
 
 
-def load() -> str:
-    return " ".join(f"{v:.2f}" for v in os.getloadavg())
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2, help="timed rounds (default 2)")
@@ -94,7 +73,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="vidq-bench-remux-") as tmp:
         work = Path(tmp)
-        print(f"load average before: {load()}")
+        print(f"load average before: {load_average()}")
         t0 = time.perf_counter()
         clip = make_clip(work / "clip.mp4", seconds=args.seconds, size="1920x1080", rate=30)
         size_mb = clip.stat().st_size / 1e6
@@ -121,7 +100,7 @@ def main() -> None:
                     print(f"round {round_number} {kind:>9}: {seconds:7.2f} s ({out_mb:.1f} MB)")
         remux, reencode = (statistics.median(times[k]) for k in ("remux", "re-encode"))
         print(f"median remux {remux:.2f} s, re-encode {reencode:.2f} s")
-        print(f"load average after: {load()}")
+        print(f"load average after: {load_average()}")
         print(f"speedup {reencode / remux:.1f}")
 
 

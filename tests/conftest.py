@@ -23,8 +23,10 @@ from vidq.config import Settings
 from vidq.db.database import Database
 from vidq.db.migrate import migrated_database
 from vidq.jobs.accounts import create_owner
+from vidq.media.probe import close_prober
 from vidq.storage import open_storage
 
+from .file_server import FileServer
 from .helpers import api_client
 from .media_clips import make_clip
 
@@ -36,12 +38,17 @@ POSTGRES_URL = os.environ.get("VIDQ_TEST_POSTGRES_URL")
 NO_POSTGRES = "VIDQ_TEST_POSTGRES_URL is not set: PostgreSQL tests skipped"
 
 
+def clear_vidq_env(patch: pytest.MonkeyPatch) -> None:
+    """Remove every VIDQ_* variable from the environment (put back when `patch` undoes)."""
+    for name in list(os.environ):
+        if name.startswith("VIDQ_"):
+            patch.delenv(name)
+
+
 @pytest.fixture(autouse=True)
 def _clean_vidq_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see the developer's VIDQ_* settings."""
-    for name in list(os.environ):
-        if name.startswith("VIDQ_"):
-            monkeypatch.delenv(name)
+    clear_vidq_env(monkeypatch)
 
 
 def admin_url(url: str) -> str:
@@ -183,6 +190,37 @@ def live_server(server_settings: Settings) -> Iterator[LiveServer]:
     """vidq on a free loopback port, with one worker, on SQLite unless the settings say otherwise."""
     with running_server(server_settings) as live:
         yield live
+
+
+@contextmanager
+def module_server(folder: Path, **overrides: Any) -> Iterator[LiveServer]:
+    """vidq for a whole test module: `make_settings(folder, **overrides)`, run without the
+    developer's VIDQ_* settings (a module's fixtures start before the per-test clean-up)."""
+    with pytest.MonkeyPatch.context() as env:
+        clear_vidq_env(env)
+        with running_server(make_settings(folder, **overrides)) as live:
+            yield live
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    """A client of the module's `server` fixture, with its key."""
+    with server.client() as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+def files() -> Iterator[FileServer]:
+    """A file server on loopback for the module's imports (`source_url`)."""
+    with FileServer() as server:
+        yield server
+
+
+@pytest.fixture
+def no_spare_prober() -> Iterator[None]:
+    """The test ends without the warm spare probe child (tests that run ffmpeg count children)."""
+    yield
+    close_prober()
 
 
 @pytest.fixture(scope="session")

@@ -25,6 +25,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
+from urllib.parse import urlsplit
 
 Mode = Literal["healthy", "error", "drop", "flaky"]
 
@@ -190,6 +191,13 @@ class FaultyProxy:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def proxy_to(url: str) -> FaultyProxy:
+    """A healthy proxy in front of the server at `url` (`http://host:port`)."""
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None, url
+    return FaultyProxy(parts.hostname, parts.port)
 
 
 def _content_length(head: bytes) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +11,41 @@ from typing import Any
 import httpx
 import psutil
 
+from vidq.config import Settings
 from vidq.jobs.blobs import DATABASE_MARK
+from vidq.media.ffmpeg import run_ffmpeg
 
 PROBLEM = "application/problem+json"
 ENDED = ("completed", "failed", "cancelled")
+
+
+def media_settings(data_dir: Path) -> Settings:
+    """Settings for probing and converting in the test process: room for any test clip, a
+    probe timeout a busy machine meets, two ffmpeg threads."""
+    return Settings(
+        data_dir=data_dir,
+        probe_timeout_seconds=20,
+        ffmpeg_threads=2,
+        max_input_width=8192,
+        max_input_height=8192,
+        max_input_duration_seconds=86400,
+        ffmpeg_memory_bytes=4096 * 1024**2,
+    )
+
+
+async def run_to_end(argv: list[str], settings: Settings, *, cwd: Path | None = None) -> None:
+    """Run an ffmpeg argv as the worker runs it (its limits, a minute at most); it must succeed."""
+    result = await run_ffmpeg(
+        argv,
+        settings=settings,
+        on_progress=lambda _seconds: None,
+        stop=asyncio.Event(),
+        timeout_seconds=60,
+        stall_seconds=30,
+        max_output_bytes=100 * 1024**2,
+        cwd=cwd,
+    )
+    assert result.returncode == 0, result.stderr_tail
 
 
 def api_client(url: str, key: str, **kwargs: Any) -> httpx.Client:
@@ -59,6 +91,20 @@ def wait_done(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[st
         if job["status"] in ENDED:
             return job
     raise AssertionError(f"job {job_id} did not finish in {timeout} s")
+
+
+def wait_completed(client: httpx.Client, job_id: str, timeout: float = 60) -> dict[str, Any]:
+    """The Job once it has ended, which must be as completed (else its error fails the test)."""
+    job = wait_done(client, job_id, timeout)
+    assert job["status"] == "completed", job["error"]
+    return job
+
+
+def convert_completed(
+    client: httpx.Client, path: Path, *, timeout: float = 60, **fields: str
+) -> dict[str, Any]:
+    """The Job of `path` sent to POST /convert with `fields` and waited for; it must complete."""
+    return wait_completed(client, submit_job(client, path, **fields)["id"], timeout)
 
 
 def wait_for(

@@ -25,7 +25,7 @@ import pytest
 from vidq.client import JobDeleted, VidqClient, parse_events
 from vidq.jobs.accounts import hash_key, key_id_of
 
-from .conftest import LiveServer, free_port, make_settings, running_server
+from .conftest import LiveServer, free_port, module_server
 from .helpers import wait_for
 from .processes import VIDQ
 
@@ -36,13 +36,7 @@ COLUMNS, LINES = 150, 50
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the module: every test here talks to it as a separate user would."""
-    tmp = tmp_path_factory.mktemp("cli-server")
-    with pytest.MonkeyPatch.context() as patch:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                patch.delenv(name)
-        settings = make_settings(tmp)
-    with running_server(settings) as live:
+    with module_server(tmp_path_factory.mktemp("cli-server")) as live:
         yield live
 
 

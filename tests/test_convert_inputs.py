@@ -25,8 +25,8 @@ import pytest
 
 from vidq.client import FileIdentity, UploadStore, VidqAPIError, VidqClient
 
-from .conftest import LiveServer, make_settings, running_server
-from .faulty_proxy import FaultyProxy
+from .conftest import LiveServer, module_server
+from .faulty_proxy import FaultyProxy, proxy_to
 from .file_server import Body, FileServer
 from .helpers import assert_problem, wait_for
 from .media_clips import make_padded_clip
@@ -36,31 +36,17 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
-
-
-@pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        settings = make_settings(
-            tmp_path_factory.mktemp("convert-inputs"),
-            url_allow=f"127.0.0.1:{files.port}",
-            rate_limit_per_second=0,
-        )
-        with running_server(settings) as live:
-            yield live
+    folder = tmp_path_factory.mktemp("convert-inputs")
+    with module_server(
+        folder, url_allow=f"127.0.0.1:{files.port}", rate_limit_per_second=0
+    ) as live:
+        yield live
 
 
 @pytest.fixture
 def proxy(server: LiveServer) -> Iterator[FaultyProxy]:
-    port = urlsplit(server.url).port
-    assert port is not None
-    with FaultyProxy("127.0.0.1", port) as proxy:
+    with proxy_to(server.url) as proxy:
         yield proxy
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from vidq.api.http import single_range
 from vidq.errors import RangeNotSatisfiable
 from vidq.media.probe import MediaInfo
 
-from .conftest import LiveServer, make_settings, running_server
+from .conftest import LiveServer, make_settings, module_server, running_server
 from .helpers import assert_problem, wait_done, wait_for
 from .notify_receivers import WebhookReceiver
 
@@ -45,16 +44,10 @@ BOUNDARY = "vidq-hardening-boundary"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One live server for the module; webhooks to loopback allowed for the receiver."""
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        # Every test here sends its requests with the one key, hundreds in all: no rate limit.
-        settings = make_settings(
-            tmp_path_factory.mktemp("server"), webhook_allow_private=True, rate_limit_per_second=0
-        )
-        with running_server(settings) as live:
-            yield live
+    # Every test here sends its requests with the one key, hundreds in all: no rate limit.
+    folder = tmp_path_factory.mktemp("server")
+    with module_server(folder, webhook_allow_private=True, rate_limit_per_second=0) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ injection, RFC 6266 `filename*` for names that are not ASCII.
 from __future__ import annotations
 
 import io
-import os
 import re
 import subprocess
 import zipfile
@@ -31,7 +30,7 @@ from vidq.jobs.options import resolve_options
 from vidq.media.command import build_command
 from vidq.media.info import MediaInfo, VideoInfo
 
-from .conftest import LiveServer, make_settings, running_server
+from .conftest import LiveServer, module_server
 from .helpers import assert_problem, stored_blobs, wait_done
 from .hostile_media import (
     Tripwire,
@@ -89,13 +88,9 @@ def corpus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Corpus]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    """One live server for the module (the autouse fixture clearing VIDQ_* is per test)."""
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        with running_server(make_settings(tmp_path_factory.mktemp("server"))) as live:
-            yield live
+    """One live server for the module."""
+    with module_server(tmp_path_factory.mktemp("server")) as live:
+        yield live
 
 
 def _tree(folder: Path, skip: Path) -> set[Path]:

@@ -23,17 +23,11 @@ from pydantic import ValidationError
 from vidq.client import VidqClient
 from vidq.config import Settings
 
-from .conftest import LiveServer, make_settings, running_server
+from .conftest import LiveServer, module_server
 from .file_server import Body, FileServer, redirect
 from .helpers import assert_problem, stored_blobs, wait_done, wait_for
 
 MAX_UPLOAD_BYTES = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def files() -> Iterator[FileServer]:
-    with FileServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")
@@ -45,27 +39,16 @@ def elsewhere() -> Iterator[FileServer]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, files: FileServer) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        settings = make_settings(
-            tmp_path_factory.mktemp("imports"),
-            url_allow=f"127.0.0.1:{files.port},localhost:{files.port}",
-            max_upload_bytes=MAX_UPLOAD_BYTES,
-            import_stall_seconds=1.0,
-            import_min_bytes_per_second=20_000,
-            import_retries=1,
-            rate_limit_per_second=0,
-        )
-        with running_server(settings) as live:
-            yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
+    with module_server(
+        tmp_path_factory.mktemp("imports"),
+        url_allow=f"127.0.0.1:{files.port},localhost:{files.port}",
+        max_upload_bytes=MAX_UPLOAD_BYTES,
+        import_stall_seconds=1.0,
+        import_min_bytes_per_second=20_000,
+        import_retries=1,
+        rate_limit_per_second=0,
+    ) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

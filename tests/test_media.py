@@ -6,7 +6,7 @@ import ast
 import asyncio
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,6 +30,7 @@ from vidq.media.ffmpeg import FFmpegResult, describe_failure, run_ffmpeg
 from vidq.media.info import MediaInfo, VideoInfo
 from vidq.media.probe import close_prober, probe
 
+from .helpers import media_settings
 from .media_clips import (
     FFMPEG,
     make_clip,
@@ -55,24 +56,12 @@ CODEC_NAMES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _no_spare_prober_left() -> Iterator[None]:
-    """Each test ends without the warm spare probe child (the runner tests count children)."""
-    yield
-    close_prober()
+pytestmark = pytest.mark.usefixtures("no_spare_prober")
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        probe_timeout_seconds=20,
-        ffmpeg_threads=2,
-        max_input_width=8192,
-        max_input_height=8192,
-        max_input_duration_seconds=86400,
-        ffmpeg_memory_bytes=4096 * MIB,
-    )
+    return media_settings(tmp_path)
 
 
 @pytest.fixture(scope="module")

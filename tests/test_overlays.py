@@ -4,7 +4,6 @@ and the overlay parts' hostile-input rules."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,14 +18,13 @@ from vidq.jobs.blobs import PART_ROLES, BlobOwner, owner_of, part_key
 from vidq.jobs.options import resolve_options
 from vidq.jobs.overlays import attachment_fields
 from vidq.media.command import build_command
-from vidq.media.ffmpeg import run_ffmpeg
 from vidq.media.overlay_filters import OverlayFiles
 from vidq.media.probe import probe
 from vidq.media.subtitle_files import FONT_FAMILY, clean_subtitles, job_subtitles
 from vidq.media.watermark_image import check_watermark
 
-from .conftest import LiveServer, make_settings, running_server
-from .helpers import assert_problem, stored_blobs, wait_done
+from .conftest import LiveServer, make_settings, module_server, running_server
+from .helpers import assert_problem, run_to_end, stored_blobs, wait_completed, wait_done
 from .media_clips import FFMPEG, ffmpeg
 
 WIDTH, HEIGHT = 320, 180
@@ -49,21 +47,9 @@ def media(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        settings = make_settings(
-            tmp_path_factory.mktemp("srv"), max_overlay_bytes=4096, rate_limit_per_second=0
-        )
-        with running_server(settings) as live:
-            yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
+    folder = tmp_path_factory.mktemp("srv")
+    with module_server(folder, max_overlay_bytes=4096, rate_limit_per_second=0) as live:
+        yield live
 
 
 def convert(
@@ -76,9 +62,7 @@ def convert(
 
 def finished(client: httpx.Client, response: httpx.Response) -> dict[str, Any]:
     assert response.status_code == 202, response.text
-    job = wait_done(client, response.json()["id"])
-    assert job["status"] == "completed", job["error"]
-    return job
+    return wait_completed(client, response.json()["id"])
 
 
 def download(client: httpx.Client, job: dict[str, Any], folder: Path, name: str) -> Path:
@@ -450,16 +434,7 @@ async def test_soft_track_in_each_container(
     output = tmp_path / f"out.{fmt}"
     info = await probe(media / "grey.mp4", settings)
     argv = build_command(FFMPEG, media / "grey.mp4", output, options, info, settings, files)
-    result = await run_ffmpeg(
-        argv,
-        settings=settings,
-        on_progress=lambda _: None,
-        stop=asyncio.Event(),
-        timeout_seconds=60,
-        stall_seconds=30,
-        max_output_bytes=10 * 1024 * 1024,
-    )
-    assert result.returncode == 0, result.stderr_tail
+    await run_to_end(argv, settings)
     with av.open(str(output)) as container:
         (track,) = container.streams.subtitles
         assert track.codec_context.name in codecs
@@ -481,16 +456,7 @@ async def test_watermark_on_a_gif(media: Path, tmp_path: Path) -> None:
     info = await probe(media / "grey.mp4", settings)
     argv = build_command(FFMPEG, media / "grey.mp4", output, options, info, settings, files)
     assert "-filter_complex" in argv and "paletteuse" in argv[argv.index("-filter_complex") + 1]
-    result = await run_ffmpeg(
-        argv,
-        settings=settings,
-        on_progress=lambda _: None,
-        stop=asyncio.Event(),
-        timeout_seconds=60,
-        stall_seconds=30,
-        max_output_bytes=10 * 1024 * 1024,
-    )
-    assert result.returncode == 0, result.stderr_tail
+    await run_to_end(argv, settings)
     red, green, _ = rgb_at(output, 6 + 10, 6 + 10, index=3)
     assert red > 200 and green < 60
 

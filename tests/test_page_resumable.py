@@ -22,7 +22,7 @@ import pytest
 
 from .browser import browser_page, require_chromium
 from .conftest import LiveServer
-from .faulty_proxy import FaultyProxy
+from .faulty_proxy import FaultyProxy, proxy_to
 from .helpers import wait_for
 from .media_clips import make_padded_clip
 
@@ -49,9 +49,7 @@ class Sent:
 
 @pytest.fixture
 def proxy(live_server: LiveServer) -> Iterator[FaultyProxy]:
-    port = urlsplit(live_server.url).port
-    assert port is not None
-    with FaultyProxy("127.0.0.1", port) as proxy:
+    with proxy_to(live_server.url) as proxy:
         yield proxy
 
 

@@ -8,7 +8,6 @@ import asyncio
 import dataclasses
 import re
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import av
@@ -18,16 +17,22 @@ from vidq.config import Settings
 from vidq.errors import InvalidOption
 from vidq.jobs.options import resolve_options
 from vidq.media.analysis import merge_boxes, parse_cropdetect, parse_idet
-from vidq.media.ffmpeg import describe_failure, run_ffmpeg
 from vidq.media.filters import geometry_filters, makes_new_pictures
 from vidq.media.hdr import keep_hdr_args
 from vidq.media.info import MediaInfo, VideoInfo
-from vidq.media.probe import close_prober, probe
+from vidq.media.probe import probe
 from vidq.worker.outputs import OutputPlan, plan_outputs
 from vidq.worker.picture import prepare_picture
 
 from .conftest import LiveServer
-from .helpers import assert_problem, post_convert, submit_job, wait_done
+from .helpers import (
+    assert_problem,
+    media_settings,
+    post_convert,
+    run_to_end,
+    submit_job,
+    wait_completed,
+)
 from .media_clips import FFMPEG, ffmpeg
 
 MIB = 1024**2
@@ -40,23 +45,12 @@ SIZE = "320x180"
 GRADIENT = f"gradients=s={SIZE}:c0=white:c1=black:x0=0:y0=0:x1=320:y1=180:speed=0.05"
 
 
-@pytest.fixture(autouse=True)
-def _no_spare_prober_left() -> Iterator[None]:
-    yield
-    close_prober()
+pytestmark = pytest.mark.usefixtures("no_spare_prober")
 
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        probe_timeout_seconds=20,
-        ffmpeg_threads=2,
-        max_input_width=8192,
-        max_input_height=8192,
-        max_input_duration_seconds=86400,
-        ffmpeg_memory_bytes=4096 * MIB,
-    )
+    return media_settings(tmp_path)
 
 
 def _hdr_clip(path: Path, transfer: str, x265_params: str) -> Path:
@@ -116,17 +110,7 @@ async def _make(
     out_dir.mkdir(parents=True, exist_ok=True)
     plan = plan_outputs(options, info, source, out_dir, settings, main_name="out")
     for step in plan.steps:
-        result = await run_ffmpeg(
-            step.argv,
-            settings=settings,
-            on_progress=lambda _seconds: None,
-            stop=asyncio.Event(),
-            timeout_seconds=60,
-            stall_seconds=30,
-            max_output_bytes=100 * MIB,
-            cwd=out_dir,
-        )
-        assert result.returncode == 0, describe_failure(result)
+        await run_to_end(step.argv, settings, cwd=out_dir)
     if plan.is_package or raw.get("format") == "jpg":
         return plan, None
     return plan, await probe(plan.main_path, settings)
@@ -509,11 +493,9 @@ def test_picture_options_through_the_api(live_server: LiveServer, clips: Path) -
         )
         assert job["options"]["hdr"] == "tonemap" and job["options"]["rotate"] == 90
         letterboxed = submit_job(client, clips / "letterbox.mp4", crop="auto")
-        done = wait_done(client, job["id"])
-        assert done["status"] == "completed", done["error"]
+        done = wait_completed(client, job["id"])
         assert (done["result"]["video"]["width"], done["result"]["video"]["height"]) == (160, 300)
-        done = wait_done(client, letterboxed["id"])
-        assert done["status"] == "completed", done["error"]
+        done = wait_completed(client, letterboxed["id"])
         assert abs(done["result"]["video"]["height"] - 140) <= 4
         assert done["options"]["crop"] == "auto"
 

@@ -5,15 +5,13 @@ of `mp4-h264` with the very same packets, the moov box in front, the same durati
 plays in Chromium; each thing that asks for new pixels or samples (and `transcode=always`)
 really re-encodes; `trim=fast` cuts at a key frame while a plain trim stays frame-exact;
 WebM and the sound presets remux too. The decision's finer rules (profiles, levels,
-containers, the options other features add) are checked on probes as the prober writes
+containers, the picture, overlay and sound options) are checked on probes as the prober writes
 them, without ffmpeg.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,13 +22,13 @@ import pytest
 
 from vidq.errors import InvalidOption
 from vidq.jobs.option_fields import OPTION_FIELDS
-from vidq.jobs.options import ResolvedOptions, resolve_options
+from vidq.jobs.options import resolve_options
 from vidq.jobs.remux import REENCODE_OPTIONS, decide_remux
 from vidq.media.info import AudioInfo, MediaInfo, VideoInfo
 
 from .browser import browser_page, require_chromium
-from .conftest import LiveServer, make_settings, running_server
-from .helpers import submit_job, wait_done
+from .conftest import LiveServer, module_server
+from .helpers import convert_completed, submit_job, wait_done
 from .media_clips import ffmpeg, make_clip
 
 FPS = 25
@@ -38,15 +36,9 @@ FPS = 25
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        settings = make_settings(
-            tmp_path_factory.mktemp("remux"), workers=2, rate_limit_per_second=0
-        )
-        with running_server(settings) as live:
-            yield live
+    folder = tmp_path_factory.mktemp("remux")
+    with module_server(folder, workers=2, rate_limit_per_second=0) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +68,7 @@ def keyed(media: Path) -> Path:
 def convert(server: LiveServer, clip: Path, **options: str) -> dict[str, Any]:
     """The finished Job of `clip` converted with `options`; it must complete."""
     with server.client() as client:
-        job = wait_done(client, submit_job(client, clip, **options)["id"], timeout=120)
-    assert job["status"] == "completed", job["error"]
-    return job
+        return convert_completed(client, clip, timeout=120, **options)
 
 
 def download(job: dict[str, Any], folder: Path) -> Path:
@@ -433,34 +423,23 @@ def test_explicit_crf_at_the_preset_value_counts_only_when_sent() -> None:
     assert decide_remux(resolve_options({"crf": "24"}), probe_of()).remux is False
 
 
-def test_the_options_of_other_features_force_a_re_encode_once_they_exist() -> None:
-    class WithPicture(ResolvedOptions, frozen=True):
-        crop: str | None = None
-        loudness: str | None = None
-        deinterlace: str = "auto"
-        subtitles: bool = False
-        subtitles_mode: str | None = None
-
-    plain = resolve_options({}).model_dump()
-    assert decide_remux(WithPicture(**plain), probe_of()).remux is True
+def test_the_picture_overlay_and_sound_options_force_a_re_encode() -> None:
+    plain = resolve_options({})
+    assert decide_remux(plain, probe_of()).remux is True
     for name, value in (("crop", "640:360:0:0"), ("loudness", "ebu")):
-        decision = decide_remux(WithPicture(**(plain | {name: value})), probe_of())
+        decision = decide_remux(plain.model_copy(update={name: value}), probe_of())
         assert decision.remux is False and name in decision.reason
-    burned = WithPicture(**(plain | {"subtitles": True, "subtitles_mode": "burn"}))
+    burned = plain.model_copy(update={"subtitles": True, "subtitles_mode": "burn"})
     assert "subtitles" in decide_remux(burned, probe_of()).reason
-    soft = WithPicture(**(plain | {"subtitles": True, "subtitles_mode": "track"}))
+    soft = plain.model_copy(update={"subtitles": True, "subtitles_mode": "track"})
     assert decide_remux(soft, probe_of()).remux is True
     assert {"crop", "rotate", "flip", "watermark", "loudness", "target_vmaf"} <= set(
         REENCODE_OPTIONS
     )
 
-    @dataclasses.dataclass(frozen=True)
-    class Interlaced(VideoInfo):  # the picture feature's probe says so
-        interlaced: bool = True
-
-    interlaced = probe_of(video=Interlaced(**picture()))
-    assert decide_remux(WithPicture(**plain), interlaced).remux is False
-    assert decide_remux(WithPicture(**(plain | {"deinterlace": "off"})), interlaced).remux is True
+    interlaced = probe_of(video=VideoInfo(**picture(interlaced=True)))
+    assert decide_remux(plain, interlaced).remux is False
+    assert decide_remux(plain.model_copy(update={"deinterlace": "off"}), interlaced).remux is True
 
 
 def test_a_remuxed_jobs_options_are_valid_options_again() -> None:

@@ -22,8 +22,15 @@ from vidq.media.target_quality import CrfSearch, sample_spans
 from vidq.worker.measures import add_measure_steps
 from vidq.worker.outputs import plan_outputs
 
-from .conftest import LiveServer, make_settings, running_server
-from .helpers import api_client, assert_problem, post_convert, submit_job, wait_done
+from .conftest import LiveServer, make_settings, module_server
+from .helpers import (
+    api_client,
+    assert_problem,
+    convert_completed,
+    post_convert,
+    submit_job,
+    wait_done,
+)
 from .media_clips import FFMPEG, ffmpeg, make_clip
 
 TARGETS = {"ebu": -23.0, "streaming": -14.0}
@@ -32,8 +39,7 @@ TARGETS = {"ebu": -23.0, "streaming": -14.0}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     """One server for the module, with two workers: the jobs here are independent."""
-    settings = make_settings(tmp_path_factory.mktemp("server"), workers=2)
-    with running_server(settings) as live:
+    with module_server(tmp_path_factory.mktemp("server"), workers=2) as live:
         yield live
 
 
@@ -105,9 +111,7 @@ def _vmaf(distorted: Path, reference: Path, tmp: Path) -> float:
 
 def _run(server: LiveServer, path: Path, **fields: str) -> dict[str, Any]:
     with server.client() as client:
-        job = submit_job(client, path, **fields)
-        done = wait_done(client, job["id"], timeout=180)
-    assert done["status"] == "completed", done["error"]
+        done = convert_completed(client, path, timeout=180, **fields)
     result: dict[str, Any] = done["result"]
     return result
 

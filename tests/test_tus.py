@@ -12,7 +12,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -27,7 +26,7 @@ from tusclient.exceptions import TusCommunicationError, TusUploadFailed
 
 from vidq.client import VidqClient
 
-from .conftest import LiveServer, make_s3, make_settings, running_server
+from .conftest import LiveServer, make_s3, make_settings, module_server, running_server
 from .file_server import CuttingProxy
 from .helpers import assert_problem, stored_blobs, wait_done, wait_for
 from .media_clips import make_padded_clip
@@ -41,21 +40,9 @@ MIB = 1024 * 1024
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
-    with pytest.MonkeyPatch.context() as env:
-        for name in list(os.environ):
-            if name.startswith("VIDQ_"):
-                env.delenv(name)
-        settings = make_settings(
-            tmp_path_factory.mktemp("tus"), max_upload_bytes=64 * MIB, rate_limit_per_second=0
-        )
-        with running_server(settings) as live:
-            yield live
-
-
-@pytest.fixture
-def client(server: LiveServer) -> Iterator[httpx.Client]:
-    with server.client() as client:
-        yield client
+    folder = tmp_path_factory.mktemp("tus")
+    with module_server(folder, max_upload_bytes=64 * MIB, rate_limit_per_second=0) as live:
+        yield live
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,8 @@ class ResolvedOptions(pydantic.BaseModel, frozen=True, extra="forbid"):
     poster_at: float | None = None
     storyboard: bool = False
     storyboard_interval: float | None = None
-    # -- fast paths (transcode, trim): options added below keep this order --
+
+    # -- fast paths: transcode, trim --
     transcode: str = TRANSCODE_CHOICES[0]  # auto: copy the streams if a remux gives the same
     trim: str = TRIM_CHOICES[0]  # exact: a trimmed job is re-encoded to stay frame-exact
 

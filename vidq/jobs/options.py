@@ -212,12 +212,12 @@ def resolve_options(raw: Mapping[str, str]) -> ResolvedOptions:
     if not package:
         audio_bitrate = _resolve_audio_bitrate(fmt, audio_codec, given, preset, errors)
     extras = _resolve_extras(fmt, video_codec, given, errors)
-    extras.update(resolve_overlays(fmt, video_codec, given, errors))
+    extras |= resolve_overlays(fmt, video_codec, given, errors)
     extras |= resolve_fast_paths(given, video_codec, audio_codec, errors)
     extras |= resolve_sound_and_quality(fmt, video_codec, audio_codec, given, errors)
     if extras["target_vmaf"] is not None:
         crf = None  # the service picks it
-    extras.update(resolve_picture(video_codec, package, given, why_video, errors))
+    extras |= resolve_picture(video_codec, package, given, why_video, errors)
 
     start: float | None = given.get("start")
     end: float | None = given.get("end")

@@ -21,7 +21,7 @@ from typing import Any
 from vidq.errors import InvalidOption
 from vidq.jobs.blobs import PART_ROLES
 from vidq.jobs.option_values import FieldErrors, one_of
-from vidq.jobs.strict import decimal_number, is_job_id
+from vidq.jobs.strict import decimal_number, is_job_id, shown
 
 ROLES = PART_ROLES  # each sent as a part (or upload) of its own
 UPLOAD_ID_FIELDS = {f"{role}_upload_id": role for role in ROLES}
@@ -47,7 +47,7 @@ def parse_fraction(low: float, high: float, *, above_low: bool = False) -> Calla
         too_low = value is not None and (value <= low if above_low else value < low)
         if value is None or too_low or value > high:
             bound = "above" if above_low else "from"
-            raise ValueError(f"must be a number {bound} {low:g} to {high:g}; got {text!r}")
+            raise ValueError(f"must be a number {bound} {low:g} to {high:g}; got {shown(text)}")
         return value
 
     return parse

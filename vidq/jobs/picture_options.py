@@ -13,6 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from vidq.jobs.option_values import FieldErrors, parse_choice
+from vidq.jobs.strict import shown
 from vidq.media.filters import HDR_CODECS, crop_box
 from vidq.media.formats import STILL_CODEC, VIDEO_ENCODERS
 from vidq.media.info import MediaInfo
@@ -35,8 +36,8 @@ _CROP = re.compile(r"([0-9]{1,5}):([0-9]{1,5}):([0-9]{1,5}):([0-9]{1,5})")
 
 def parse_rotate(text: str) -> int:
     """Degrees clockwise: 90, 180 or 270."""
-    if text not in ("90", "180", "270"):
-        raise ValueError(f"must be 90, 180 or 270 (degrees clockwise); got {text!r}")
+    if text not in {str(degrees) for degrees in ROTATIONS}:
+        raise ValueError(f"must be 90, 180 or 270 (degrees clockwise); got {shown(text)}")
     return int(text)
 
 
@@ -46,7 +47,9 @@ def parse_crop(text: str) -> str:
         return "auto"
     match = _CROP.fullmatch(text)
     if match is None:
-        raise ValueError(f"must be auto or w:h:x:y in pixels (e.g. 1920:800:0:140); got {text!r}")
+        raise ValueError(
+            f"must be auto or w:h:x:y in pixels (e.g. 1920:800:0:140); got {shown(text)}"
+        )
     width, height, x, y = (int(part) for part in match.groups())
     if width < MIN_CROP_PIXELS or height < MIN_CROP_PIXELS:
         raise ValueError(

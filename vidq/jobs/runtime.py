@@ -11,6 +11,7 @@ import json
 import logging
 import secrets
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,13 +29,14 @@ from vidq.db.listen import (
     notify,
 )
 from vidq.db.migrate import migrate
+from vidq.db.models import Job
 from vidq.faults import retry_transient
 from vidq.jobs import blobs, reads
 from vidq.jobs.events import JobEvents
 from vidq.jobs.feeds import Feeds
 from vidq.jobs.subscriptions import JobChange
 from vidq.jobs.upload_digests import FileDigests
-from vidq.jobs.views import NotificationPayloads, render_job
+from vidq.jobs.views import NotificationPayloads, render_jobs
 from vidq.storage import Storage, open_storage
 
 log = logging.getLogger("vidq")
@@ -93,15 +95,23 @@ class Runtime:
         recheck = None if self.db.is_postgres else self.settings.events_recheck_seconds
         self.feeds = Feeds(self._render, self._unfinished_ids, recheck_seconds=recheck)
 
-    async def _render(self, job_id: str, owner_id: str, base_url: str) -> dict[str, Any]:
-        job = await reads.get(self.db, job_id, owner_id)
-        return await render_job(
+    async def render(self, job: Job, *, base_url: str) -> dict[str, Any]:
+        """The Job document of `job`, its links signed with this process's key."""
+        (document,) = await self.render_page([job], base_url=base_url)
+        return document
+
+    async def render_page(self, jobs: Sequence[Job], *, base_url: str) -> list[dict[str, Any]]:
+        """The Job documents of `jobs`, in order, read together (GET /jobs)."""
+        return await render_jobs(
             self.db,
-            job,
+            jobs,
             base_url=base_url,
             secret=self.signing_key,
             fair_share=self.settings.fair_share,
         )
+
+    async def _render(self, job_id: str, owner_id: str, base_url: str) -> dict[str, Any]:
+        return await self.render(await reads.get(self.db, job_id, owner_id), base_url=base_url)
 
     async def _unfinished_ids(self, owner_id: str) -> list[str]:
         return await reads.unfinished_ids(self.db, owner_id)

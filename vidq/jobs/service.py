@@ -23,7 +23,6 @@ from vidq.jobs.signing import files_token_valid, parse_files_token, signed_expir
 from vidq.jobs.states import FINISHED, JobStatus
 from vidq.jobs.submission import Submitted
 from vidq.jobs.subscriptions import JobChange, Subscription
-from vidq.jobs.views import render_job, render_jobs
 
 # A waiting request re-reads its job this often even if no event woke it (a fleet on SQLite).
 WAIT_RECHECK_SECONDS = 1.0
@@ -34,13 +33,7 @@ async def document(
 ) -> dict[str, Any]:
     """The Job document of one of the owner's jobs."""
     job = await reads.get(runtime.db, job_id, owner_id)
-    return await render_job(
-        runtime.db,
-        job,
-        base_url=base_url,
-        secret=runtime.signing_key,
-        fair_share=runtime.settings.fair_share,
-    )
+    return await runtime.render(job, base_url=base_url)
 
 
 async def submitted_document(
@@ -53,13 +46,7 @@ async def submitted_document(
         return await wait_for_end(
             runtime, job.id, job.owner_id, seconds=wait_seconds, base_url=base_url
         )
-    return await render_job(
-        runtime.db,
-        job,
-        base_url=base_url,
-        secret=runtime.signing_key,
-        fair_share=runtime.settings.fair_share,
-    )
+    return await runtime.render(job, base_url=base_url)
 
 
 async def wait_for_end(
@@ -73,13 +60,7 @@ async def wait_for_end(
         # periodic re-read covers a fleet on SQLite.
         await runtime.job_events.wait(job_id, min(left, WAIT_RECHECK_SECONDS))
         job = await reads.get(runtime.db, job_id, owner_id)
-    return await render_job(
-        runtime.db,
-        job,
-        base_url=base_url,
-        secret=runtime.signing_key,
-        fair_share=runtime.settings.fair_share,
-    )
+    return await runtime.render(job, base_url=base_url)
 
 
 async def follow_job(
@@ -108,14 +89,7 @@ async def list_documents(
     page, next_seq = await reads.list_jobs(
         runtime.db, owner_id, statuses=statuses, limit=limit, before_seq=before_seq
     )
-    documents = await render_jobs(
-        runtime.db,
-        page,
-        base_url=base_url,
-        secret=runtime.signing_key,
-        fair_share=runtime.settings.fair_share,
-    )
-    return documents, next_seq
+    return await runtime.render_page(page, base_url=base_url), next_seq
 
 
 async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str) -> dict[str, Any]:
@@ -125,13 +99,7 @@ async def cancel(runtime: Runtime, job_id: str, owner_id: str, *, base_url: str)
     await blobs.delete_input(runtime.storage, job.id)
     # It may have been queued: the places behind it moved up.
     await runtime.announce_finished(job.id, JobChange(job.id, job.owner_id, queue_moved=True))
-    return await render_job(
-        runtime.db,
-        job,
-        base_url=base_url,
-        secret=runtime.signing_key,
-        fair_share=runtime.settings.fair_share,
-    )
+    return await runtime.render(job, base_url=base_url)
 
 
 async def delete(runtime: Runtime, job_id: str, owner_id: str) -> None:

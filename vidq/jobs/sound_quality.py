@@ -23,6 +23,7 @@ MIN_TARGET_VMAF, MAX_TARGET_VMAF = 1.0, 100.0
 
 
 def parse_target_vmaf(text: str) -> float:
+    """A mean VMAF score to reach, 1 to 100, in plain decimal digits."""
     value = decimal_number(text)
     if value is None or not MIN_TARGET_VMAF <= value <= MAX_TARGET_VMAF:
         raise ValueError(

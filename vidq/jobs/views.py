@@ -176,16 +176,6 @@ async def render_jobs(
     ]
 
 
-async def render_job(
-    db: Database, job: Job, *, base_url: str, secret: str, fair_share: bool = False
-) -> dict[str, Any]:
-    """The Job document of one job, with its queue place and notification states."""
-    (document,) = await render_jobs(
-        db, [job], base_url=base_url, secret=secret, fair_share=fair_share
-    )
-    return document
-
-
 @dataclass(frozen=True)
 class NotificationPayloads:
     """Builds the body every notification of a job's end carries (API.md "Notifications").

@@ -41,7 +41,6 @@ Box = tuple[int, int, int, int]  # width, height, x, y
 
 
 def _sample_command(
-    ffmpeg: str,
     input_path: Path,
     info: MediaInfo,
     settings: Settings,
@@ -52,6 +51,7 @@ def _sample_command(
 ) -> list[str]:
     """ffmpeg argv running `filters` over `frames` frames from `at_seconds`, writing nothing
     but its log (at info level, where idet and cropdetect report)."""
+    ffmpeg = settings.ffmpeg_binary()
     argv = input_command(ffmpeg, input_path, info, settings, start=at_seconds, autorotate=False)
     argv[argv.index("-loglevel") + 1] = "info"
     return [
@@ -68,32 +68,33 @@ def _sample_command(
     ]
 
 
+def _last_numbers(pattern: re.Pattern[str], log_text: str) -> tuple[int, ...] | None:
+    """The numbers of the last line of the log that `pattern` matches (a filter's final
+    report), or None if none does."""
+    found = pattern.findall(log_text)
+    return tuple(int(n) for n in found[-1]) if found else None
+
+
 def idet_command(
-    ffmpeg: str, input_path: Path, info: MediaInfo, settings: Settings, *, at_seconds: float
+    input_path: Path, info: MediaInfo, settings: Settings, *, at_seconds: float
 ) -> list[str]:
     """ffmpeg argv running idet over a sample of the input as stored."""
+    frames = IDET_SAMPLE_FRAMES
     return _sample_command(
-        ffmpeg,
-        input_path,
-        info,
-        settings,
-        at_seconds=at_seconds,
-        frames=IDET_SAMPLE_FRAMES,
-        filters=["idet"],
+        input_path, info, settings, at_seconds=at_seconds, frames=frames, filters=["idet"]
     )
 
 
 def parse_idet(log_text: str) -> tuple[int, int, int] | None:
     """idet's multi-frame counts (top field first, bottom field first, progressive)."""
-    counts = _IDET.findall(log_text)
-    if not counts:
+    counts = _last_numbers(_IDET, log_text)
+    if counts is None:
         return None
-    tff, bff, progressive = (int(n) for n in counts[-1])
+    tff, bff, progressive = counts
     return tff, bff, progressive
 
 
 def cropdetect_command(
-    ffmpeg: str,
     input_path: Path,
     info: MediaInfo,
     settings: Settings,
@@ -108,23 +109,18 @@ def cropdetect_command(
         *square_pixels(info.video),
         f"cropdetect=limit={CROP_BLACK_LIMIT}:round=2:reset=0:skip=0",
     ]
+    frames = CROP_SAMPLE_FRAMES
     return _sample_command(
-        ffmpeg,
-        input_path,
-        info,
-        settings,
-        at_seconds=at_seconds,
-        frames=CROP_SAMPLE_FRAMES,
-        filters=filters,
+        input_path, info, settings, at_seconds=at_seconds, frames=frames, filters=filters
     )
 
 
 def parse_cropdetect(log_text: str) -> Box | None:
     """cropdetect's last box, or None if it found none (an all-black sample has none)."""
-    found = _CROP.findall(log_text)
-    if not found:
+    numbers = _last_numbers(_CROP, log_text)
+    if numbers is None:
         return None
-    width, height, x, y = (int(n) for n in found[-1])
+    width, height, x, y = numbers
     if width <= 0 or height <= 0 or x < 0 or y < 0:
         return None
     return width, height, x, y
@@ -176,7 +172,7 @@ async def confirm_interlaced(
     assert info.video is not None
     span = (info.duration_seconds or 0.0) - start
     at = start + max(0.0, 0.1 * span)
-    argv = idet_command(settings.ffmpeg_binary(), input_path, info, settings, at_seconds=at)
+    argv = idet_command(input_path, info, settings, at_seconds=at)
     log_text = await _run_for_log(argv, settings, stop)
     counts = parse_idet(log_text or "")
     if counts is None or sum(counts) == 0:
@@ -197,10 +193,9 @@ async def detect_crop(
 ) -> Box | None:
     """The box without black bars, in displayed pixels; None if there are none."""
     assert info.video is not None
-    ffmpeg = settings.ffmpeg_binary()
     boxes = []
     for at in sample_points(start, span_seconds, CROP_SAMPLE_POINTS):
-        argv = cropdetect_command(ffmpeg, input_path, info, settings, options, at_seconds=at)
+        argv = cropdetect_command(input_path, info, settings, options, at_seconds=at)
         box = parse_cropdetect(await _run_for_log(argv, settings, stop) or "")
         if box is not None:
             boxes.append(box)

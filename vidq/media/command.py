@@ -18,6 +18,7 @@ from typing import Protocol
 from vidq.config import Settings
 from vidq.media.filters import (
     SDR_COLOUR_ARGS,
+    PictureSettings,
     keeps_hdr,
     output_pix_fmt,
     picture_size,
@@ -54,13 +55,12 @@ _GIF_PALETTE = (
 )
 
 
-class EncodeSettings(OverlaySettings, Protocol):
-    """The options a conversion asks for, as the command reads them (`ResolvedOptions` fits)."""
+class EncodeSettings(PictureSettings, OverlaySettings, Protocol):
+    """The options a conversion asks for, as the command reads them (`ResolvedOptions` fits):
+    the picture's and the overlays' options and these."""
 
     @property
     def format(self) -> str: ...
-    @property
-    def video_codec(self) -> str: ...
     @property
     def audio_codec(self) -> str: ...
     @property
@@ -78,21 +78,9 @@ class EncodeSettings(OverlaySettings, Protocol):
     @property
     def audio_bitrate(self) -> str | None: ...
     @property
-    def fps(self) -> float | None: ...
-    @property
     def start(self) -> float | None: ...
     @property
     def end(self) -> float | None: ...
-    @property
-    def hdr(self) -> str | None: ...
-    @property
-    def rotate(self) -> int | None: ...
-    @property
-    def flip(self) -> str | None: ...
-    @property
-    def crop(self) -> str | None: ...
-    @property
-    def deinterlace(self) -> str | None: ...
 
 
 def input_command(

@@ -21,7 +21,7 @@ import os
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from vidq.config import Settings
 from vidq.media.command import input_command, seconds_arg
@@ -44,13 +44,6 @@ OUTPUT_DEMUXERS = {
 }
 
 
-class ReferenceSettings(PictureSettings, Protocol):
-    """The options the reference depends on (`ResolvedOptions` fits)."""
-
-    @property
-    def fps(self) -> float | None: ...
-
-
 @dataclass(frozen=True)
 class Reference:
     """The input as the job shows it: the filters that make it, and its displayed size."""
@@ -64,7 +57,7 @@ class Reference:
         return MODEL_4K if min(self.width, self.height) > 1080 else MODEL
 
 
-def reference(options: ReferenceSettings, info: MediaInfo) -> Reference:
+def reference(options: PictureSettings, info: MediaInfo) -> Reference:
     """The job's own picture transforms, in the order its conversion applies them.
 
     The conversion's own chain up to the scaler (deinterlacing, the input's rotation, crop,
