@@ -21,14 +21,13 @@ transactions already run one at a time.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.orm import aliased
 
-from vidq.db.claim import claim_oldest_queued
+from vidq.db.claim import CLAIM_VALUES, built_once, claim_oldest_queued
 from vidq.db.models import Job, Owner
 
 # The advisory lock that serialises fair-share and capped claims across the fleet.
@@ -106,21 +105,24 @@ def fair_claim_statement(scheduling: Scheduling, values: dict[str, Any]) -> Any:
 
 
 async def claim_queued(
-    conn: AsyncConnection, scheduling: Scheduling, *, values: dict[str, Any], now: datetime
+    conn: AsyncConnection, scheduling: Scheduling, params: dict[str, Any]
 ) -> Job | None:
-    """Move the next job by `scheduling` to running with `values`; return its row."""
+    """Move the next job by `scheduling` to running, as `claim.claim_parameters` say;
+    return its row."""
     if scheduling.plain:
-        return await claim_oldest_queued(conn, values=values, now=now)
-    return await claim_fairly(conn, values=values, now=now, scheduling=scheduling)
+        return await claim_oldest_queued(conn, params)
+    return await claim_fairly(conn, params, scheduling=scheduling)
 
 
 async def claim_fairly(
-    conn: AsyncConnection, *, values: dict[str, Any], now: datetime, scheduling: Scheduling
+    conn: AsyncConnection, params: dict[str, Any], *, scheduling: Scheduling
 ) -> Job | None:
-    """Move the job `scheduling` picks to running with `values`; return its row (None:
-    nothing queued, or every owner with queued jobs at its cap)."""
+    """Move the job `scheduling` picks to running; return its row (None: nothing queued,
+    or every owner with queued jobs at its cap)."""
     if conn.dialect.name == "postgresql":
         await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CLAIM_LOCK_KEY})
-    stmt = fair_claim_statement(scheduling, {**values, "updated_at": now})
-    row = (await conn.execute(stmt)).mappings().first()
+    stmt = built_once(
+        conn.dialect.name, scheduling, lambda: fair_claim_statement(scheduling, CLAIM_VALUES)
+    )
+    row = (await conn.execute(stmt, params)).mappings().first()
     return Job.from_row(row) if row else None

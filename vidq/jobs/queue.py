@@ -16,10 +16,11 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, delete, func, insert, or_, select, text, update
+from sqlalchemy import and_, delete, insert, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from vidq.clock import utcnow
+from vidq.db.claim import claim_parameters
 from vidq.db.database import Database
 from vidq.db.fair_claim import FIFO, Scheduling, claim_queued
 from vidq.db.models import Job, table_of
@@ -116,21 +117,13 @@ async def claim_next(
     token = str(uuid.uuid4())
     connect = db.one_statement if scheduling.plain else db.write
     async with connect() as conn:
-        job = await claim_queued(
-            conn,
-            scheduling,
+        params = claim_parameters(
             now=now,
-            values={
-                "status": JobStatus.RUNNING.value,
-                "lease_token": token,
-                "lease_expires_at": now + timedelta(seconds=lease_seconds),
-                "worker_id": worker_id,
-                "attempts": jobs.c.attempts + 1,
-                "started_at": func.coalesce(jobs.c.started_at, now),
-                "progress_percent": 0.0,
-                "eta_seconds": None,
-            },
+            lease_token=token,
+            lease_expires_at=now + timedelta(seconds=lease_seconds),
+            worker_id=worker_id,
         )
+        job = await claim_queued(conn, scheduling, params)
     return Claim(job, token) if job else None
 
 
