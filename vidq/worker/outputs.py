@@ -74,6 +74,15 @@ class MadeFile:
     size_bytes: int
     content_type: str
 
+    def listing(self) -> dict[str, object]:
+        """The file as `result.files` lists it (and the package ZIP is built from)."""
+        return {
+            "path": self.path,
+            "role": self.role,
+            "size_bytes": self.size_bytes,
+            "content_type": self.content_type,
+        }
+
 
 @dataclass
 class OutputPlan:
@@ -328,15 +337,7 @@ async def describe_result(
     plan: OutputPlan, made: list[MadeFile], settings: Settings
 ) -> dict[str, object]:
     """The job's `result` (less its links): the download, the files, the output as probed."""
-    files = [
-        {
-            "path": f.path,
-            "role": f.role,
-            "size_bytes": f.size_bytes,
-            "content_type": f.content_type,
-        }
-        for f in made
-    ]
+    files = [f.listing() for f in made]
     document: dict[str, object] = {
         "files": files,
         "remuxed": is_remuxed(plan.options, plan.info),

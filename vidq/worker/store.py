@@ -22,14 +22,6 @@ async def store_outputs(
             blobs.file_key(job_id, f.path, role=f.role, main_key=main_key), f.local
         )
     if plan.is_package:
-        files = [
-            {
-                "path": f.path,
-                "role": f.role,
-                "size_bytes": f.size_bytes,
-                "content_type": f.content_type,
-            }
-            for f in made
-        ]
+        files = [f.listing() for f in made]
         return blobs.package_zip_key(job_id), await store_package_zip(storage, job_id, files)
     return main_key, made[0].size_bytes
