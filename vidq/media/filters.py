@@ -16,7 +16,6 @@ all take their pictures from this chain, so they agree with one another.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
 from typing import Protocol
 
 from vidq.media.info import VideoInfo
@@ -214,20 +213,3 @@ def video_filter_parts(
     if pix_fmt is not None:
         after.append(f"format={pix_fmt}")
     return before, after
-
-
-def video_filters(
-    options: PictureSettings,
-    video: VideoInfo,
-    *,
-    size: tuple[int, int],
-    overlays: Sequence[str] = (),
-    scale_flags: str = "bicubic",
-    pix_fmt: str | None = None,
-) -> list[str]:
-    """The whole chain for one encoded picture of `size`: geometry, scale, tone-map, then
-    `overlays` (filters drawn on the scaled picture), fps, and the pixel format (if given)."""
-    before, after = video_filter_parts(
-        options, video, size=size, scale_flags=scale_flags, pix_fmt=pix_fmt
-    )
-    return [*before, *overlays, *after]
