@@ -566,6 +566,17 @@ async def test_stop_ends_the_process_within_two_seconds(tmp_path: Path, settings
     assert pids and not any(psutil.pid_exists(pid) for pid in pids)
 
 
+def test_a_run_standing_for_others_keeps_its_worded_message() -> None:
+    # A chunked job's step fails with the message its failed part already wrote for users:
+    # said once, not wrapped again as an ffmpeg exit status.
+    part_said = "The conversion failed: ffmpeg failed (exit status 1): Invalid data."
+    result = FFmpegResult(1, "", None, message=part_said)
+    assert describe_failure(result) == part_said
+    assert describe_failure(FFmpegResult(1, "Invalid data.", None)) == (
+        "The conversion failed: ffmpeg failed (exit status 1): Invalid data."
+    )
+
+
 async def test_timeout(tmp_path: Path, settings: Settings) -> None:
     started = time.monotonic()
     result = await _run(_endless(tmp_path), settings, timeout_seconds=0.5)

@@ -32,6 +32,9 @@ class FFmpegResult:
     returncode: int | None
     stderr_tail: str
     stop_reason: str | None  # None (ran to its end), "stopped", "timeout" or "stalled"
+    # Already worded for users: a run that stands for others (a chunked job's parts, each
+    # failure described where it happened) says how they ended.
+    message: str | None = None
 
 
 async def spawn_limited(
@@ -206,6 +209,8 @@ def describe_failure(
 
     With `memory_bytes` (the limit ffmpeg ran under), a failure that looks like running out
     of memory says so, and names the limit."""
+    if result.message is not None:
+        return result.message
     if result.stop_reason == "stopped":
         return "The conversion was stopped."
     if result.stop_reason == "timeout":

@@ -247,10 +247,10 @@ class ChunkedEncode:
                 continue
             rows = known
             if len(rows) != len(self.bounds):
-                return FFmpegResult(1, "The parts of the conversion were lost.", None)
+                return FFmpegResult(1, "", None, message="The parts of the conversion were lost.")
             broken = next((r for r in rows if r.status == parts.FAILED), None)
             if broken is not None:
-                return FFmpegResult(1, broken.error_message or "A part failed.", None)
+                return FFmpegResult(1, "", None, message=broken.error_message or "A part failed.")
             worn = next(
                 (
                     r
@@ -263,7 +263,7 @@ class ChunkedEncode:
             )
             if worn is not None:
                 message = f"A part of the conversion was interrupted {worn.attempts} times."
-                return FFmpegResult(1, message, None)
+                return FFmpegResult(1, "", None, message=message)
             if all(r.status == parts.DONE for r in rows):
                 return None
             with contextlib.suppress(TimeoutError):
